@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ConfigError"]
+__all__ = ["ConfigError", "DivergenceError"]
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -82,3 +82,20 @@ class ConfigError(ValueError):
             given=self.given if self.has_given else ConfigError._MISSING,
             hint=self.hint,
         )
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss; the trial is recorded as diverged.
+
+    Args:
+        iteration: 0-based global train iteration where it happened.
+        epoch: 0-based epoch.
+        values: the non-finite log values (name -> value).
+    """
+
+    def __init__(self, iteration: int, epoch: int, values: dict[str, float]) -> None:
+        self.iteration = iteration
+        self.epoch = epoch
+        self.values = dict(values)
+        shown = ", ".join(f"{k}={v}" for k, v in self.values.items())
+        super().__init__(f"training diverged at epoch {epoch}, iteration {iteration}: {shown}")
