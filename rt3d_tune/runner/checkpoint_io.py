@@ -1,0 +1,145 @@
+"""Checkpoint files: atomic writes, the ``latest.pth`` link, safe loading, auto-resume lookup.
+
+A checkpoint is ``{'meta': {...}, 'state_dict': {...}, 'optimizer': {...}}`` holding
+only tensors and plain containers, so it loads with ``torch.load(weights_only=True)``
+(no pickled code runs when a checkpoint is opened).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rt3d_tune.errors import ConfigError
+
+__all__ = [
+    "atomic_save",
+    "update_latest",
+    "load_checkpoint_file",
+    "find_latest_checkpoint",
+    "LATEST",
+]
+
+LATEST = "latest.pth"
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """Save ``obj`` with ``torch.save`` so that ``path`` is either the old or the new file.
+
+    The data go to a temporary file in the same folder, are flushed to disk, and the
+    file is renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows). A
+    crash or an exception mid-write leaves ``path`` as it was and no temporary file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def update_latest(target: str | os.PathLike[str], latest: str | os.PathLike[str] | None = None) -> Path:
+    """Point ``latest.pth`` (beside ``target`` unless given) at ``target``, atomically.
+
+    A relative symlink is created under a temporary name and renamed over the old link;
+    where symlinks are not allowed, the file is copied to a temporary name and renamed.
+    """
+    target = Path(target)
+    latest = target.parent / LATEST if latest is None else Path(latest)
+    tmp = latest.parent / f".{latest.name}.{os.getpid()}.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    try:
+        rel = os.path.relpath(target, latest.parent)
+        os.symlink(rel, tmp)
+    except (OSError, NotImplementedError):
+        shutil.copyfile(target, tmp)
+    os.replace(tmp, latest)
+    _fsync_dir(latest.parent)
+    return latest
+
+
+def load_checkpoint_file(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``.
+
+    Returns:
+        The checkpoint dict; a bare state dict is wrapped as ``{'state_dict': ...}``.
+
+    Raises:
+        ConfigError: the file is missing, or holds something other than tensors and
+            plain containers (a checkpoint written by other code that pickled objects).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("checkpoint file not found", expected="an existing .pth file", given=str(path))
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ConfigError(
+            "the checkpoint holds pickled objects and is not loaded (weights_only=True)",
+            given=str(path),
+            hint="re-save it with only tensors and plain containers "
+            f"(torch.load said: {str(err).splitlines()[0]})",
+        ) from err
+    except (RuntimeError, EOFError) as err:
+        raise ConfigError(f"the checkpoint is unreadable: {err}", given=str(path)) from err
+    if not isinstance(ckpt, dict):
+        raise ConfigError("a checkpoint must hold a dict", given=str(path))
+    if "state_dict" not in ckpt:
+        ckpt = {"state_dict": ckpt, "meta": {}}
+    return ckpt
+
+
+_NUMBERED = re.compile(r"^(epoch|iter)_(\d+)\.pth$")
+
+
+def find_latest_checkpoint(work_dir: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint auto-resume picks in ``work_dir``.
+
+    ``latest.pth`` when it exists and resolves to a file; else the ``epoch_N.pth`` or
+    ``iter_N.pth`` with the largest N; else None.
+    """
+    work_dir = Path(work_dir)
+    latest = work_dir / LATEST
+    if latest.is_file():
+        return latest
+    best: tuple[int, Path] | None = None
+    if work_dir.is_dir():
+        for entry in work_dir.iterdir():
+            match = _NUMBERED.match(entry.name)
+            if match and entry.is_file():
+                number = int(match.group(2))
+                if best is None or number > best[0]:
+                    best = (number, entry)
+    return None if best is None else best[1]
