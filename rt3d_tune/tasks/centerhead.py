@@ -22,16 +22,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "REG_CHANNELS",
     "BEVGrid",
     "CenterHead",
     "HeadTargets",
     "build_targets",
     "decode",
-    "encode_yaw",
     "decode_yaw",
+    "encode_yaw",
     "gaussian_focal_loss",
     "gaussian_radius",
-    "REG_CHANNELS",
 ]
 
 REG_CHANNELS = 8
@@ -121,7 +121,12 @@ def _sample_targets(
     v = (boxes[:, 1] - grid.y_min) / grid.cell_y
     keep = (u >= 0) & (u < grid.width) & (v >= 0) & (v < grid.height)
     keep &= (labels >= 0) & (labels < num_classes)
-    boxes, labels, u, v = boxes[keep][:max_objs], labels[keep][:max_objs], u[keep][:max_objs], v[keep][:max_objs]
+    boxes, labels, u, v = (
+        boxes[keep][:max_objs],
+        labels[keep][:max_objs],
+        u[keep][:max_objs],
+        v[keep][:max_objs],
+    )
     n = boxes.shape[0]
     if n == 0:
         return heatmap, index, reg, mask
@@ -136,7 +141,8 @@ def _sample_targets(
     r = radius[:, None, None]
     window = (dx.abs() <= r) & (dy.abs() <= r)
     gauss = torch.exp(-(dx**2 + dy**2) / (2 * sigma[:, None, None] ** 2)) * window
-    heatmap.index_reduce_(0, labels.long(), gauss, "amax")
+    for c in labels.unique().tolist():
+        heatmap[c] = gauss[labels == c].amax(dim=0)
     index[:n] = row * grid.width + col
     reg[:n, 0] = u - col
     reg[:n, 1] = v - row
@@ -170,13 +176,15 @@ def build_targets(
     """
     parts = [
         _sample_targets(b, lab, grid, num_classes, max_objs, min_radius, min_overlap)
-        for b, lab in zip(gt_boxes, gt_labels)
+        for b, lab in zip(gt_boxes, gt_labels, strict=True)
     ]
-    heatmap, index, reg, mask = (torch.stack(list(t)) for t in zip(*parts))
+    heatmap, index, reg, mask = (torch.stack(list(t)) for t in zip(*parts, strict=True))
     return HeadTargets(heatmap=heatmap, index=index, reg=reg, mask=mask)
 
 
-def gaussian_focal_loss(pred: Tensor, target: Tensor, alpha: float = 2.0, gamma: float = 4.0) -> Tensor:
+def gaussian_focal_loss(
+    pred: Tensor, target: Tensor, alpha: float = 2.0, gamma: float = 4.0
+) -> Tensor:
     """CenterNet focal loss on a sigmoid heatmap, summed and divided by the number of peaks.
 
     Args:
@@ -237,11 +245,11 @@ def decode(
     for i in range(b):
         keep = scores[i] >= score_thr
         out.append(
-            dict(
-                boxes=boxes[i][keep].detach().cpu().numpy().astype(np.float32),
-                scores=scores[i][keep].detach().float().cpu().numpy().astype(np.float32),
-                labels=labels[i][keep].detach().cpu().numpy().astype(np.int64),
-            )
+            {
+                "boxes": boxes[i][keep].detach().cpu().numpy().astype(np.float32),
+                "scores": scores[i][keep].detach().float().cpu().numpy().astype(np.float32),
+                "labels": labels[i][keep].detach().cpu().numpy().astype(np.int64),
+            }
         )
     return out
 
@@ -256,7 +264,9 @@ class CenterHead(nn.Module):
         prior: initial heatmap probability (sets the heatmap bias, as CenterPoint).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, head_channels: int = 32, prior: float = 0.1) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, head_channels: int = 32, prior: float = 0.1
+    ) -> None:
         super().__init__()
         self.shared = nn.Sequential(
             nn.Conv2d(in_channels, head_channels, 3, padding=1, bias=False),

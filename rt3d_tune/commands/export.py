@@ -1,0 +1,36 @@
+"""``rt3d-tune export RUN_DIR``: write the best config, summary and results table again.
+
+Works on a finished run and on an interrupted one (trials that never ended are
+marked INTERRUPTED).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``export`` to the CLI's subparsers."""
+    parser = subparsers.add_parser(
+        "export",
+        help="export a search run's best config and results",
+        description="Write best/best_config.py, best/best_runtime.py, best/summary.json and "
+        "results.csv of RUN_DIR from what its trials recorded.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory `rt3d-tune search` made")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export and print the written paths. Raises ConfigError for a wrong directory."""
+    from rt3d_tune.search.export import export_run
+
+    paths = export_run(args.run_dir)
+    if "best_config" not in paths:
+        print("no trial reported the metric; only results.csv was written")
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0

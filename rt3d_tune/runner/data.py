@@ -1,0 +1,124 @@
+"""Datasets and data loaders from config, seeded so that a run is reproducible.
+
+The shuffle order and the data workers' seeds are functions of (seed, epoch) only, so a
+run resumed at epoch k sees the same batches as a straight run does at epoch k.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from rt3d_tune.errors import ConfigError
+from rt3d_tune.registry import DATASETS
+
+__all__ = ["EpochSampler", "build_dataset", "build_dataloader"]
+
+
+def build_dataset(cfg: Mapping[str, Any], key_path: str = "data.train",
+                  default_args: Mapping[str, Any] | None = None) -> Dataset:
+    """Build a dataset from ``dict(type=<DATASETS name>, ...)``.
+
+    Raises:
+        ConfigError: an unknown type or bad arguments, with ``key_path``.
+    """
+    return DATASETS.build(cfg, default_args=default_args, key_path=key_path)
+
+
+class EpochSampler(Sampler[int]):
+    """Indices in order, or shuffled by a permutation seeded with ``seed + epoch``.
+
+    ``set_epoch`` also reseeds the loader's generator (shared with the DataLoader), from
+    which the workers' base seed is drawn at each pass.
+
+    Args:
+        length: the dataset length.
+        shuffle: permute each epoch.
+        seed: the run's seed.
+        generator: the DataLoader's generator.
+    """
+
+    def __init__(self, length: int, shuffle: bool, seed: int, generator: torch.Generator) -> None:
+        self.length = length
+        self.shuffle = shuffle
+        self.seed = seed
+        self.generator = generator
+        self.epoch = 0
+        self.start = 0
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the pass over the data (0-based); the pass starts at its first sample."""
+        self.epoch = epoch
+        self.start = 0
+        self.generator.manual_seed(self.seed + epoch)
+
+    def set_start(self, start: int) -> None:
+        """Begin the current pass at position ``start`` of its order (resuming mid-pass)."""
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            order = list(range(self.length))
+        else:
+            gen = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.length, generator=gen).tolist()
+        start, self.start = self.start, 0
+        return iter(order[start:])
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch gives each worker base_seed + worker_id, and base_seed comes from the
+    # loader's generator (reseeded per epoch); numpy and random follow it.
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_dataloader(
+    dataset: Dataset,
+    samples_per_gpu: int,
+    workers_per_gpu: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader over ``dataset`` (its ``collate_fn`` attribute is used when present).
+
+    Args:
+        samples_per_gpu: batch size.
+        workers_per_gpu: loader worker processes (0: load in the main process).
+        shuffle: a new seeded order each epoch.
+        seed: the run's seed.
+        drop_last: drop a last incomplete batch.
+
+    Raises:
+        ConfigError: a batch size < 1 or a negative worker count.
+    """
+    if not isinstance(samples_per_gpu, int) or isinstance(samples_per_gpu, bool) or samples_per_gpu < 1:
+        raise ConfigError("bad batch size", key_path="data.samples_per_gpu", expected="an int >= 1",
+                          given=samples_per_gpu)
+    if not isinstance(workers_per_gpu, int) or isinstance(workers_per_gpu, bool) or workers_per_gpu < 0:
+        raise ConfigError("bad worker count", key_path="data.workers_per_gpu", expected="an int >= 0",
+                          given=workers_per_gpu)
+    generator = torch.Generator()
+    sampler = EpochSampler(len(dataset), shuffle, seed, generator)  # type: ignore[arg-type]
+    collate = getattr(dataset, "collate_fn", None)
+    return DataLoader(
+        dataset,
+        batch_size=samples_per_gpu,
+        sampler=sampler,
+        num_workers=workers_per_gpu,
+        collate_fn=collate if callable(collate) else None,
+        drop_last=drop_last,
+        worker_init_fn=_seed_worker if workers_per_gpu > 0 else None,
+        generator=generator,
+    )

@@ -1,0 +1,126 @@
+"""EpochBasedRunner: the workflow counts epochs."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from rt3d_tune.errors import ConfigError
+from rt3d_tune.registry import RUNNERS
+from rt3d_tune.runner.base import BaseRunner
+
+__all__ = ["EpochBasedRunner", "set_loader_epoch"]
+
+
+def set_loader_epoch(data_loader: Any, epoch: int) -> None:
+    """Tell the loader's sampler which pass this is (its shuffle and worker seeds follow)."""
+    sampler = getattr(data_loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+
+
+def check_workflow(workflow: Sequence[Any], n_loaders: int) -> list[tuple[str, int]]:
+    """Validate ``workflow`` (a list of (phase, count)) against the loaders.
+
+    Raises:
+        ConfigError: an entry is not ('train'|'val', positive int), or the number of
+            phases differs from the number of loaders.
+    """
+    flows: list[tuple[str, int]] = []
+    for i, flow in enumerate(workflow):
+        if (
+            not isinstance(flow, (list, tuple))
+            or len(flow) != 2
+            or flow[0] not in ("train", "val")
+            or not isinstance(flow[1], int)
+            or isinstance(flow[1], bool)
+            or flow[1] < 1
+        ):
+            raise ConfigError(
+                "bad workflow entry",
+                key_path=f"workflow.{i}",
+                expected="('train', n) or ('val', n) with n >= 1",
+                given=flow,
+            )
+        flows.append((flow[0], flow[1]))
+    if len(flows) != n_loaders:
+        raise ConfigError(
+            "one data loader per workflow phase is needed",
+            key_path="workflow",
+            expected=f"{n_loaders} phases",
+            given=list(workflow),
+        )
+    return flows
+
+
+@RUNNERS.register_module()
+class EpochBasedRunner(BaseRunner):
+    """Trains ``max_epochs`` epochs; each workflow phase runs ``n`` epochs in turn.
+
+    ``max_iters`` is ``max_epochs * len(train_loader)``, set when ``run`` starts.
+    """
+
+    default_ckpt_tmpl = "epoch_{}.pth"
+
+    def train(self, data_loader: Any) -> None:
+        """One training epoch."""
+        self.model.train()
+        self.mode = "train"
+        self.data_loader = data_loader
+        self.max_iters = self.max_epochs * len(data_loader)
+        set_loader_epoch(data_loader, self.epoch)
+        self.call_hook("before_train_epoch")
+        for i, data_batch in enumerate(data_loader):
+            self.inner_iter = i
+            self.data_batch = data_batch
+            self.call_hook("before_train_iter")
+            self.run_iter(data_batch, train_mode=True)
+            self.call_hook("after_train_iter")
+            self.data_batch = None
+            self.iter += 1
+        self.call_hook("after_train_epoch")
+        self.epoch += 1
+
+    @torch.no_grad()
+    def val(self, data_loader: Any) -> None:
+        """One validation epoch: val_step on every batch, no update; only the log buffer is fed."""
+        self.model.eval()
+        self.mode = "val"
+        self.data_loader = data_loader
+        set_loader_epoch(data_loader, self.epoch)
+        self.call_hook("before_val_epoch")
+        for i, data_batch in enumerate(data_loader):
+            self.inner_iter = i
+            self.data_batch = data_batch
+            self.call_hook("before_val_iter")
+            self.run_iter(data_batch, train_mode=False)
+            self.call_hook("after_val_iter")
+            self.data_batch = None
+        self.call_hook("after_val_epoch")
+
+    def run(self, data_loaders: Sequence[Any] | None = None,
+            workflow: Sequence[tuple[str, int]] | None = None) -> None:
+        """Run the workflow until ``epoch >= max_epochs``.
+
+        Raises:
+            ConfigError: a bad workflow, no train phase, or no ``max_epochs``.
+        """
+        data_loaders = self.data_loaders if data_loaders is None else data_loaders
+        flows = check_workflow(self.workflow if workflow is None else workflow, len(data_loaders))
+        if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
+            raise ConfigError("the epoch runner needs max_epochs >= 1", key_path="runner.max_epochs",
+                              given=self.max_epochs)
+        train = [i for i, (mode, _) in enumerate(flows) if mode == "train"]
+        if not train:
+            raise ConfigError("the workflow has no train phase", key_path="workflow", given=flows)
+        self.max_iters = self.max_epochs * len(data_loaders[train[0]])
+        self._log_start(flows, "epochs", self.max_epochs)
+        self.call_hook("before_run")
+        while self.epoch < self.max_epochs:
+            for loader, (mode, epochs) in zip(data_loaders, flows):
+                for _ in range(epochs):
+                    if mode == "train" and self.epoch >= self.max_epochs:
+                        break
+                    getattr(self, mode)(loader)
+        self.call_hook("after_run")

@@ -1,0 +1,95 @@
+"""Tune callbacks of the search: the results recorder and the fatal-error stopper."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback, Stopper
+
+from rt3d_tune.search.recorder import ERROR, RESULTS_JSONL, append_event, classify
+from rt3d_tune.search.trainable import trial_params
+
+__all__ = ["ResultRecorder", "FatalErrorStopper"]
+
+# Result keys Tune adds that say nothing about the trial.
+_DROPPED_KEYS = ("config", "date", "timestamp", "experiment_tag", "checkpoint_dir_name")
+
+
+def _error_text(trial: Any) -> str:
+    """The last line of the trial's traceback (the exception and its message)."""
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).exists():
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        return lines[-1] if lines else "unknown error"
+    return "unknown error"
+
+
+class ResultRecorder(Callback):
+    """Appends every trial event to ``<run_dir>/results.jsonl`` (format: ``recorder``)."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir, RESULTS_JSONL)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        append_event(
+            self.path,
+            {
+                "event": "start",
+                "trial_id": trial.trial_id,
+                "params": trial_params(trial.config),
+                "time": time.time(),
+            },
+        )
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        kept = {k: v for k, v in result.items() if k not in _DROPPED_KEYS}
+        append_event(self.path, {"event": "result", "trial_id": trial.trial_id, "result": kept})
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        last = trial.last_result or {}
+        append_event(
+            self.path,
+            {
+                "event": "end",
+                "trial_id": trial.trial_id,
+                "status": classify(last),
+                "error": last.get("fatal_error") or last.get("error"),
+                "time": time.time(),
+            },
+        )
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        append_event(
+            self.path,
+            {
+                "event": "end",
+                "trial_id": trial.trial_id,
+                "status": ERROR,
+                "error": _error_text(trial),
+                "time": time.time(),
+            },
+        )
+
+
+class FatalErrorStopper(Stopper):
+    """Ends the whole search when a trial reports ``fatal_error`` (kept in ``.fatal``).
+
+    A fatal error is one every trial would repeat (the metric is never produced, the
+    trial config does not build); the driver raises it as ConfigError.
+    """
+
+    def __init__(self) -> None:
+        self.fatal: str | None = None
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        if result.get("fatal_error"):
+            self.fatal = self.fatal or str(result["fatal_error"])
+            return True
+        return False
+
+    def stop_all(self) -> bool:
+        return self.fatal is not None

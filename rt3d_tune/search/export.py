@@ -1,0 +1,251 @@
+"""Export a search run: the winner as config files, a summary, and the trials table.
+
+Reads only what the run directory holds (``run.json``, ``results.jsonl``,
+``trials/<id>/config.py``, ``base_config.py``), so it works for a finished run, an
+interrupted one, and a run copied from another machine::
+
+    best/best_config.py    the best trial's full config, literals only (rt3d-tune train)
+    best/best_runtime.py   only what differs from the base, ``_base_`` = the base config
+    best/summary.json      metric, best value, trial, params, seed, versions, compute
+    results.csv            one row per trial: params, metric per fidelity, status, time
+
+Extension point: a module that writes more (the mmengine spelling, the HTML report)
+decorates ``write(ctx) -> dict[name, Path]`` with :func:`register_exporter` and adds
+its module name to ``EXPORTER_MODULES``; ``export_run`` imports those lazily and calls
+every registered exporter after the files above exist.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from rt3d_tune.errors import ConfigError
+from rt3d_tune.search import recorder
+
+__all__ = [
+    "RUN_INFO",
+    "ExportContext",
+    "EXPORTER_MODULES",
+    "register_exporter",
+    "export_run",
+    "runtime_diff",
+    "write_run_info",
+]
+
+RUN_INFO = "run.json"
+BEST_DIR = "best"
+RESULTS_CSV = "results.csv"
+# Modules that register more exporters (imported by export_run).
+EXPORTER_MODULES: tuple[str, ...] = ()
+_EXPORTERS: list[Callable[["ExportContext"], dict[str, Path]]] = []
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    """What every exporter gets.
+
+    Attributes:
+        run_dir: the run directory; best_dir: ``run_dir/best``.
+        info: ``run.json`` (metric, mode, base_path, space_file, seed, algorithm, ...).
+        records: every trial by id, statuses final (``recorder.TrialRecord``).
+        best: the best trial's record (None when no trial reported the metric).
+    """
+
+    run_dir: Path
+    best_dir: Path
+    info: dict[str, Any]
+    records: dict[str, recorder.TrialRecord]
+    best: recorder.TrialRecord | None
+
+
+def register_exporter(
+    fn: Callable[[ExportContext], dict[str, Path]],
+) -> Callable[[ExportContext], dict[str, Path]]:
+    """Decorator: run ``fn(ctx)`` in every export; it returns name -> written path."""
+    if fn not in _EXPORTERS:
+        _EXPORTERS.append(fn)
+    return fn
+
+
+def write_run_info(run_dir: Path, info: dict[str, Any]) -> Path:
+    """Write ``run.json``: what export needs to know about the search."""
+    path = Path(run_dir, RUN_INFO)
+    path.write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def runtime_diff(base: Any, trial: Any) -> dict[str, Any]:
+    """The part of ``trial`` that differs from ``base``, as a child config would write it.
+
+    Mappings are compared key by key; a mapping that lost keys of the base (a choice
+    branch replaced the subtree) is written whole with ``_delete_=True`` so that the
+    merge does not bring the base's other keys back. Everything else is replaced.
+    """
+    diff: dict[str, Any] = {}
+    for key, value in trial.items():
+        if key not in base:
+            diff[key] = value
+        elif value != base[key]:
+            old = base[key]
+            if isinstance(value, dict) and isinstance(old, dict):
+                if set(old) - set(value):
+                    diff[key] = {"_delete_": True, **value}
+                else:
+                    diff[key] = runtime_diff(old, value)
+            else:
+                diff[key] = value
+    return diff
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for dist in ("rt3d-tune", "torch", "ray", "optuna"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    return found
+
+
+def _counts(records: dict[str, recorder.TrialRecord]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for rec in records.values():
+        counts[rec.status] = counts.get(rec.status, 0) + 1
+    return counts
+
+
+def _compute(records: dict[str, recorder.TrialRecord]) -> dict[str, float]:
+    starts = [r.start for r in records.values() if r.start is not None]
+    ends = [r.end for r in records.values() if r.end is not None]
+    trial_s = sum(float(r.last_result.get("time_total_s", 0.0)) for r in records.values())
+    return {
+        "trial_epochs": sum(r.fidelity for r in records.values()),
+        "trial_seconds": round(trial_s, 3),
+        "wall_seconds": round(max(ends) - min(starts), 3) if starts and ends else 0.0,
+    }
+
+
+def _write_results_csv(ctx: ExportContext) -> Path:
+    metric = ctx.info["metric"]
+    params = sorted({name for rec in ctx.records.values() for name in rec.params})
+    fidelities = sorted({f for rec in ctx.records.values() for f in rec.results})
+    header = (
+        ["trial_id", "status", metric, "epochs", "time_s"]
+        + [f"param:{name}" for name in params]
+        + [f"{metric}@{f}" for f in fidelities]
+        + ["gpu_ids", "error"]
+    )
+    path = ctx.run_dir / RESULTS_CSV
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for rec in ctx.records.values():
+            last = rec.last_result
+            value = rec.metric(metric)
+            writer.writerow(
+                [rec.trial_id, rec.status, "" if value is None else value, rec.fidelity,
+                 round(float(last.get("time_total_s", 0.0)), 3)]
+                + [json.dumps(rec.params[n]) if n in rec.params else "" for n in params]
+                + [_cell(rec.metric(metric, f)) for f in fidelities]
+                + [last.get("gpu_ids", ""), rec.error or ""]
+            )
+    return path
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _write_best(ctx: ExportContext) -> dict[str, Path]:
+    from rt3d_tune.config import Config
+    from rt3d_tune.config_text import dumps
+
+    best = ctx.best
+    if best is None:
+        return {}
+    trial_cfg_path = ctx.run_dir / "trials" / best.trial_id / "config.py"
+    if not trial_cfg_path.exists():
+        raise ConfigError(
+            "the best trial's config is missing",
+            file=str(trial_cfg_path),
+            hint="the run directory is incomplete; was it copied without trials/?",
+        )
+    ctx.best_dir.mkdir(parents=True, exist_ok=True)
+    trial_cfg = Config.fromfile(str(trial_cfg_path), import_custom_modules=False)
+    best_config = ctx.best_dir / "best_config.py"
+    trial_cfg.dump(str(best_config))
+
+    base_cfg = Config.fromfile(str(ctx.run_dir / "base_config.py"), import_custom_modules=False)
+    base_path = Path(ctx.info["base_path"])
+    if not base_path.exists():  # the run moved: point at the resolved copy beside it
+        base_path = ctx.run_dir / "base_config.py"
+    diff = runtime_diff(base_cfg.to_dict(), trial_cfg.to_dict())
+    rel = os.path.relpath(base_path, ctx.best_dir)
+    best_runtime = ctx.best_dir / "best_runtime.py"
+    best_runtime.write_text(
+        f"# The best trial ({best.trial_id}) of {ctx.run_dir.name}: only what it changed.\n"
+        + dumps({"_base_": rel, **diff}, "py"),
+        encoding="utf-8",
+    )
+    summary = {
+        "metric": ctx.info["metric"],
+        "mode": ctx.info["mode"],
+        "best_value": best.metric(ctx.info["metric"]),
+        "trial_id": best.trial_id,
+        "epochs": best.fidelity,
+        "params": best.params,
+        "changed": diff,
+        "seed": ctx.info.get("seed"),
+        "algorithm": ctx.info.get("algorithm"),
+        "scheduler": ctx.info.get("scheduler"),
+        "versions": _versions(),
+        "compute": _compute(ctx.records),
+        "trials": _counts(ctx.records),
+    }
+    summary_path = ctx.best_dir / "summary.json"
+    summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    return {"best_config": best_config, "best_runtime": best_runtime, "summary": summary_path}
+
+
+def load_run_info(run_dir: str | Path) -> dict[str, Any]:
+    """``run.json`` of a run directory.
+
+    Raises:
+        ConfigError: not a search run directory.
+    """
+    path = Path(run_dir, RUN_INFO)
+    if not path.exists():
+        raise ConfigError(
+            "not a search run directory (no run.json)",
+            key_path="RUN_DIR",
+            given=str(run_dir),
+            hint="pass the directory `rt3d-tune search` created: <output>/<name>",
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def export_run(run_dir: str | Path) -> dict[str, Path]:
+    """Write every export file of a run (finished or interrupted); returns name -> path.
+
+    Raises:
+        ConfigError: not a run directory, or its best trial's config is missing.
+    """
+    run_dir = Path(run_dir).resolve()
+    info = load_run_info(run_dir)
+    records = recorder.load_records(run_dir, finished=True)
+    best = recorder.best_record(records, info["metric"], info["mode"])
+    ctx = ExportContext(run_dir, run_dir / BEST_DIR, info, records, best)
+    paths = {"results_csv": _write_results_csv(ctx)}
+    paths.update(_write_best(ctx))
+    for module in EXPORTER_MODULES:
+        importlib.import_module(module)
+    for exporter in list(_EXPORTERS):
+        paths.update(exporter(ctx))
+    return paths

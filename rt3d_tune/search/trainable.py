@@ -1,0 +1,329 @@
+"""The Ray side of one trial: a function trainable that runs the runner and reports.
+
+Data flow inside a trial (DESIGN.md, "Data flow")::
+
+    Tune config (sampled params) -> overrides -> trial Config -> trials/<id>/config.py
+        -> build_runner(cfg, extra_hooks=[TuneReportHook]) -> runner.run()
+        EvalHook metrics -> TuneReportHook -> tune.report(metrics, checkpoint)
+
+Fidelity (``training_iteration``, what ASHA/HyperBand/median/PBT count) is the number
+of epochs trained when the evaluation ran after a train epoch, and the evaluation
+round otherwise (iteration-based runners).
+
+Failure policy:
+    * a non-finite loss (DivergenceError) ends the trial with one last report that
+      carries the worst finite value of the metric and ``diverged: True``; the
+      scheduler and the sampler see a bad trial and the search goes on;
+    * a metric named in the space but missing from the first evaluation is a user
+      mistake every trial would repeat: the trial reports ``fatal_error`` and the
+      search's stopper (``rt3d_tune.search.recorder``) ends the whole search, which
+      then raises ConfigError naming the metrics that were produced.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rt3d_tune.errors import ConfigError, DivergenceError
+from rt3d_tune.registry import HOOKS
+from rt3d_tune.runner.hook import Hook
+from rt3d_tune.runner.priority import Priority
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "DIVERGED_MAGNITUDE",
+    "TrialSetup",
+    "TuneReportHook",
+    "worst_value",
+    "train_trial",
+    "apply_optimizer_hyperparams",
+]
+
+CHECKPOINT_FILE = "trial.pth"
+# Optuna refuses inf; a diverged trial reports this magnitude with the worst sign.
+DIVERGED_MAGNITUDE = 1.0e9
+# Grid and PBT trial configs nest the sampled params under this key; Optuna's are flat.
+PARAMS_KEY = "params"
+
+
+def worst_value(mode: str) -> float:
+    """The finite value a diverged trial reports: worse than any real metric."""
+    return -DIVERGED_MAGNITUDE if mode == "max" else DIVERGED_MAGNITUDE
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """What every trial of one search shares (passed once through ``tune.with_parameters``).
+
+    Args:
+        run_dir: absolute path of the search run directory; trials write under
+            ``run_dir/trials/<trial id>/``.
+        base_config: absolute path of the base config file.
+        space: the parsed SearchSpace (``rt3d_tune.search.space``).
+        cpus: CPUs per trial (sets torch's thread count).
+        cwd: the driver's working directory; trials run there so that relative paths
+            in the user's config mean what they mean to ``rt3d-tune train``.
+    """
+
+    run_dir: str
+    base_config: str
+    space: Any
+    cpus: float = 1.0
+    cwd: str | None = None
+
+
+class _FatalSearchError(Exception):
+    """A problem every trial would hit (reported, then the search stops)."""
+
+
+@HOOKS.register_module()
+class TuneReportHook(Hook):
+    """Reports every evaluation to Ray Tune with a checkpoint to resume from.
+
+    Runs at VERY_LOW priority, after EvalHook has put its metrics in
+    ``runner.eval_results`` and bumped ``runner.eval_round`` in the same stage.
+
+    Args:
+        metric: the metric the search optimizes; it must be among the evaluation's.
+        extra: constant entries added to every report (the trial's GPU ids, ...).
+        report: the reporting function, ``tune.report`` in a trial; tests pass their own.
+        checkpoint: whether to attach a checkpoint to each report.
+    """
+
+    def __init__(
+        self,
+        metric: str,
+        extra: dict[str, Any] | None = None,
+        report: Any = None,
+        checkpoint: bool = True,
+    ) -> None:
+        self.metric = metric
+        self.extra = dict(extra or {})
+        self._report = report
+        self.checkpoint = checkpoint
+        self.last_round = 0
+        self.last_fidelity = 0
+        self.last_metrics: dict[str, Any] | None = None
+
+    def before_run(self, runner: Any) -> None:
+        # After a resume the runner restored its eval round; do not report it again.
+        self.last_round = int(getattr(runner, "eval_round", 0))
+
+    def after_train_epoch(self, runner: Any) -> None:
+        # EvalHook ran in this stage before us; the runner counts this epoch on return.
+        final = runner.epoch + 1 >= runner.max_epochs
+        self._maybe_report(runner, fidelity=runner.epoch + 1, epoch=runner.epoch + 1, final=final)
+
+    def after_train_iter(self, runner: Any) -> None:
+        if int(getattr(runner, "eval_round", 0)) != self.last_round:
+            final = runner.max_iters is not None and runner.iter + 1 >= runner.max_iters
+            self._maybe_report(
+                runner, fidelity=int(runner.eval_round), epoch=runner.epoch, final=final
+            )
+
+    def _maybe_report(self, runner: Any, fidelity: int, epoch: int, final: bool) -> None:
+        eval_round = int(getattr(runner, "eval_round", 0))
+        if eval_round == self.last_round:
+            return
+        self.last_round = eval_round
+        results = dict(getattr(runner, "eval_results", None) or {})
+        if self.metric not in results:
+            produced = ", ".join(sorted(results)) or "none"
+            raise _FatalSearchError(
+                f"the evaluation did not produce the metric {self.metric!r}; "
+                f"it produced: {produced}"
+            )
+        self.last_fidelity = fidelity
+        metrics = {key: _plain(value) for key, value in results.items()}
+        metrics.update(
+            epoch=int(epoch),
+            iteration=int(runner.iter) + 1,
+            lr=_first_lr(runner.current_lr()),
+            training_iteration=fidelity,
+            diverged=False,
+            final=final,
+            **self.extra,
+        )
+        self.last_metrics = metrics
+        if not self.checkpoint:
+            self._send(metrics, None)
+            return
+        tmp = tempfile.mkdtemp(prefix="rt3d_ckpt_")
+        try:
+            runner.save_checkpoint(tmp, filename_tmpl=CHECKPOINT_FILE, create_symlink=False)
+            self._send(metrics, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _send(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        if self._report is not None:
+            self._report(metrics, checkpoint_dir)
+            return
+        from ray import tune
+
+        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        tune.report(metrics, checkpoint=checkpoint)
+
+
+def _plain(value: Any) -> Any:
+    """Tensors and numpy scalars -> Python numbers (results must be JSON-able)."""
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return value.item()
+        except (TypeError, ValueError, RuntimeError):
+            return value
+    return value
+
+
+def _first_lr(lr: Any) -> float:
+    if isinstance(lr, dict):
+        lr = next(iter(lr.values()), [])
+    return float(lr[0]) if lr else float("nan")
+
+
+def _optimizers(optimizer: Any) -> list[Any]:
+    if isinstance(optimizer, dict):
+        return [optimizer[name] for name in sorted(optimizer)]
+    return [optimizer] if optimizer is not None else []
+
+
+def snapshot_hyperparams(optimizer: Any) -> list[list[dict[str, Any]]]:
+    """Every param group's hyperparameters (all keys but ``params``) of a fresh optimizer."""
+    return [
+        [{k: copy.deepcopy(v) for k, v in group.items() if k != "params"} for group in opt.param_groups]
+        for opt in _optimizers(optimizer)
+    ]
+
+
+def apply_optimizer_hyperparams(optimizer: Any, fresh: list[list[dict[str, Any]]]) -> None:
+    """Put the trial config's optimizer arguments back after loading a checkpoint.
+
+    ``load_state_dict`` restores the checkpoint's param-group values, which after a PBT
+    exploit are the donor trial's. The LR and momentum hooks keep their base values in
+    ``initial_lr`` / ``initial_momentum`` and only set them when absent, so those are
+    overwritten too; the hooks then recompute the scheduled values from the new bases.
+    """
+    for opt, groups in zip(_optimizers(optimizer), fresh):
+        for group, values in zip(opt.param_groups, groups):
+            for key, value in values.items():
+                if key in ("initial_lr", "initial_momentum"):
+                    continue
+                group[key] = copy.deepcopy(value)
+            group["initial_lr"] = values["lr"]
+            if "momentum" in values:
+                group["initial_momentum"] = values["momentum"]
+            elif "betas" in values:
+                group["initial_momentum"] = values["betas"][0]
+
+
+@functools.lru_cache(maxsize=4)
+def _load_base(path: str, mtime: float) -> Any:
+    """The base config, loaded once per worker process (actors are reused).
+
+    Loaded from the file rather than unpickled from the driver's copy so that its
+    ``custom_imports`` run (and register the user's classes) in this process too.
+    """
+    from rt3d_tune.config import Config
+
+    return Config.fromfile(path)
+
+
+def build_trial_config(setup: TrialSetup, params: dict[str, Any]) -> Any:
+    """Base config + the overrides the sampled params stand for (``stop`` included).
+
+    Raises:
+        ConfigError: an override the base config cannot take.
+    """
+    from rt3d_tune.search.sampling import apply_overrides, overrides_from_params
+
+    base = _load_base(setup.base_config, os.path.getmtime(setup.base_config))
+    return apply_overrides(base, overrides_from_params(setup.space, params))
+
+
+def trial_device(cpus: float) -> tuple[str, list[str]]:
+    """('cuda' or 'cpu', the GPU ids Ray assigned); also sets torch's thread count."""
+    import ray
+    import torch
+
+    torch.set_num_threads(max(1, int(round(cpus))))
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else []
+    device = "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
+    return device, gpu_ids
+
+
+def trial_params(config: dict[str, Any]) -> dict[str, Any]:
+    """The sampled params of a trial: nested under ``params`` (grid, PBT) or flat (Optuna)."""
+    if PARAMS_KEY in config and isinstance(config[PARAMS_KEY], dict):
+        return dict(config[PARAMS_KEY])
+    return dict(config)
+
+
+def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """The Ray Tune function trainable: one trial from its params to its last report.
+
+    Args:
+        config: the trial's Tune config (sampled params).
+        setup: what every trial of the search shares.
+    """
+    from ray import tune
+
+    from rt3d_tune.runner.builder import build_runner
+
+    if setup.cwd and os.path.isdir(setup.cwd):
+        os.chdir(setup.cwd)
+    trial_id = tune.get_context().get_trial_id()
+    work_dir = Path(setup.run_dir, "trials", str(trial_id))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    params = trial_params(config)
+    metric = setup.space.metric
+    try:
+        cfg = build_trial_config(setup, params)
+    except ConfigError as err:
+        tune.report({metric: worst_value(setup.space.mode), "fatal_error": err.format()})
+        return
+    device, gpu_ids = trial_device(setup.cpus)
+    hook = TuneReportHook(metric, extra={"gpu_ids": ",".join(gpu_ids), "device": device})
+    # build_runner writes work_dir/config.py with the seed it used: best_config.py reruns exactly.
+    runner = build_runner(
+        cfg, work_dir=str(work_dir), extra_hooks=[(hook, Priority.VERY_LOW)], device=device
+    )
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        fresh = snapshot_hyperparams(runner.optimizer)
+        with checkpoint.as_directory() as ckpt_dir:
+            runner.resume(os.path.join(ckpt_dir, CHECKPOINT_FILE))
+        apply_optimizer_hyperparams(runner.optimizer, fresh)
+        hook.last_round = int(getattr(runner, "eval_round", 0))
+    try:
+        runner.run()
+        if hook.last_metrics is None:
+            raise _FatalSearchError(
+                "no evaluation ran in the trial; the base config needs data.val and "
+                "evaluation = dict(interval=..., metric=...)"
+            )
+        if not hook.last_metrics["final"]:
+            # The schedule ended between two evaluations: mark the trial as finished.
+            tune.report({**hook.last_metrics, "final": True})
+    except DivergenceError as err:
+        tune.report(
+            {
+                metric: worst_value(setup.space.mode),
+                "diverged": True,
+                "error": str(err),
+                "epoch": err.epoch,
+                "iteration": err.iteration + 1,
+                "training_iteration": hook.last_fidelity + 1,
+                "gpu_ids": ",".join(gpu_ids),
+                "device": device,
+            }
+        )
+    except _FatalSearchError as err:
+        tune.report({metric: worst_value(setup.space.mode), "fatal_error": str(err)})
+

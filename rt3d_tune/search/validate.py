@@ -1,0 +1,259 @@
+"""Dry-run a search space without Ray: build what each trial would build, report all problems.
+
+``validate_space`` takes a sample of trial configs (random draws, or the first grid
+points) plus a few *coverage* configs that choose every option of every choice at least
+once, with numeric domains at their bounds (where schedules most often break). For each
+it merges the overrides into the base config, builds the model, the optimizer and the
+optimizer hook, and simulates the LR and momentum schedule over the whole run. Every
+problem is collected with its key path and the space entry it came from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from rt3d_tune.errors import ConfigError
+from rt3d_tune.search.domains import Choice, Domain, Grid, Uniform
+from rt3d_tune.search.domains import walk_domains
+from rt3d_tune.search.sampling import (
+    apply_overrides,
+    config_diff,
+    define_by_run,
+    grid_params,
+    make_sampler,
+    overrides_from_params,
+    resolve_overrides,
+    uses_index,
+)
+from rt3d_tune.search.space import SearchSpace, plain_dict
+
+__all__ = ["TrialCheck", "ValidationReport", "sample_params", "check_trial_config",
+           "validate_space"]
+
+# Used when the base config's train dataset cannot be built here (e.g. KITTI files absent).
+FALLBACK_ITERS_PER_EPOCH = 20
+# Exceptions a builder or the schedule raises on a bad value; validate reports them as
+# problems of the config instead of stopping at the first one.
+_VALUE_ERRORS = (ValueError, TypeError, ArithmeticError, KeyError, IndexError)
+
+
+@dataclass
+class TrialCheck:
+    """One checked trial config: its label, parameters, overrides, diff and problems."""
+
+    label: str
+    params: dict[str, Any]
+    overrides: dict[str, Any]
+    diff: list[tuple[str, Any, Any]] = field(default_factory=list)
+    problems: list[ConfigError] = field(default_factory=list)
+
+
+@dataclass
+class ValidationReport:
+    """All checked trial configs of a space; ``problems`` lists each distinct one once."""
+
+    space: SearchSpace
+    iters_per_epoch: int
+    checks: list[TrialCheck]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[tuple[ConfigError, list[str]]]:
+        """Distinct problems, each with the labels of the trial configs that hit it."""
+        seen: dict[str, tuple[ConfigError, list[str]]] = {}
+        for check in self.checks:
+            for err in check.problems:
+                seen.setdefault(err.format(), (err, []))[1].append(check.label)
+        return list(seen.values())
+
+    @property
+    def ok(self) -> bool:
+        return not any(check.problems for check in self.checks)
+
+
+def _coverage_params(space: SearchSpace) -> list[dict[str, Any]]:
+    """Configs that together choose every option of every choice (nested ones too).
+
+    Config k picks option ``k mod n`` of each choice and puts numeric domains at their
+    low bound for even k, their high bound for odd k. There are as many configs as the
+    largest choice has options (at least two, so both bounds are tried).
+    """
+    widest = max([2] + [len(d.options) for _, top in space.params for d in _choices(top)])
+    found = []
+    for k in range(widest):
+        params: dict[str, Any] = {}
+
+        def pick(name: str, domain: Domain, k: int = k, params: dict[str, Any] = params) -> Any:
+            if isinstance(domain, (Choice, Grid)):
+                index = k % len(domain.options)
+                params[name] = index if uses_index(domain) else domain.options[index]
+                return params[name]
+            params[name] = domain.low if k % 2 == 0 else domain.high
+            if isinstance(domain, Uniform) and domain.q is not None and k % 2:
+                steps = math.floor((domain.high - domain.low) / domain.q + 1e-9)
+                params[name] = domain.low + steps * domain.q
+            return params[name]
+
+        resolve_overrides(space, pick)
+        found.append(params)
+    return found
+
+
+def _choices(domain: Any) -> list[Choice | Grid]:
+    return [d for _, d in walk_domains(domain, "") if isinstance(d, (Choice, Grid))]
+
+
+def sample_params(space: SearchSpace, samples: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
+    """Labelled parameter sets to check: ``samples`` draws (or grid points), then coverage.
+
+    Random draws use Optuna's seeded RandomSampler through ``define_by_run``, so they are
+    real trial configs of the space; under the grid algorithm the first grid points.
+    """
+    drawn: list[dict[str, Any]]
+    if space.search.algorithm == "grid":
+        points = grid_params(space)
+        drawn = points[:samples]
+        kind = f"grid point {{}} of {len(points)}"
+    else:
+        import optuna
+
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line
+        try:
+            study = optuna.create_study(sampler=make_sampler("random", seed, space))
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        drawn = []
+        for _ in range(samples):
+            trial = study.ask()
+            define_by_run(trial, space)
+            drawn.append(dict(trial.params))
+        kind = f"sample {{}} (random, seed {seed})"
+    labelled = [(kind.format(i + 1), params) for i, params in enumerate(drawn)]
+    labelled += [(f"coverage {k + 1} (option {k + 1} of each choice, "
+                  f"{'low' if k % 2 == 0 else 'high'} bounds)", params)
+                 for k, params in enumerate(_coverage_params(space))]
+    return labelled
+
+
+def _origin(space: SearchSpace, params: Mapping[str, Any], key_path: str | None) -> str | None:
+    """The space entry a config key path comes from (``space.lr_config.choice[2]``)."""
+    for path, domain in space.params:
+        if key_path and (key_path == path or key_path.startswith(path + ".")
+                         or path.startswith(key_path + ".")):
+            index = params.get(f"{path}@choice")
+            if index is None:
+                return f"space.{path}"
+            kind = "choice" if isinstance(domain, Choice) else "grid"
+            return f"space.{path}.{kind}[{index}]"
+    return None
+
+
+def _stage(problems: list[ConfigError], key_path: str, action: Callable[[], Any]) -> Any:
+    """Run one build step; record its problem (with ``key_path``) instead of raising."""
+    try:
+        return action()
+    except ConfigError as err:
+        problems.append(err if err.key_path else err.with_context(key_path=key_path))
+    except _VALUE_ERRORS as err:
+        problems.append(ConfigError(f"{type(err).__name__}: {err}", key_path=key_path))
+    return None
+
+
+def check_trial_config(cfg: Any, iters_per_epoch: int,
+                       model_cache: dict[str, Any] | None = None) -> list[ConfigError]:
+    """Build a trial config's model, optimizer and optimizer hook; simulate its schedule.
+
+    Args:
+        cfg: the merged trial Config.
+        iters_per_epoch: iterations per epoch for the schedule simulation.
+        model_cache: models already built, by ``repr`` of their config (filled in).
+
+    Returns:
+        Every problem found (empty when the config is sound).
+    """
+    import torch
+
+    from rt3d_tune.registry import HOOKS, MODELS
+    from rt3d_tune.runner.builder import _optimizer_hook_cfg
+    from rt3d_tune.runner.optimizer import build_optimizer
+    from rt3d_tune.runner.simulate import simulate_schedule
+
+    data = plain_dict(cfg)
+    problems: list[ConfigError] = []
+    cache = {} if model_cache is None else model_cache
+    key = repr(data.get("model"))
+    if key not in cache:
+        cache[key] = _stage(problems, "model", lambda: MODELS.build(data.get("model"), key_path="model"))
+    model = cache[key] if cache[key] is not None else torch.nn.Linear(2, 2)
+    if data.get("optimizer") is None:
+        problems.append(ConfigError("the config has no optimizer", key_path="optimizer"))
+    else:
+        _stage(problems, "optimizer", lambda: build_optimizer(model, data["optimizer"]))
+    _stage(problems, "optimizer_config",
+           lambda: HOOKS.build(_optimizer_hook_cfg(data), key_path="optimizer_config"))
+    failed = {(err.key_path or "").split(".")[0] for err in problems}
+    before = len(problems)
+    _stage(problems, "lr_config", lambda: simulate_schedule(data, iters_per_epoch))
+    # The simulation builds the optimizer again: drop what the steps above reported.
+    problems[before:] = [err for err in problems[before:]
+                         if (err.key_path or "").split(".")[0] not in failed]
+    return problems
+
+
+def _iters_per_epoch(space: SearchSpace, notes: list[str]) -> int:
+    from rt3d_tune.registry import DATASETS
+
+    data = plain_dict(space.base_config).get("data") or {}
+    try:
+        train = dict(data["train"])
+        batch = int(train.pop("samples_per_gpu", data.get("samples_per_gpu", 1)))
+        train.pop("workers_per_gpu", None)
+        length = len(DATASETS.build(train, key_path="data.train"))
+        return max(1, math.ceil(length / max(1, batch)))
+    except (ConfigError, OSError, *_VALUE_ERRORS) as err:
+        notes.append(f"the train dataset could not be built here ({type(err).__name__}: "
+                     f"{str(err).splitlines()[0]}); the schedule is simulated with "
+                     f"{FALLBACK_ITERS_PER_EPOCH} iterations per epoch")
+        return FALLBACK_ITERS_PER_EPOCH
+
+
+def validate_space(space: SearchSpace, samples: int = 4, seed: int | None = None,
+                   iters_per_epoch: int | None = None) -> ValidationReport:
+    """Check ``samples`` trial configs of ``space`` and the coverage configs.
+
+    Args:
+        space: a parsed space (``load_space``).
+        samples: random draws (or grid points) to check, besides the coverage configs.
+        seed: seed of the draws; defaults to the space's ``search.seed``.
+        iters_per_epoch: iterations per epoch for the schedule simulation; by default
+            the length of the base config's train data loader.
+
+    Returns:
+        The report; ``report.ok`` is False when any trial config has a problem.
+    """
+    notes: list[str] = []
+    iters = iters_per_epoch or _iters_per_epoch(space, notes)
+    cache: dict[str, Any] = {}
+    checks = []
+    for label, params in sample_params(space, samples, space.search.seed if seed is None else seed):
+        overrides = overrides_from_params(space, params)
+        check = TrialCheck(label, params, overrides)
+        cfg = _stage(check.problems, "space", lambda: apply_overrides(space.base_config, overrides))
+        if cfg is not None:
+            check.diff = config_diff(space.base_config, cfg)
+            check.problems += check_trial_config(cfg, iters, cache)
+        check.problems = [_with_origin(space, params, err) for err in check.problems]
+        checks.append(check)
+    return ValidationReport(space, iters, checks, notes)
+
+
+def _with_origin(space: SearchSpace, params: Mapping[str, Any], err: ConfigError) -> ConfigError:
+    origin = _origin(space, params, err.key_path)
+    if origin is None:
+        return err
+    hint = f"set by {origin}" + (f"; {err.hint}" if err.hint else "")
+    return ConfigError(err.message, key_path=err.key_path, file=err.file, expected=err.expected,
+                       given=err.given if err.has_given else ConfigError._MISSING, hint=hint)

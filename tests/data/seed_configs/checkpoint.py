@@ -1,0 +1,2 @@
+# tutorial snippet
+checkpoint_config = dict(interval=1)

@@ -1,0 +1,2 @@
+# tutorial snippet
+evaluation = dict(interval=1, metric='bbox')

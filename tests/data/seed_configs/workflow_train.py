@@ -1,0 +1,2 @@
+# tutorial snippet
+workflow = [('train', 1)]
