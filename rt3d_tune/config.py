@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from rt3d_tune.config_dict import ConfigDict, _unwrap, _wrap
+from rt3d_tune.config_dict import ConfigDict, plain_values, wrap_values
 from rt3d_tune.config_imports import import_custom_modules
 from rt3d_tune.config_options import DictAction, parse_cfg_options
 from rt3d_tune.config_text import config_format, dumps, mark_base_refs, parse_text
@@ -210,7 +210,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain dicts, lists and tuples (a copy)."""
-        return _unwrap(self._cfg_dict)
+        return plain_values(self._cfg_dict)
 
     def merge_from_dict(self, options: Mapping[str, Any]) -> None:
         """Apply overrides ``{'a.b': 1, 'c.0.d': 2}``.
@@ -286,7 +286,7 @@ class Config:
         if isinstance(other, Config):
             return self.to_dict() == other.to_dict()
         if isinstance(other, Mapping):
-            return self.to_dict() == _unwrap(other)
+            return self.to_dict() == plain_values(other)
         return NotImplemented
 
     def __repr__(self) -> str:
@@ -348,9 +348,9 @@ def _set_path(node: Any, segments: list[str], depth: int, value: Any) -> Any:
     if isinstance(node, tuple):
         items = list(node)
         items[_index(node, segment, path)] = new
-        return tuple(_wrap(items))
+        return tuple(wrap_values(items))
     if isinstance(node, list):
-        node[_index(node, segment, path)] = _wrap(new)
+        node[_index(node, segment, path)] = wrap_values(new)
     else:
         node[segment] = new
     return node

@@ -4,28 +4,28 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-__all__ = ["ConfigDict"]
+__all__ = ["ConfigDict", "wrap_values", "plain_values"]
 
 
-def _wrap(value: Any) -> Any:
+def wrap_values(value: Any) -> Any:
     """A copy of ``value`` with every mapping (also inside lists/tuples) a ConfigDict."""
     if isinstance(value, Mapping):
         return ConfigDict(value)
     if isinstance(value, list):
-        return [_wrap(v) for v in value]
+        return [wrap_values(v) for v in value]
     if isinstance(value, tuple):
-        return tuple(_wrap(v) for v in value)
+        return tuple(wrap_values(v) for v in value)
     return value
 
 
-def _unwrap(value: Any) -> Any:
+def plain_values(value: Any) -> Any:
     """A copy of ``value`` made of plain dicts, lists and tuples."""
     if isinstance(value, Mapping):
-        return {k: _unwrap(v) for k, v in value.items()}
+        return {k: plain_values(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_unwrap(v) for v in value]
+        return [plain_values(v) for v in value]
     if isinstance(value, tuple):
-        return tuple(_unwrap(v) for v in value)
+        return tuple(plain_values(v) for v in value)
     return value
 
 
@@ -41,7 +41,7 @@ class ConfigDict(dict):
         self.update(*args, **kwargs)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, _wrap(value))
+        super().__setitem__(key, wrap_values(value))
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -72,4 +72,4 @@ class ConfigDict(dict):
 
     def to_dict(self) -> dict[Any, Any]:
         """Plain dicts, lists and tuples."""
-        return _unwrap(self)
+        return plain_values(self)

@@ -54,8 +54,9 @@ class ToyLinear(nn.Module):
         return self.fc(x)
 
     def _step(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        device = batch["x"].device.type
         self.autocast_dtypes.append(
-            torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+            torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None)
         pred = self(batch)
         loss = ((pred.float() - batch["y"]) ** 2).mean()
         if self.nan_at is not None and self.calls == self.nan_at:

@@ -21,22 +21,23 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any
 
 from rt3d_tune.errors import ConfigError
 
 __all__ = [
-    "Uniform",
-    "LogUniform",
+    "DOMAIN_NAMES",
+    "Choice",
+    "Domain",
+    "Grid",
     "Int",
     "LogInt",
-    "Choice",
-    "Grid",
-    "Domain",
-    "DOMAIN_NAMES",
-    "is_primitive",
+    "LogUniform",
+    "Uniform",
     "domain_name",
+    "is_primitive",
     "parse_domain",
     "parse_template",
     "walk_domains",
@@ -104,7 +105,7 @@ class Grid:
         return Choice(self.values).is_conditional
 
 
-Domain = Union[Uniform, LogUniform, Int, LogInt, Choice, Grid]
+Domain = Uniform | LogUniform | Int | LogInt | Choice | Grid
 DOMAIN_NAMES = ("uniform", "loguniform", "int", "logint", "choice", "grid")
 _NUMERIC = ("uniform", "loguniform", "int", "logint")
 

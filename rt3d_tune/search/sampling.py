@@ -19,26 +19,35 @@ from __future__ import annotations
 import copy
 import itertools
 import warnings
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search.domains import Choice, Domain, Grid, Int, LogInt, LogUniform, Uniform
-from rt3d_tune.search.domains import is_primitive
+from rt3d_tune.search.domains import (
+    Choice,
+    Domain,
+    Grid,
+    Int,
+    LogInt,
+    LogUniform,
+    Uniform,
+    is_primitive,
+)
 from rt3d_tune.search.space import SearchSpace, plain_dict
 
 __all__ = [
     "ABSENT",
+    "apply_overrides",
+    "config_diff",
     "define_by_run",
-    "make_sampler",
+    "format_diff",
     "grid_params",
     "grid_points",
+    "make_sampler",
     "num_trials",
     "overrides_from_params",
     "resolve_overrides",
     "uses_index",
-    "apply_overrides",
-    "config_diff",
-    "format_diff",
 ]
 
 Pick = Callable[[str, Domain], Any]

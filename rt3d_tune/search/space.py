@@ -9,11 +9,13 @@ optimizer known, does the schedule build) live in ``rt3d_tune.search.validate``.
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import yaml
 
@@ -23,14 +25,14 @@ from rt3d_tune.search.domains import Choice, Domain, Grid, domain_name, parse_do
 __all__ = [
     "ALGORITHMS",
     "SCHEDULERS",
-    "SearchSettings",
-    "SchedulerSettings",
     "Resources",
-    "Stop",
+    "SchedulerSettings",
+    "SearchSettings",
     "SearchSpace",
+    "Stop",
+    "check_resources",
     "load_space",
     "parse_space",
-    "check_resources",
     "plain_dict",
 ]
 
@@ -179,7 +181,7 @@ def _read_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read the space file: {err}", file=str(path)) from None
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -278,7 +280,7 @@ def _flatten_space(node: Mapping[str, Any], prefix: str) -> list[tuple[str, Doma
 
 def _check_overlaps(params: list[tuple[str, Domain]]) -> None:
     paths = sorted(path for path, _ in params)
-    for first, second in zip(paths, paths[1:]):
+    for first, second in itertools.pairwise(paths):
         if first == second or second.startswith(first + "."):
             raise ConfigError(
                 f"key paths overlap: {first!r} and {second!r}",

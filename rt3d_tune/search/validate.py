@@ -11,12 +11,12 @@ problem is collected with its key path and the space entry it came from.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search.domains import Choice, Domain, Grid, Uniform
-from rt3d_tune.search.domains import walk_domains
+from rt3d_tune.search.domains import Choice, Domain, Grid, Uniform, walk_domains
 from rt3d_tune.search.sampling import (
     apply_overrides,
     config_diff,
@@ -29,8 +29,13 @@ from rt3d_tune.search.sampling import (
 )
 from rt3d_tune.search.space import SearchSpace, plain_dict
 
-__all__ = ["TrialCheck", "ValidationReport", "sample_params", "check_trial_config",
-           "validate_space"]
+__all__ = [
+    "TrialCheck",
+    "ValidationReport",
+    "check_trial_config",
+    "sample_params",
+    "validate_space",
+]
 
 # Used when the base config's train dataset cannot be built here (e.g. KITTI files absent).
 FALLBACK_ITERS_PER_EPOCH = 20
@@ -132,8 +137,8 @@ def sample_params(space: SearchSpace, samples: int, seed: int) -> list[tuple[str
             drawn.append(dict(trial.params))
         kind = f"sample {{}} (random, seed {seed})"
     labelled = [(kind.format(i + 1), params) for i, params in enumerate(drawn)]
-    labelled += [(f"coverage {k + 1} (option {k + 1} of each choice, "
-                  f"{'low' if k % 2 == 0 else 'high'} bounds)", params)
+    labelled += [((f"coverage {k + 1} (option {k + 1} of each choice, "
+                   f"{'low' if k % 2 == 0 else 'high'} bounds)"), params)
                  for k, params in enumerate(_coverage_params(space))]
     return labelled
 
@@ -241,7 +246,8 @@ def validate_space(space: SearchSpace, samples: int = 4, seed: int | None = None
     for label, params in sample_params(space, samples, space.search.seed if seed is None else seed):
         overrides = overrides_from_params(space, params)
         check = TrialCheck(label, params, overrides)
-        cfg = _stage(check.problems, "space", lambda: apply_overrides(space.base_config, overrides))
+        cfg = _stage(check.problems, "space",
+                     lambda overrides=overrides: apply_overrides(space.base_config, overrides))
         if cfg is not None:
             check.diff = config_diff(space.base_config, cfg)
             check.problems += check_trial_config(cfg, iters, cache)

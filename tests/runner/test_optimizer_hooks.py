@@ -127,3 +127,16 @@ def test_detect_anomalous_params_logs_unused_parameters(tmp_path) -> None:
     runner.run()
     assert "unused.weight with shape (1, 1) is not in the computational graph" in \
         next(tmp_path.glob("*.log")).read_text()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fp16_on_cuda_runs_float16_autocast_with_a_grad_scaler(tmp_path) -> None:
+    runner = build_runner(fx.toy_config(optimizer_config=dict(type="Fp16OptimizerHook", loss_scale="dynamic")),
+                          work_dir=tmp_path, device="cuda")
+    runner.run()
+    hook = next(h for h in runner.hooks if isinstance(h, Fp16OptimizerHook))
+    assert set(runner.model.autocast_dtypes) == {torch.float16}
+    assert hook.loss_scaler is not None and runner.meta["fp16"]["loss_scaler"]["scale"] > 0
+    assert runner.model.fc.weight.device.type == "cuda"
+    assert "float16 autocast on CUDA" in next(tmp_path.glob("*.log")).read_text()

@@ -214,9 +214,9 @@ def test_overrides_from_params_needs_every_parameter(tmp_path):
 
 
 def test_apply_overrides_replaces_subtrees_and_sets_paths():
-    base = Config(dict(optimizer=dict(type="SGD", lr=0.1, momentum=0.9),
-                       optimizer_config=dict(grad_clip=None),
-                       log_config=dict(hooks=[dict(type="TextLoggerHook", interval=5)])))
+    base = Config({"optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9},
+                   "optimizer_config": {"grad_clip": None},
+                   "log_config": {"hooks": [{"type": "TextLoggerHook", "interval": 5}]}})
     cfg = apply_overrides(base, {
         "optimizer": {"type": "AdamW", "lr": 1e-3},
         "optimizer_config.grad_clip.max_norm": 35,

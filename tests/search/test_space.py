@@ -167,8 +167,8 @@ def test_grid_decides_the_trial_count(tmp_path):
             None,
         ),
         (
-            "space:\n  lr_config:\n    choice:\n      - {policy: step}\n"
-            "      - {policy: cyclic, target_ratio: [{uniform: [1, 0]}, 1.0e-4]}\n",
+            ("space:\n  lr_config:\n    choice:\n      - {policy: step}\n"
+             "      - {policy: cyclic, target_ratio: [{uniform: [1, 0]}, 1.0e-4]}\n"),
             "space.lr_config.choice[1].target_ratio[0].uniform",
             None,
         ),

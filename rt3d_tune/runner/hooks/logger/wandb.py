@@ -7,6 +7,7 @@ runs (``init_kwargs=dict(mode='offline')`` or ``WANDB_MODE=offline``) write unde
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -66,7 +67,12 @@ class WandbLoggerHook(LoggerHook):
         super().before_run(runner)
         self.wandb = import_backend("wandb", type(self).__name__, "rt3d-tune[wandb]")
         if self.wandb.run is None:
-            self.wandb.init(**self.init_kwargs)
+            kwargs = dict(self.init_kwargs)
+            if "mode" not in kwargs and os.environ.get("WANDB_MODE"):
+                # wandb reads the environment once per process; a worker that runs
+                # many trials must see the WANDB_MODE of this run
+                kwargs["mode"] = os.environ["WANDB_MODE"]
+            self.wandb.init(**kwargs)
             self._owns_run = True
 
     def log(self, runner: Any) -> None:

@@ -1,0 +1,31 @@
+"""``rt3d-tune report RUN_DIR``: write report.html (and its PNG plots) for a search run."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``report`` to the CLI's subparsers."""
+    parser = subparsers.add_parser(
+        "report",
+        help="write the HTML report of a search run",
+        description="Write RUN_DIR/report.html with PNG plots beside it: best metric against "
+        "compute, learning curves, parallel coordinates, parameter importance, the top trials "
+        "and the LR/momentum curve of the best config. Opens offline.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory `rt3d-tune search` made")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the report and print its path. Raises ConfigError for a wrong directory."""
+    from rt3d_tune.search.export import load_context
+    from rt3d_tune.search.report import write_report
+
+    paths = write_report(load_context(args.run_dir))
+    print(f"report: {paths['report']}")
+    return 0

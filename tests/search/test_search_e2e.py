@@ -1,0 +1,114 @@
+"""End-to-end searches of the quick PointNet task on the session's local Ray (2 CPUs)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rt3d_tune.config import Config
+from rt3d_tune.errors import ConfigError
+from rt3d_tune.search.space import load_space
+from rt3d_tune.search.tuner import run_search
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+POINTNET = REPO / "configs" / "pointnet" / "pointnet_shapes.py"
+
+
+def write_space(tmp_path: Path, name: str, **sections: Any) -> Path:
+    """A space file over the PointNet task; ``sections`` replace the defaults."""
+    data: dict[str, Any] = {
+        "base": str(POINTNET),
+        "metric": "accuracy",
+        "mode": "max",
+        "space": {"optimizer.lr": {"loguniform": [1.0e-4, 3.0e-2]}},
+        "search": {"algorithm": "random", "num_samples": 6, "seed": 0, "max_concurrent": 2},
+        "scheduler": {"type": "fifo"},
+        "resources": {"cpu": 1},
+        "stop": {"max_epochs": 1},
+    }
+    data.update(sections)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def search(tmp_path: Path, name: str, **sections: Any) -> Any:
+    space = load_space(write_space(tmp_path, name, **sections))
+    return run_search(space, output=tmp_path / "runs", name=name, status=False)
+
+
+def lrs(result: Any) -> list[float]:
+    return sorted(rec.params["optimizer.lr"] for rec in result.records.values())
+
+
+def test_asha_stops_trials_early_and_the_winner_reproduces_exactly(ray_local, tmp_path):
+    import torch
+
+    from rt3d_tune.runner.builder import build_runner
+
+    result = search(
+        tmp_path, "asha",
+        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        stop={"max_epochs": 3},
+    )
+    statuses = [rec.status for rec in result.records.values()]
+    assert len(statuses) == 6
+    assert statuses.count("EARLY_STOPPED") >= 1 and statuses.count("TERMINATED") >= 1
+    assert set(statuses) <= {"EARLY_STOPPED", "TERMINATED"}
+    rows = list(csv.DictReader(open(result.exported["results_csv"], encoding="utf-8")))
+    assert sorted(r["trial_id"] for r in rows) == sorted(result.records)
+    stopped = [r for r in rows if r["status"] == "EARLY_STOPPED"]
+    assert all(r["accuracy@3"] == "" for r in stopped)  # cut before the last rung
+
+    # The winner's exported config retrains to the same metric on CPU.
+    best_value = result.best.metric("accuracy")
+    cfg = Config.fromfile(str(result.exported["best_config"]))
+    assert cfg.runner.max_epochs == 3 and cfg.optimizer.lr == result.best.params["optimizer.lr"]
+    torch.set_num_threads(1)  # as the trial ran (resources.cpu = 1)
+    runner = build_runner(cfg, work_dir=str(tmp_path / "rerun"), device="cpu")
+    runner.run()
+    assert runner.eval_results["accuracy"] == best_value
+    assert Config.fromfile(str(result.exported["best_runtime"])) == cfg
+
+    # Same seed, same trial configs (the scheduler does not change what is sampled).
+    again = search(tmp_path, "again")
+    assert lrs(again) == lrs(result)
+
+
+def test_diverged_trial_is_recorded_and_the_grid_goes_on(ray_local, tmp_path):
+    result = search(
+        tmp_path, "grid",
+        space={"optimizer.lr": {"grid": [0.003, 1.0e30]}, "optimizer.weight_decay":
+               {"grid": [0.0, 1.0e-4]}},
+        search={"algorithm": "grid", "seed": 0, "max_concurrent": 2},
+    )
+    by_lr: dict[float, list[str]] = {}
+    for rec in result.records.values():
+        by_lr.setdefault(rec.params["optimizer.lr"], []).append(rec.status)
+    assert sorted(by_lr) == [0.003, 1.0e30] and all(len(v) == 2 for v in by_lr.values())
+    assert by_lr[1.0e30] == ["DIVERGED", "DIVERGED"]
+    assert by_lr[0.003] == ["TERMINATED", "TERMINATED"]
+    assert result.best.params["optimizer.lr"] == 0.003
+    rows = list(csv.DictReader(open(result.exported["results_csv"], encoding="utf-8")))
+    diverged = [r for r in rows if r["status"] == "DIVERGED"]
+    assert all("diverged" in r["error"] and r["accuracy"] == "" for r in diverged)
+
+
+def test_a_metric_the_evaluation_never_produces_stops_the_search(ray_local, tmp_path):
+    with pytest.raises(ConfigError, match="'bev_mAP'.*accuracy"):
+        search(tmp_path, "nometric", metric="bev_mAP", search={
+            "algorithm": "random", "num_samples": 4, "seed": 0, "max_concurrent": 1})
+    ended = [line for line in (tmp_path / "runs" / "nometric" / "results.jsonl")
+             .read_text().splitlines() if '"event": "start"' in line]
+    assert len(ended) < 4  # the search stopped instead of running every trial
+
+
+def test_more_gpus_than_the_cluster_has_is_refused(ray_local, tmp_path):
+    with pytest.raises(ConfigError, match="resources.gpu"):
+        search(tmp_path, "gpus", resources={"cpu": 1, "gpu": 1})
