@@ -37,7 +37,7 @@ class ToyRegression(Dataset):
 
 @MODELS.register_module(force=True)
 class ToyLinear(nn.Module):
-    """A linear regressor following the model contract; ``nan_at`` makes the loss NaN at that call."""
+    """A linear regressor following the model contract; ``nan_at``: the loss is NaN at that call."""
 
     def __init__(self, nan_at: int | None = None, norm: bool = False) -> None:
         super().__init__()
@@ -56,13 +56,18 @@ class ToyLinear(nn.Module):
     def _step(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         device = batch["x"].device.type
         self.autocast_dtypes.append(
-            torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None)
+            torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        )
         pred = self(batch)
         loss = ((pred.float() - batch["y"]) ** 2).mean()
         if self.nan_at is not None and self.calls == self.nan_at:
             loss = loss * float("nan")
         self.calls += 1
-        return {"loss": loss, "log_vars": {"loss": float(loss.detach())}, "num_samples": len(batch["x"])}
+        return {
+            "loss": loss,
+            "log_vars": {"loss": float(loss.detach())},
+            "num_samples": len(batch["x"]),
+        }
 
     def train_step(self, batch: dict[str, torch.Tensor], optimizer: Any) -> dict[str, Any]:
         return self._step(batch)
@@ -88,15 +93,21 @@ class RecordHook(Hook):
 
     def after_train_iter(self, runner: Any) -> None:
         self.calls.append(("after_train_iter", self.tag))
-        self.records.append((runner.iter, float(runner.outputs["loss"].detach()), runner.current_lr()[0]))
+        self.records.append(
+            (runner.iter, float(runner.outputs["loss"].detach()), runner.current_lr()[0])
+        )
 
 
 def toy_config(**overrides: Any) -> dict[str, Any]:
     """A complete config for the toy task (epoch runner, SGD, no logger)."""
     cfg: dict[str, Any] = dict(
         model=dict(type="ToyLinear"),
-        data=dict(samples_per_gpu=4, workers_per_gpu=0,
-                  train=dict(type="ToyRegression", length=16), val=dict(type="ToyRegression", length=8, seed=1)),
+        data=dict(
+            samples_per_gpu=4,
+            workers_per_gpu=0,
+            train=dict(type="ToyRegression", length=16),
+            val=dict(type="ToyRegression", length=8, seed=1),
+        ),
         optimizer=dict(type="SGD", lr=0.01, momentum=0.9),
         optimizer_config=dict(grad_clip=None),
         runner=dict(type="EpochBasedRunner", max_epochs=2),

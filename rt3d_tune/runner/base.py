@@ -12,9 +12,10 @@ import logging
 import math
 import random
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,10 +57,15 @@ def plain_meta(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value.copy())
     if isinstance(value, Mapping):
-        return {str(k) if not isinstance(k, (int, str)) else k: plain_meta(v) for k, v in value.items()}
+        return {
+            str(k) if not isinstance(k, (int, str)) else k: plain_meta(v) for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
-        return type(value)(plain_meta(v) for v in value) if not hasattr(value, "_fields") \
+        return (
+            type(value)(plain_meta(v) for v in value)
+            if not hasattr(value, "_fields")
             else tuple(plain_meta(v) for v in value)
+        )
     return str(value)
 
 
@@ -68,7 +74,13 @@ def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "numpy": [
+            name,
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -91,7 +103,7 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 
 def _strip_module_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     if state_dict and all(k.startswith("module.") for k in state_dict):
-        return {k[len("module."):]: v for k, v in state_dict.items()}
+        return {k[len("module.") :]: v for k, v in state_dict.items()}
     return dict(state_dict)
 
 
@@ -170,7 +182,7 @@ class BaseRunner:
         return self._hooks
 
     def register_hook(self, hook: Hook, priority: int | str | Priority = "NORMAL") -> None:
-        """Insert ``hook`` after every hook of lower-or-equal priority (ties keep registration order).
+        """Insert ``hook`` after every hook of lower or equal priority (ties: registration order).
 
         Raises:
             ConfigError: the priority is not a Priority name or an int 0..100.
@@ -195,14 +207,18 @@ class BaseRunner:
             for hook in self._hooks:
                 if stage in hook.get_triggered_stages():
                     prio = hook.priority  # type: ignore[attr-defined]
-                    label = Priority(prio).name if prio in Priority._value2member_map_ else str(prio)
+                    label = (
+                        Priority(prio).name if prio in Priority._value2member_map_ else str(prio)
+                    )
                     names.append(f"({label:<12}) {type(hook).__name__:<35}")
             if names:
                 lines.append(f"{stage}:\n" + "\n".join(names) + "\n -------------------- ")
         return "\n".join(lines)
 
     def _log_start(self, workflow: Sequence[tuple[str, int]], unit: str, total: int) -> None:
-        self.logger.info("Start running, host: %s, work_dir: %s", socket.gethostname(), self.work_dir)
+        self.logger.info(
+            "Start running, host: %s, work_dir: %s", socket.gethostname(), self.work_dir
+        )
         self.logger.info("Hooks will be executed in the following order:\n%s", self.get_hook_info())
         self.logger.info("workflow: %s, max: %d %s", list(workflow), total, unit)
 
@@ -224,7 +240,7 @@ class BaseRunner:
             outputs = step(batch, self.optimizer)
         if not isinstance(outputs, Mapping):
             raise TypeError(
-                f"{type(self.model).__name__}.{'train_step' if train_mode else 'val_step'} must return "
+                f"{type(self.model).__name__}.{step.__name__} must return "
                 f"dict(loss=..., log_vars=..., num_samples=...), got {type(outputs).__name__}"
             )
         log_vars = outputs.get("log_vars")
@@ -321,13 +337,17 @@ class BaseRunner:
         ckpt = load_checkpoint_file(path)
         result = self.model.load_state_dict(_strip_module_prefix(ckpt["state_dict"]), strict=strict)
         if result.missing_keys:
-            self.logger.warning("missing keys in the checkpoint: %s", ", ".join(result.missing_keys))
+            self.logger.warning(
+                "missing keys in the checkpoint: %s", ", ".join(result.missing_keys)
+            )
         if result.unexpected_keys:
-            self.logger.warning("unexpected keys in the checkpoint: %s", ", ".join(result.unexpected_keys))
+            self.logger.warning(
+                "unexpected keys in the checkpoint: %s", ", ".join(result.unexpected_keys)
+            )
         return ckpt
 
     def resume(self, path: str | Path, resume_optimizer: bool = True) -> None:
-        """Restore weights, optimizer state, epoch, iter, hook messages and RNG state (``resume_from``).
+        """Restore weights, optimizer state, epoch, iter, hook messages, RNG state (resume_from).
 
         Raises:
             ConfigError: the file is missing or not a loadable checkpoint.
@@ -349,7 +369,10 @@ class BaseRunner:
             _set_rng_state(meta["rng_state"])
         self.logger.info("resumed epoch %d, iter %d", self.epoch, self.iter)
 
-    def run(self, data_loaders: Sequence[Any] | None = None,
-            workflow: Sequence[tuple[str, int]] | None = None) -> None:
-        """Walk ``workflow`` over ``data_loaders`` (default: those the builder set) until training is done."""
+    def run(
+        self,
+        data_loaders: Sequence[Any] | None = None,
+        workflow: Sequence[tuple[str, int]] | None = None,
+    ) -> None:
+        """Walk ``workflow`` over ``data_loaders`` (default: the builder's) until training ends."""
         raise NotImplementedError

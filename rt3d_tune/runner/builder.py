@@ -22,7 +22,7 @@ import torch
 
 from rt3d_tune.config import Config
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.registry import HOOKS, MODELS, RUNNERS, build_from_cfg
+from rt3d_tune.registry import HOOKS, MODELS, RUNNERS
 from rt3d_tune.runner.base import BaseRunner
 from rt3d_tune.runner.checkpoint_io import find_latest_checkpoint
 from rt3d_tune.runner.data import build_dataloader, build_dataset
@@ -63,29 +63,57 @@ def runner_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     total = cfg.get("total_epochs")
     if runner is None:
         if total is None:
-            raise ConfigError("no training length", key_path="runner",
-                              expected="runner = dict(type='EpochBasedRunner', max_epochs=N)")
-        warnings.warn("config: 'total_epochs' is the legacy spelling; write "
-                      "runner = dict(type='EpochBasedRunner', max_epochs=N)", UserWarning, stacklevel=3)
+            raise ConfigError(
+                "no training length",
+                key_path="runner",
+                expected="runner = dict(type='EpochBasedRunner', max_epochs=N)",
+            )
+        warnings.warn(
+            "config: 'total_epochs' is the legacy spelling; write "
+            "runner = dict(type='EpochBasedRunner', max_epochs=N)",
+            UserWarning,
+            stacklevel=3,
+        )
         return {"type": "EpochBasedRunner", "max_epochs": total}
     if not isinstance(runner, Mapping):
-        raise ConfigError("runner must be a dict", key_path="runner",
-                          expected="dict(type='EpochBasedRunner', max_epochs=N)", given=runner)
+        raise ConfigError(
+            "runner must be a dict",
+            key_path="runner",
+            expected="dict(type='EpochBasedRunner', max_epochs=N)",
+            given=runner,
+        )
     runner = dict(runner)
     if runner.get("max_epochs") is not None and runner.get("max_iters") is not None:
-        raise ConfigError("set only one of max_epochs and max_iters", key_path="runner",
-                          given=runner, hint="max_epochs for EpochBasedRunner, max_iters for IterBasedRunner")
+        raise ConfigError(
+            "set only one of max_epochs and max_iters",
+            key_path="runner",
+            given=runner,
+            hint="max_epochs for EpochBasedRunner, max_iters for IterBasedRunner",
+        )
     runner.setdefault("type", "EpochBasedRunner")
-    cls = RUNNERS.lookup(runner["type"], key_path="runner.type") if isinstance(runner["type"], str) \
+    cls = (
+        RUNNERS.lookup(runner["type"], key_path="runner.type")
+        if isinstance(runner["type"], str)
         else runner["type"]
-    need = "max_iters" if isinstance(cls, type) and issubclass(cls, IterBasedRunner) else "max_epochs"
+    )
+    need = (
+        "max_iters" if isinstance(cls, type) and issubclass(cls, IterBasedRunner) else "max_epochs"
+    )
     value = runner.get(need)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{runner['type']} needs {need}", key_path=f"runner.{need}",
-                          expected="an int >= 1", given=value)
+        raise ConfigError(
+            f"{runner['type']} needs {need}",
+            key_path=f"runner.{need}",
+            expected="an int >= 1",
+            given=value,
+        )
     if total is not None and need == "max_epochs" and total != value:
-        raise ConfigError("total_epochs and runner.max_epochs disagree", key_path="total_epochs",
-                          given=total, hint="drop total_epochs")
+        raise ConfigError(
+            "total_epochs and runner.max_epochs disagree",
+            key_path="total_epochs",
+            given=total,
+            hint="drop total_epochs",
+        )
     return runner
 
 
@@ -102,13 +130,18 @@ def _make_logger(work_dir: Path, timestamp: str) -> logging.Logger:
 def _data_cfg(cfg: Mapping[str, Any]) -> dict[str, Any]:
     data = cfg.get("data")
     if not isinstance(data, Mapping) or "train" not in data:
-        raise ConfigError("the config needs data.train", key_path="data",
-                          expected="data = dict(samples_per_gpu=, workers_per_gpu=, train=dict(type=...), val=...)",
-                          given=data)
+        raise ConfigError(
+            "the config needs data.train",
+            key_path="data",
+            expected="data = dict(samples_per_gpu=, workers_per_gpu=, train=dict(type=...))",
+            given=data,
+        )
     return copy.deepcopy(dict(data))
 
 
-def _split_loader_args(ds_cfg: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[dict[str, Any], int, int]:
+def _split_loader_args(
+    ds_cfg: Mapping[str, Any], data: Mapping[str, Any]
+) -> tuple[dict[str, Any], int, int]:
     ds_cfg = dict(ds_cfg)
     batch = ds_cfg.pop("samples_per_gpu", data.get("samples_per_gpu", 1))
     workers = ds_cfg.pop("workers_per_gpu", data.get("workers_per_gpu", 0))
@@ -117,8 +150,12 @@ def _split_loader_args(ds_cfg: Mapping[str, Any], data: Mapping[str, Any]) -> tu
 
 def _hook_cfg(value: Any, key_path: str, default_type: str | None) -> dict[str, Any]:
     if not isinstance(value, Mapping):
-        raise ConfigError("a hook config must be a dict", key_path=key_path,
-                          expected="dict(type=..., ...)", given=value)
+        raise ConfigError(
+            "a hook config must be a dict",
+            key_path=key_path,
+            expected="dict(type=..., ...)",
+            given=value,
+        )
     out = dict(value)
     if default_type is not None:
         out.setdefault("type", default_type)
@@ -131,17 +168,22 @@ def _optimizer_hook_cfg(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if fp16 is None:
         return hook
     if not isinstance(fp16, Mapping):
-        raise ConfigError("fp16 must be a dict", key_path="fp16", expected="dict(loss_scale=...)", given=fp16)
-    promote = {"OptimizerHook": "Fp16OptimizerHook",
-               "GradientCumulativeOptimizerHook": "GradientCumulativeFp16OptimizerHook"}
+        raise ConfigError(
+            "fp16 must be a dict", key_path="fp16", expected="dict(loss_scale=...)", given=fp16
+        )
+    promote = {
+        "OptimizerHook": "Fp16OptimizerHook",
+        "GradientCumulativeOptimizerHook": "GradientCumulativeFp16OptimizerHook",
+    }
     hook["type"] = promote.get(hook["type"], hook["type"])
     for key, value in fp16.items():
         hook.setdefault(key, value)
     return hook
 
 
-def _register_training_hooks(runner: BaseRunner, cfg: Mapping[str, Any], iter_based: bool,
-                             val_loader: Any) -> None:
+def _register_training_hooks(
+    runner: BaseRunner, cfg: Mapping[str, Any], iter_based: bool, val_loader: Any
+) -> None:
     from rt3d_tune.runner.hooks.lr_updater import build_lr_hook
     from rt3d_tune.runner.hooks.momentum_updater import build_momentum_hook
 
@@ -151,8 +193,12 @@ def _register_training_hooks(runner: BaseRunner, cfg: Mapping[str, Any], iter_ba
     if cfg.get("momentum_config") is not None:
         # mmcv leaves momentum by_epoch=True under the iteration runner, where no train
         # epoch ever starts and the schedule silently never runs; default it like lr_config.
-        runner.register_hook(build_momentum_hook(cfg["momentum_config"], "momentum_config", by_iter), "HIGH")
-    runner.register_hook(HOOKS.build(_optimizer_hook_cfg(cfg), key_path="optimizer_config"), "ABOVE_NORMAL")
+        runner.register_hook(
+            build_momentum_hook(cfg["momentum_config"], "momentum_config", by_iter), "HIGH"
+        )
+    runner.register_hook(
+        HOOKS.build(_optimizer_hook_cfg(cfg), key_path="optimizer_config"), "ABOVE_NORMAL"
+    )
     if cfg.get("checkpoint_config") is not None:
         ckpt = _hook_cfg(cfg["checkpoint_config"], "checkpoint_config", "CheckpointHook")
         if iter_based:
@@ -162,8 +208,10 @@ def _register_training_hooks(runner: BaseRunner, cfg: Mapping[str, Any], iter_ba
     if val_loader is not None:
         eval_cfg = _hook_cfg(cfg.get("evaluation") or {}, "evaluation", "EvalHook")
         eval_cfg.setdefault("by_epoch", not iter_based)
-        runner.register_hook(HOOKS.build(eval_cfg, default_args={"dataloader": val_loader},
-                                         key_path="evaluation"), "LOW")
+        runner.register_hook(
+            HOOKS.build(eval_cfg, default_args={"dataloader": val_loader}, key_path="evaluation"),
+            "LOW",
+        )
     log_cfg = cfg.get("log_config")
     if log_cfg is not None:
         interval = log_cfg.get("interval", 50)
@@ -171,8 +219,12 @@ def _register_training_hooks(runner: BaseRunner, cfg: Mapping[str, Any], iter_ba
             item = _hook_cfg(item, f"log_config.hooks.{i}", "TextLoggerHook")
             if iter_based:
                 item.setdefault("by_epoch", False)
-            runner.register_hook(HOOKS.build(item, default_args={"interval": interval},
-                                             key_path=f"log_config.hooks.{i}"), "VERY_LOW")
+            runner.register_hook(
+                HOOKS.build(
+                    item, default_args={"interval": interval}, key_path=f"log_config.hooks.{i}"
+                ),
+                "VERY_LOW",
+            )
     for i, item in enumerate(cfg.get("custom_hooks") or []):
         item = _hook_cfg(item, f"custom_hooks.{i}", None)
         priority = get_priority(item.pop("priority", "NORMAL"), f"custom_hooks.{i}.priority")
@@ -203,13 +255,20 @@ def build_runner(
     config = cfg if isinstance(cfg, Config) else Config(cfg)
     c = config.to_dict()
     runner_cfg = runner_config(c)
-    iter_based = issubclass(RUNNERS.lookup(runner_cfg["type"], "runner.type"), IterBasedRunner) \
-        if isinstance(runner_cfg["type"], str) else issubclass(runner_cfg["type"], IterBasedRunner)
+    iter_based = (
+        issubclass(RUNNERS.lookup(runner_cfg["type"], "runner.type"), IterBasedRunner)
+        if isinstance(runner_cfg["type"], str)
+        else issubclass(runner_cfg["type"], IterBasedRunner)
+    )
     if work_dir is None:
         work_dir = c.get("work_dir") or Path("work_dirs") / Path(config.filename or "config").stem
     work_path = Path(work_dir)
     work_path.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = (
+        torch.device(device)
+        if device is not None
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     seed = init_seed(c.get("seed"), bool(c.get("deterministic", False)))
     config.seed = seed
     timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
@@ -222,8 +281,10 @@ def build_runner(
 
     model = MODELS.build(c.get("model") or {}, key_path="model").to(dev)
     data = _data_cfg(c)
-    workflow = [tuple(flow) if isinstance(flow, (list, tuple)) else flow
-                for flow in c.get("workflow", [("train", 1)])]
+    workflow = [
+        tuple(flow) if isinstance(flow, (list, tuple)) else flow
+        for flow in c.get("workflow", [("train", 1)])
+    ]
     train_cfg, batch, workers = _split_loader_args(data["train"], data)
     train_set = build_dataset(train_cfg, "data.train")
     val_set = None
@@ -236,32 +297,51 @@ def build_runner(
         phase = flow[0] if isinstance(flow, tuple) and flow else flow
         if phase == "val":
             if val_set is None:
-                raise ConfigError("a 'val' workflow phase needs data.val", key_path=f"workflow.{i}", given=flow)
-            loaders.append(build_dataloader(val_set, val_batch, val_workers, shuffle=False, seed=seed))
+                raise ConfigError(
+                    "a 'val' workflow phase needs data.val", key_path=f"workflow.{i}", given=flow
+                )
+            loaders.append(
+                build_dataloader(val_set, val_batch, val_workers, shuffle=False, seed=seed)
+            )
         else:
             loaders.append(build_dataloader(train_set, batch, workers, shuffle=True, seed=seed))
     eval_loader = None
     if val_set is not None and c.get("evaluation", {}) is not None:
         eval_loader = build_dataloader(val_set, val_batch, val_workers, shuffle=False, seed=seed)
     elif c.get("evaluation") is not None:
-        raise ConfigError("evaluation needs data.val", key_path="evaluation", hint="add data.val = dict(type=...)")
+        raise ConfigError(
+            "evaluation needs data.val", key_path="evaluation", hint="add data.val = dict(type=...)"
+        )
 
     if "optimizer" not in c:
-        raise ConfigError("the config needs an optimizer", key_path="optimizer",
-                          expected="optimizer = dict(type='SGD', lr=..., ...)")
+        raise ConfigError(
+            "the config needs an optimizer",
+            key_path="optimizer",
+            expected="optimizer = dict(type='SGD', lr=..., ...)",
+        )
     optimizer = build_optimizer(model, c["optimizer"], "optimizer")
     meta = {"seed": seed, "exp_name": Path(config.filename or "config").name, "config": config_text}
     runner = RUNNERS.build(
         runner_cfg,
-        default_args=dict(model=model, optimizer=optimizer, work_dir=str(work_path), logger=logger, meta=meta,
-                          device=dev, seed=seed, timestamp=timestamp),
+        default_args=dict(
+            model=model,
+            optimizer=optimizer,
+            work_dir=str(work_path),
+            logger=logger,
+            meta=meta,
+            device=dev,
+            seed=seed,
+            timestamp=timestamp,
+        ),
         key_path="runner",
     )
     runner.data_loaders = loaders
     runner.workflow = workflow
     _register_training_hooks(runner, c, iter_based, eval_loader)
     for item in extra_hooks:
-        hook, priority = item if isinstance(item, tuple) else (item, getattr(item, "priority", "NORMAL"))
+        hook, priority = (
+            item if isinstance(item, tuple) else (item, getattr(item, "priority", "NORMAL"))
+        )
         runner.register_hook(hook, priority)
 
     resume_from = c.get("resume_from")
@@ -276,5 +356,7 @@ def build_runner(
         elif c.get("load_from") is not None:
             runner.load_checkpoint(c["load_from"])
     except ConfigError as err:
-        raise err.with_context(key_path="resume_from" if resume_from is not None else "load_from") from err
+        raise err.with_context(
+            key_path="resume_from" if resume_from is not None else "load_from"
+        ) from err
     return runner

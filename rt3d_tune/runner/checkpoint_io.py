@@ -69,7 +69,9 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def update_latest(target: str | os.PathLike[str], latest: str | os.PathLike[str] | None = None) -> Path:
+def update_latest(
+    target: str | os.PathLike[str], latest: str | os.PathLike[str] | None = None
+) -> Path:
     """Point ``latest.pth`` (beside ``target`` unless given) at ``target``, atomically.
 
     A relative symlink is created under a temporary name and renamed over the old link;
@@ -102,7 +104,9 @@ def load_checkpoint_file(path: str | os.PathLike[str], map_location: Any = "cpu"
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError("checkpoint file not found", expected="an existing .pth file", given=str(path))
+        raise ConfigError(
+            "checkpoint file not found", expected="an existing .pth file", given=str(path)
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

@@ -20,8 +20,11 @@ from rt3d_tune.registry import DATASETS
 __all__ = ["EpochSampler", "build_dataset", "build_dataloader"]
 
 
-def build_dataset(cfg: Mapping[str, Any], key_path: str = "data.train",
-                  default_args: Mapping[str, Any] | None = None) -> Dataset:
+def build_dataset(
+    cfg: Mapping[str, Any],
+    key_path: str = "data.train",
+    default_args: Mapping[str, Any] | None = None,
+) -> Dataset:
     """Build a dataset from ``dict(type=<DATASETS name>, ...)``.
 
     Raises:
@@ -103,12 +106,28 @@ def build_dataloader(
     Raises:
         ConfigError: a batch size < 1 or a negative worker count.
     """
-    if not isinstance(samples_per_gpu, int) or isinstance(samples_per_gpu, bool) or samples_per_gpu < 1:
-        raise ConfigError("bad batch size", key_path="data.samples_per_gpu", expected="an int >= 1",
-                          given=samples_per_gpu)
-    if not isinstance(workers_per_gpu, int) or isinstance(workers_per_gpu, bool) or workers_per_gpu < 0:
-        raise ConfigError("bad worker count", key_path="data.workers_per_gpu", expected="an int >= 0",
-                          given=workers_per_gpu)
+    if (
+        not isinstance(samples_per_gpu, int)
+        or isinstance(samples_per_gpu, bool)
+        or samples_per_gpu < 1
+    ):
+        raise ConfigError(
+            "bad batch size",
+            key_path="data.samples_per_gpu",
+            expected="an int >= 1",
+            given=samples_per_gpu,
+        )
+    if (
+        not isinstance(workers_per_gpu, int)
+        or isinstance(workers_per_gpu, bool)
+        or workers_per_gpu < 0
+    ):
+        raise ConfigError(
+            "bad worker count",
+            key_path="data.workers_per_gpu",
+            expected="an int >= 0",
+            given=workers_per_gpu,
+        )
     generator = torch.Generator()
     sampler = EpochSampler(len(dataset), shuffle, seed, generator)  # type: ignore[arg-type]
     collate = getattr(dataset, "collate_fn", None)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -99,8 +100,11 @@ class EpochBasedRunner(BaseRunner):
             self.data_batch = None
         self.call_hook("after_val_epoch")
 
-    def run(self, data_loaders: Sequence[Any] | None = None,
-            workflow: Sequence[tuple[str, int]] | None = None) -> None:
+    def run(
+        self,
+        data_loaders: Sequence[Any] | None = None,
+        workflow: Sequence[tuple[str, int]] | None = None,
+    ) -> None:
         """Run the workflow until ``epoch >= max_epochs``.
 
         Raises:
@@ -109,8 +113,11 @@ class EpochBasedRunner(BaseRunner):
         data_loaders = self.data_loaders if data_loaders is None else data_loaders
         flows = check_workflow(self.workflow if workflow is None else workflow, len(data_loaders))
         if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
-            raise ConfigError("the epoch runner needs max_epochs >= 1", key_path="runner.max_epochs",
-                              given=self.max_epochs)
+            raise ConfigError(
+                "the epoch runner needs max_epochs >= 1",
+                key_path="runner.max_epochs",
+                given=self.max_epochs,
+            )
         train = [i for i, (mode, _) in enumerate(flows) if mode == "train"]
         if not train:
             raise ConfigError("the workflow has no train phase", key_path="workflow", given=flows)
@@ -118,7 +125,7 @@ class EpochBasedRunner(BaseRunner):
         self._log_start(flows, "epochs", self.max_epochs)
         self.call_hook("before_run")
         while self.epoch < self.max_epochs:
-            for loader, (mode, epochs) in zip(data_loaders, flows):
+            for loader, (mode, epochs) in zip(data_loaders, flows, strict=True):
                 for _ in range(epochs):
                     if mode == "train" and self.epoch >= self.max_epochs:
                         break

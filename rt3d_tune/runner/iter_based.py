@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -75,7 +76,7 @@ class IterBasedRunner(BaseRunner):
         self.mode = "train"
         self.data_loader = data_loader
         data_batch = next(data_loader)
-        # the pass this batch belongs to (mmcv reads it before next(), one pass behind at the boundary)
+        # the pass this batch belongs to (mmcv reads it before next(): a pass behind at its start)
         self.epoch = data_loader.epoch
         self.data_batch = data_batch
         self.call_hook("before_train_iter")
@@ -102,8 +103,11 @@ class IterBasedRunner(BaseRunner):
     def _checkpoint_progress(self) -> tuple[int, dict[str, int]]:
         return self.iter + 1, {"epoch": self.epoch + 1, "iter": self.iter + 1}
 
-    def run(self, data_loaders: Sequence[Any] | None = None,
-            workflow: Sequence[tuple[str, int]] | None = None) -> None:
+    def run(
+        self,
+        data_loaders: Sequence[Any] | None = None,
+        workflow: Sequence[tuple[str, int]] | None = None,
+    ) -> None:
         """Run the workflow until ``iter >= max_iters``.
 
         Raises:
@@ -112,20 +116,23 @@ class IterBasedRunner(BaseRunner):
         data_loaders = self.data_loaders if data_loaders is None else data_loaders
         flows = check_workflow(self.workflow if workflow is None else workflow, len(data_loaders))
         if not isinstance(self.max_iters, int) or self.max_iters < 1:
-            raise ConfigError("the iteration runner needs max_iters >= 1", key_path="runner.max_iters",
-                              given=self.max_iters)
+            raise ConfigError(
+                "the iteration runner needs max_iters >= 1",
+                key_path="runner.max_iters",
+                given=self.max_iters,
+            )
         if not any(mode == "train" for mode, _ in flows):
             raise ConfigError("the workflow has no train phase", key_path="workflow", given=flows)
         self._log_start(flows, "iters", self.max_iters)
         self.call_hook("before_run")
         loaders = []
-        for loader, (mode, _) in zip(data_loaders, flows):
+        for loader, (mode, _) in zip(data_loaders, flows, strict=True):
             # a resumed run continues the pass (and the position in it) of a straight run
             passes, skip = divmod(self.iter, len(loader)) if mode == "train" else (0, 0)
             loaders.append(IterLoader(loader, passes, skip))
         self.call_hook("before_epoch")
         while self.iter < self.max_iters:
-            for loader, (mode, iters) in zip(loaders, flows):
+            for loader, (mode, iters) in zip(loaders, flows, strict=True):
                 self.inner_iter = 0
                 for _ in range(iters):
                     if mode == "train" and self.iter >= self.max_iters:

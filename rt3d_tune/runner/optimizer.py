@@ -44,10 +44,18 @@ def check_optimizer_args(cfg: Mapping[str, Any], key_path: str = "optimizer") ->
             the accepted ones).
     """
     if "type" not in cfg:
-        raise ConfigError("the optimizer needs a 'type'", key_path=key_path,
-                          expected="dict(type='SGD', lr=...)", given=dict(cfg))
+        raise ConfigError(
+            "the optimizer needs a 'type'",
+            key_path=key_path,
+            expected="dict(type='SGD', lr=...)",
+            given=dict(cfg),
+        )
     opt_type = cfg["type"]
-    cls = OPTIMIZERS.lookup(opt_type, key_path=f"{key_path}.type") if isinstance(opt_type, str) else opt_type
+    cls = (
+        OPTIMIZERS.lookup(opt_type, key_path=f"{key_path}.type")
+        if isinstance(opt_type, str)
+        else opt_type
+    )
     try:
         params = inspect.signature(cls).parameters
     except (TypeError, ValueError):
@@ -87,7 +95,9 @@ class DefaultOptimizerConstructor:
             ``*decay_mult`` without ``weight_decay`` in the optimizer.
     """
 
-    def __init__(self, optimizer_cfg: Mapping[str, Any], paramwise_cfg: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, optimizer_cfg: Mapping[str, Any], paramwise_cfg: Mapping[str, Any] | None = None
+    ) -> None:
         self.optimizer_cfg = dict(optimizer_cfg)
         self.paramwise_cfg = dict(paramwise_cfg or {})
         self.base_lr = self.optimizer_cfg.get("lr")
@@ -98,19 +108,33 @@ class DefaultOptimizerConstructor:
         path = "optimizer.paramwise_cfg"
         for key in self.paramwise_cfg:
             if key not in _PARAMWISE_KEYS:
-                raise ConfigError("unknown paramwise_cfg key", key_path=f"{path}.{key}",
-                                  expected=f"one of {', '.join(_PARAMWISE_KEYS)}", given=key)
+                raise ConfigError(
+                    "unknown paramwise_cfg key",
+                    key_path=f"{path}.{key}",
+                    expected=f"one of {', '.join(_PARAMWISE_KEYS)}",
+                    given=key,
+                )
         custom = self.paramwise_cfg.get("custom_keys", {})
         if not isinstance(custom, Mapping):
-            raise ConfigError("custom_keys must be a dict", key_path=f"{path}.custom_keys",
-                              expected="{'name substring': dict(lr_mult=..., decay_mult=...)}", given=custom)
-        decay_keys = [f"{path}.{k}" for k in ("bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult")
-                      if k in self.paramwise_cfg]
+            raise ConfigError(
+                "custom_keys must be a dict",
+                key_path=f"{path}.custom_keys",
+                expected="{'name substring': dict(lr_mult=..., decay_mult=...)}",
+                given=custom,
+            )
+        decay_keys = [
+            f"{path}.{k}"
+            for k in ("bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult")
+            if k in self.paramwise_cfg
+        ]
         for name, rule in custom.items():
             if not isinstance(rule, Mapping) or set(rule) - {"lr_mult", "decay_mult"}:
-                raise ConfigError("a custom_keys entry takes lr_mult and decay_mult",
-                                  key_path=f"{path}.custom_keys.{name}", expected="dict(lr_mult=, decay_mult=)",
-                                  given=rule)
+                raise ConfigError(
+                    "a custom_keys entry takes lr_mult and decay_mult",
+                    key_path=f"{path}.custom_keys.{name}",
+                    expected="dict(lr_mult=, decay_mult=)",
+                    given=rule,
+                )
             if "decay_mult" in rule:
                 decay_keys.append(f"{path}.custom_keys.{name}.decay_mult")
         if decay_keys and self.base_wd is None:
@@ -141,7 +165,10 @@ class DefaultOptimizerConstructor:
                 params.append(group)
                 continue
             if bypass_duplicate and id(param) in seen:
-                warnings.warn(f"{prefix}.{name} is a duplicate; skipped since bypass_duplicate=True", stacklevel=2)
+                warnings.warn(
+                    f"{prefix}.{name} is a duplicate; skipped since bypass_duplicate=True",
+                    stacklevel=2,
+                )
                 continue
             full_name = f"{prefix}.{name}"
             key = next((k for k in sorted_keys if k in full_name), None)
@@ -150,7 +177,12 @@ class DefaultOptimizerConstructor:
                 if self.base_wd is not None:
                     group["weight_decay"] = self.base_wd * custom[key].get("decay_mult", 1.0)
             else:
-                if name == "bias" and not is_norm and self.base_lr is not None and "bias_lr_mult" in cfg:
+                if (
+                    name == "bias"
+                    and not is_norm
+                    and self.base_lr is not None
+                    and "bias_lr_mult" in cfg
+                ):
                     group["lr"] = self.base_lr * bias_lr_mult
                 if self.base_wd is not None:
                     if is_norm:
@@ -185,7 +217,11 @@ OPTIMIZER_BUILDERS.register_module(module=DefaultOptimizerConstructor)
 
 
 def _is_per_module(cfg: Mapping[str, Any]) -> bool:
-    return "type" not in cfg and bool(cfg) and all(isinstance(v, Mapping) and "type" in v for v in cfg.values())
+    return (
+        "type" not in cfg
+        and bool(cfg)
+        and all(isinstance(v, Mapping) and "type" in v for v in cfg.values())
+    )
 
 
 def build_optimizer(
@@ -205,9 +241,12 @@ def build_optimizer(
         for name, sub_cfg in cfg.items():
             sub = getattr(model, name, None)
             if not isinstance(sub, nn.Module):
-                raise ConfigError("no sub-module of that name for a per-module optimizer",
-                                  key_path=f"{key_path}.{name}",
-                                  expected=f"one of {', '.join(n for n, _ in model.named_children())}", given=name)
+                raise ConfigError(
+                    "no sub-module of that name for a per-module optimizer",
+                    key_path=f"{key_path}.{name}",
+                    expected=f"one of {', '.join(n for n, _ in model.named_children())}",
+                    given=name,
+                )
             out[name] = build_optimizer(sub, sub_cfg, key_path=f"{key_path}.{name}")
         return out
     constructor = cfg.pop("constructor", "DefaultOptimizerConstructor")
@@ -228,8 +267,14 @@ def _rebase(err: ConfigError, key_path: str) -> ConfigError:
     if path == key_path or path.startswith(key_path + "."):
         return err
     if path == "optimizer" or path.startswith("optimizer."):
-        path = key_path + path[len("optimizer"):]
+        path = key_path + path[len("optimizer") :]
     else:
         path = f"{key_path}.{path}" if path else key_path
-    return ConfigError(err.message, key_path=path, file=err.file, expected=err.expected,
-                       given=err.given if err.has_given else ConfigError._MISSING, hint=err.hint)
+    return ConfigError(
+        err.message,
+        key_path=path,
+        file=err.file,
+        expected=err.expected,
+        given=err.given if err.has_given else ConfigError._MISSING,
+        hint=err.hint,
+    )

@@ -49,8 +49,10 @@ class ProgressBarHook(Hook):
         eta = (total - done) / rate if rate > 0 else 0.0
         loss = (runner.outputs.get("log_vars") or {}).get("loss")
         loss_text = f" loss {float(loss):.4g}" if loss is not None else ""
-        return (f"epoch {runner.epoch + 1} [{'#' * filled}{'.' * (self.width - filled)}] "
-                f"{done}/{total} ETA {format_duration(eta)}{loss_text}")
+        return (
+            f"epoch {runner.epoch + 1} [{'#' * filled}{'.' * (self.width - filled)}] "
+            f"{done}/{total} ETA {format_duration(eta)}{loss_text}"
+        )
 
     def after_train_iter(self, runner: Any) -> None:
         self.stream.write("\r" + self.line(runner) + "\033[K")

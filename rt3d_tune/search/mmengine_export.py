@@ -15,11 +15,10 @@ it assumed, since a different dataset size or batch size changes them.
 
 from __future__ import annotations
 
-import pprint
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["MmengineRuntime", "to_mmengine"]
+__all__ = ["MmengineRuntime", "to_mmengine", "write_best_mmengine"]
 
 @dataclass
 class MmengineRuntime:
@@ -40,10 +39,9 @@ class MmengineRuntime:
             lines.append("# NOT translated (mmengine cannot express these exactly; keep the mmcv")
             lines.append("# config for them or adapt by hand):")
             lines.extend(f"#   - {item}" for item in self.unsupported)
-        lines.append("")
-        for key, value in self.config.items():
-            lines.append(f"{key} = {pprint.pformat(value, width=88, sort_dicts=False)}")
-        return "\n".join(lines) + "\n"
+        from rt3d_tune.config_text import dumps
+
+        return "\n".join(lines) + "\n\n" + dumps(self.config, "py")
 
 
 def _schedule_length(cfg: Mapping[str, Any], iters_per_epoch: int) -> tuple[bool, int, int]:
@@ -276,3 +274,21 @@ def to_mmengine(cfg: Mapping[str, Any], iters_per_epoch: int) -> MmengineRuntime
         unsupported.append("custom_hooks are copied as written: check each exists for mmengine")
     return MmengineRuntime(config=out, unsupported=unsupported, iters_per_epoch=iters_per_epoch)
 
+
+
+def write_best_mmengine(ctx: Any) -> dict[str, Any]:
+    """Exporter: ``best/best_mmengine.py`` from ``best/best_config.py`` (see export.py)."""
+    from pathlib import Path
+
+    from rt3d_tune.config import Config
+
+    best_config = Path(ctx.best_dir, "best_config.py")
+    if ctx.best is None or not best_config.exists():
+        return {}
+    iters = int(ctx.best.last_result.get("iters_per_epoch") or 0)
+    if iters < 1:
+        return {}
+    cfg = Config.fromfile(str(best_config), import_custom_modules=False).to_dict()
+    path = Path(ctx.best_dir, "best_mmengine.py")
+    path.write_text(to_mmengine(cfg, iters).to_text(), encoding="utf-8")
+    return {"best_mmengine": path}

@@ -33,7 +33,8 @@ from rt3d_tune.search.domains import (
     Uniform,
     is_primitive,
 )
-from rt3d_tune.search.space import SearchSpace, plain_dict
+from rt3d_tune.search.keypaths import plain_dict
+from rt3d_tune.search.space import SearchSpace
 
 __all__ = [
     "ABSENT",

@@ -8,19 +8,23 @@ optimizer known, does the schedule build) live in ``rt3d_tune.search.validate``.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.search.domains import Choice, Domain, Grid, domain_name, parse_domain, walk_domains
+from rt3d_tune.search.keypaths import check_key_path, plain_dict
+from rt3d_tune.search.schema import (
+    check_known_keys,
+    check_mapping,
+    check_number,
+    check_one_of,
+    read_yaml,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -40,14 +44,6 @@ ALGORITHMS = ("random", "grid", "qmc", "tpe", "cmaes")
 SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt")
 QMC_TYPES = ("sobol", "halton")
 MODES = ("max", "min")
-# Top-level runtime keys a space may create even when the base config lacks them; any
-# other top-level key must exist in the base (a new one is almost always a typo).
-RUNTIME_KEYS = (
-    "optimizer", "optimizer_config", "lr_config", "momentum_config", "custom_hooks",
-    "checkpoint_config", "log_config", "evaluation", "runner", "workflow", "fp16",
-)
-# A new key under an existing dict this close to a sibling is reported as a typo.
-_TYPO_CUTOFF = 0.8
 
 
 @dataclass(frozen=True)
@@ -126,131 +122,6 @@ class SearchSpace:
         return _base_max_epochs(plain_dict(self.base_config))
 
 
-def plain_dict(cfg: Any) -> dict[str, Any]:
-    """A Config (or any nested mapping) as plain nested dicts and lists."""
-    if cfg is None:
-        return {}
-    if hasattr(cfg, "to_dict"):
-        cfg = cfg.to_dict()
-
-    def convert(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {key: convert(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [convert(item) for item in value]
-        return value
-
-    return convert(cfg)
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML that reads ``1e-4`` as a float (YAML 1.2) and rejects duplicate keys."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None,
-                    f"duplicate key {key!r} (first on line {seen[key] + 1})",
-                    key_node.start_mark,
-                )
-            if isinstance(key, (str, int, float, bool)):
-                seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)"
-        r"|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+0123456789."),
-)
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("space file not found", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read the space file: {err}", file=str(path)) from None
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-        line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        hint = None
-        if "python/" in str(err) or "could not determine a constructor" in str(err):
-            hint = "space files are plain YAML; tags such as !!python/object are refused"
-        raise ConfigError(f"{line}invalid YAML: {problem}", file=str(path), hint=hint) from None
-
-
-def _unknown_keys(section: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
-    for key in section:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
-            raise ConfigError(
-                f"unknown key {key!r}",
-                key_path=f"{prefix}.{key}" if prefix else str(key),
-                expected=f"one of {', '.join(allowed)}",
-                hint=f"did you mean {close[0]!r}?" if close else None,
-            )
-
-
-def _number(value: Any, path: str, *, integer: bool = False, minimum: float | None = None,
-            above: float | None = None, maximum: float | None = None) -> Any:
-    """Check a number read from the file; returns it unchanged."""
-    kind = "an integer" if integer else "a number"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and integer and not isinstance(value, int):
-        ok = False
-    bound = ""
-    if ok and minimum is not None and value < minimum:
-        ok, bound = False, f" >= {minimum}"
-    if ok and above is not None and value <= above:
-        ok, bound = False, f" > {above}"
-    if ok and maximum is not None and value > maximum:
-        ok, bound = False, f" <= {maximum}"
-    if not ok:
-        if not bound:
-            bound = "".join(
-                text for text, limit in ((f" >= {minimum}", minimum), (f" > {above}", above),
-                                         (f" <= {maximum}", maximum)) if limit is not None
-            )
-        raise ConfigError(f"must be {kind}{bound}", key_path=path, expected=f"{kind}{bound}",
-                          given=value)
-    return value
-
-
-def _one_of(value: Any, choices: tuple[str, ...], path: str) -> str:
-    if value not in choices:
-        close = difflib.get_close_matches(str(value).lower(), choices, n=1, cutoff=0.5)
-        raise ConfigError(
-            f"unknown value {value!r}",
-            key_path=path,
-            expected=f"one of {', '.join(choices)}",
-            given=value,
-            hint=f"did you mean {close[0]!r}?" if close else None,
-        )
-    return value
-
-
-def _mapping(value: Any, path: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError("must be a mapping", key_path=path, expected="key: value lines",
-                          given=value)
-    return value
-
-
 def _flatten_space(node: Mapping[str, Any], prefix: str) -> list[tuple[str, Domain]]:
     """Nested mappings of the ``space`` section -> (dotted key path, domain)."""
     found: list[tuple[str, Domain]] = []
@@ -289,61 +160,6 @@ def _check_overlaps(params: list[tuple[str, Domain]]) -> None:
             )
 
 
-def check_key_path(base: Mapping[str, Any], path: str) -> None:
-    """Check that a dotted key path exists in ``base`` or can be created there.
-
-    A key may be created under a dict that exists (or a None value, which becomes a
-    dict); integer segments index lists and must be in range. A new top-level key must
-    be a runtime key (``lr_config``, ...). A new key that closely matches an existing
-    sibling is reported as a typo.
-
-    Raises:
-        ConfigError: with key path ``space.<path>``, the closest existing keys as hint.
-    """
-    segments = path.split(".")
-    node: Any = base
-    for i, seg in enumerate(segments):
-        here = ".".join(segments[: i + 1])
-        where = f"space.{path}"
-        if node is None:
-            return
-        if isinstance(node, (list, tuple)):
-            if not seg.isdigit() or int(seg) >= len(node):
-                raise ConfigError(
-                    f"{'.'.join(segments[:i]) or 'the config'} is a list of {len(node)} in the "
-                    f"base config; {seg!r} is not an index in it",
-                    key_path=where,
-                    expected=f"an index from 0 to {len(node) - 1}" if node else "a non-empty list",
-                    given=seg,
-                )
-            node = node[int(seg)]
-            continue
-        if not isinstance(node, Mapping):
-            parent = ".".join(segments[:i])
-            raise ConfigError(
-                f"cannot set {here!r}: {parent!r} is {node!r} in the base config, not a dict",
-                key_path=where,
-                hint=f"tune {parent!r} itself, e.g. with a choice of mappings",
-            )
-        if seg in node:
-            node = node[seg]
-            continue
-        if i == 0 and seg in RUNTIME_KEYS:
-            return
-        names = [str(key) for key in node]
-        if i == 0:
-            names += [key for key in RUNTIME_KEYS if key not in node]
-        close = difflib.get_close_matches(seg, names, n=3, cutoff=0.6 if i == 0 else _TYPO_CUTOFF)
-        if i == 0 or close:
-            raise ConfigError(
-                f"{here!r} is not in the base config",
-                key_path=where,
-                hint=f"did you mean {' or '.join(repr(c) for c in close)}?" if close
-                else "check the spelling against the base config (rt3d-tune config BASE)",
-            )
-        return
-
-
 def _base_max_epochs(base: Mapping[str, Any]) -> int | None:
     runner = base.get("runner")
     if isinstance(runner, Mapping):
@@ -379,27 +195,27 @@ def _fixed_overrides(stop: Stop, base: Mapping[str, Any],
 _SCHEDULER_ARGS: dict[str, dict[str, tuple[Any, Callable[[Any, str], Any]]]] = {
     "fifo": {},
     "asha": {
-        "grace_period": (1, lambda v, p: _number(v, p, integer=True, minimum=1)),
-        "reduction_factor": (4, lambda v, p: _number(v, p, above=1)),
-        "brackets": (1, lambda v, p: _number(v, p, integer=True, minimum=1)),
+        "grace_period": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
+        "reduction_factor": (4, lambda v, p: check_number(v, p, above=1)),
+        "brackets": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
     },
-    "hyperband": {"reduction_factor": (3, lambda v, p: _number(v, p, above=1))},
+    "hyperband": {"reduction_factor": (3, lambda v, p: check_number(v, p, above=1))},
     "median": {
-        "grace_period": (1, lambda v, p: _number(v, p, integer=True, minimum=1)),
-        "min_samples_required": (3, lambda v, p: _number(v, p, integer=True, minimum=1)),
+        "grace_period": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
+        "min_samples_required": (3, lambda v, p: check_number(v, p, integer=True, minimum=1)),
     },
     "pbt": {
-        "perturbation_interval": (1, lambda v, p: _number(v, p, integer=True, minimum=1)),
-        "quantile_fraction": (0.25, lambda v, p: _number(v, p, minimum=0, maximum=0.5)),
-        "resample_probability": (0.25, lambda v, p: _number(v, p, minimum=0, maximum=1)),
+        "perturbation_interval": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
+        "quantile_fraction": (0.25, lambda v, p: check_number(v, p, minimum=0, maximum=0.5)),
+        "resample_probability": (0.25, lambda v, p: check_number(v, p, minimum=0, maximum=1)),
     },
 }
 
 
 def _parse_scheduler(section: Mapping[str, Any], max_epochs: int | None) -> SchedulerSettings:
-    kind = _one_of(section.get("type", "fifo"), SCHEDULERS, "scheduler.type")
+    kind = check_one_of(section.get("type", "fifo"), SCHEDULERS, "scheduler.type")
     spec = _SCHEDULER_ARGS[kind]
-    _unknown_keys(section, ("type", *spec), "scheduler")
+    check_known_keys(section, ("type", *spec), "scheduler")
     args = {name: check(section.get(name, default), f"scheduler.{name}")
             for name, (default, check) in spec.items()}
     for name in ("grace_period", "perturbation_interval"):
@@ -427,8 +243,8 @@ def parse_space(data: Any, file: str | Path, base_config: Any, base_path: str | 
 
 
 def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSpace:
-    top = _mapping(data, "")
-    _unknown_keys(top, ("base", "metric", "mode", "space", "search", "scheduler", "resources",
+    top = check_mapping(data, "")
+    check_known_keys(top, ("base", "metric", "mode", "space", "search", "scheduler", "resources",
                         "stop"), "")
     for key in ("metric", "mode", "space"):
         if key not in top:
@@ -438,10 +254,10 @@ def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSp
     if not isinstance(metric, str) or not metric:
         raise ConfigError("metric must be the name of an evaluation metric", key_path="metric",
                           expected="a string such as bev_mAP", given=metric)
-    mode = _one_of(top["mode"], MODES, "mode")
+    mode = check_one_of(top["mode"], MODES, "mode")
     base = plain_dict(base_config)
 
-    space = _mapping(top["space"], "space")
+    space = check_mapping(top["space"], "space")
     if not space:
         raise ConfigError("the space is empty", key_path="space",
                           hint="name at least one key path with a domain")
@@ -450,10 +266,10 @@ def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSp
     for path, _ in params:
         check_key_path(base, path)
 
-    search = _mapping(top.get("search"), "search")
-    _unknown_keys(search, ("algorithm", "num_samples", "seed", "max_concurrent", "qmc_type"),
+    search = check_mapping(top.get("search"), "search")
+    check_known_keys(search, ("algorithm", "num_samples", "seed", "max_concurrent", "qmc_type"),
                   "search")
-    algorithm = _one_of(search.get("algorithm", "random"), ALGORITHMS, "search.algorithm")
+    algorithm = check_one_of(search.get("algorithm", "random"), ALGORITHMS, "search.algorithm")
     if algorithm == "grid":
         for path, domain in (hit for p, d in params for hit in walk_domains(d, f"space.{p}")):
             if not isinstance(domain, (Choice, Grid)):
@@ -467,22 +283,22 @@ def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSp
                               key_path="search.num_samples", hint="remove num_samples")
         num_samples = None
     else:
-        num_samples = _number(search.get("num_samples", 10), "search.num_samples",
+        num_samples = check_number(search.get("num_samples", 10), "search.num_samples",
                               integer=True, minimum=1)
     settings = SearchSettings(
         algorithm=algorithm,
         num_samples=num_samples,
-        seed=_number(search.get("seed", 0), "search.seed", integer=True, minimum=0),
-        qmc_type=_one_of(search.get("qmc_type", "sobol"), QMC_TYPES, "search.qmc_type"),
+        seed=check_number(search.get("seed", 0), "search.seed", integer=True, minimum=0),
+        qmc_type=check_one_of(search.get("qmc_type", "sobol"), QMC_TYPES, "search.qmc_type"),
     )
 
-    resources = _mapping(top.get("resources"), "resources")
-    _unknown_keys(resources, ("cpu", "gpu", "max_concurrent"), "resources")
-    gpu = _number(resources.get("gpu", 0), "resources.gpu", minimum=0)
+    resources = check_mapping(top.get("resources"), "resources")
+    check_known_keys(resources, ("cpu", "gpu", "max_concurrent"), "resources")
+    gpu = check_number(resources.get("gpu", 0), "resources.gpu", minimum=0)
     if gpu > 1 and gpu != int(gpu):
         raise ConfigError("a trial may use a fraction of one GPU, or whole GPUs",
                           key_path="resources.gpu", given=gpu, hint=f"use {math.ceil(gpu)}")
-    res = Resources(cpu=float(_number(resources.get("cpu", 1), "resources.cpu", above=0)),
+    res = Resources(cpu=float(check_number(resources.get("cpu", 1), "resources.cpu", above=0)),
                     gpu=float(gpu))
     if "max_concurrent" in search and "max_concurrent" in resources:
         raise ConfigError("max_concurrent is set twice", key_path="resources.max_concurrent",
@@ -490,19 +306,19 @@ def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSp
     where = "search" if "max_concurrent" in search else "resources"
     concurrent = {**search, **resources}.get("max_concurrent")
     if concurrent is not None:
-        _number(concurrent, f"{where}.max_concurrent", integer=True, minimum=1)
+        check_number(concurrent, f"{where}.max_concurrent", integer=True, minimum=1)
 
-    stop_section = _mapping(top.get("stop"), "stop")
-    _unknown_keys(stop_section, ("max_epochs", "time_budget_s"), "stop")
+    stop_section = check_mapping(top.get("stop"), "stop")
+    check_known_keys(stop_section, ("max_epochs", "time_budget_s"), "stop")
     stop = Stop(
-        max_epochs=None if stop_section.get("max_epochs") is None else _number(
+        max_epochs=None if stop_section.get("max_epochs") is None else check_number(
             stop_section["max_epochs"], "stop.max_epochs", integer=True, minimum=1),
-        time_budget_s=None if stop_section.get("time_budget_s") is None else float(_number(
+        time_budget_s=None if stop_section.get("time_budget_s") is None else float(check_number(
             stop_section["time_budget_s"], "stop.time_budget_s", above=0)),
     )
     fixed = _fixed_overrides(stop, base, params)
     max_epochs = stop.max_epochs if stop.max_epochs is not None else _base_max_epochs(base)
-    scheduler = _parse_scheduler(_mapping(top.get("scheduler"), "scheduler"), max_epochs)
+    scheduler = _parse_scheduler(check_mapping(top.get("scheduler"), "scheduler"), max_epochs)
     return SearchSpace(
         file=file,
         base_path=base_path,
@@ -530,7 +346,7 @@ def load_space(path: str | Path) -> SearchSpace:
             mistake in the space, named by file and key path.
     """
     file = Path(path)
-    data = _read_yaml(file)
+    data = read_yaml(file)
     if not isinstance(data, Mapping):
         raise ConfigError("a space file is a mapping of base, metric, mode, space, ...",
                           file=str(file), given=data)

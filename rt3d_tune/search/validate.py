@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search.domains import Choice, Domain, Grid, Uniform, walk_domains
+from rt3d_tune.search.domains import Choice, Domain, Grid, walk_domains
+from rt3d_tune.search.keypaths import plain_dict
 from rt3d_tune.search.sampling import (
     apply_overrides,
     config_diff,
@@ -27,7 +28,7 @@ from rt3d_tune.search.sampling import (
     resolve_overrides,
     uses_index,
 )
-from rt3d_tune.search.space import SearchSpace, plain_dict
+from rt3d_tune.search.space import SearchSpace
 
 __all__ = [
     "TrialCheck",
@@ -95,10 +96,8 @@ def _coverage_params(space: SearchSpace) -> list[dict[str, Any]]:
                 index = k % len(domain.options)
                 params[name] = index if uses_index(domain) else domain.options[index]
                 return params[name]
+            # q divides high - low (checked when parsing), so both bounds are valid values
             params[name] = domain.low if k % 2 == 0 else domain.high
-            if isinstance(domain, Uniform) and domain.q is not None and k % 2:
-                steps = math.floor((domain.high - domain.low) / domain.q + 1e-9)
-                params[name] = domain.low + steps * domain.q
             return params[name]
 
         resolve_overrides(space, pick)

@@ -238,7 +238,7 @@ class PillarBEVDetector(nn.Module):
         num_classes: int = 2,
         point_cloud_range: Sequence[float] = (0.0, -20.0, -3.0, 40.0, 20.0, 1.0),
         voxel_size: Sequence[float] = (0.3125, 0.3125),
-        pillar_channels: int = 32,
+        pillar_channels: int = 16,
         backbone: dict[str, Any] | None = None,
         head_channels: int = 32,
         max_objs: int = 64,

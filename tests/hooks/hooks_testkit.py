@@ -79,7 +79,10 @@ class LineModel(nn.Module):
 
 
 class Recorder(Hook):
-    """Records (stage, epoch, iter, eval_round, loss) after every train iteration and epoch."""
+    """Records losses and parameters after every train iteration, and when evaluations happen.
+
+    ``evals`` holds (finished epochs or iterations, eval_round) for each evaluation.
+    """
 
     def __init__(self) -> None:
         self.losses: list[tuple[float, int]] = []
@@ -94,6 +97,9 @@ class Recorder(Hook):
 
     def before_train_epoch(self, runner: Any) -> None:
         self._note_eval(runner, runner.epoch)
+
+    def before_train_iter(self, runner: Any) -> None:
+        self._note_eval(runner, runner.iter)
 
     def after_train_iter(self, runner: Any) -> None:
         self.losses.append((float(runner.outputs["loss"].detach()), runner.outputs["num_samples"]))

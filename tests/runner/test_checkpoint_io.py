@@ -35,8 +35,12 @@ def test_atomic_save_interrupted_mid_write_keeps_the_old_file(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_1.pth"]  # no temp file left
 
 
-def test_checkpoint_interrupted_during_training_leaves_latest_loadable(tmp_path, monkeypatch) -> None:
-    cfg = fx.toy_config(checkpoint_config=dict(interval=1), runner=dict(type="EpochBasedRunner", max_epochs=3))
+def test_checkpoint_interrupted_during_training_leaves_latest_loadable(
+    tmp_path, monkeypatch
+) -> None:
+    cfg = fx.toy_config(
+        checkpoint_config=dict(interval=1), runner=dict(type="EpochBasedRunner", max_epochs=3)
+    )
     runner = build_runner(cfg, work_dir=tmp_path)
     real_save = torch.save
     calls = {"n": 0}
@@ -105,16 +109,22 @@ def test_find_latest_checkpoint(tmp_path) -> None:
 
 @pytest.mark.parametrize(("max_keep", "expected"), [(-1, [1, 2, 3, 4]), (2, [3, 4])])
 def test_max_keep_ckpts(tmp_path, max_keep, expected) -> None:
-    cfg = fx.toy_config(checkpoint_config=dict(interval=1, max_keep_ckpts=max_keep),
-                        runner=dict(type="EpochBasedRunner", max_epochs=4))
+    cfg = fx.toy_config(
+        checkpoint_config=dict(interval=1, max_keep_ckpts=max_keep),
+        runner=dict(type="EpochBasedRunner", max_epochs=4),
+    )
     build_runner(cfg, work_dir=tmp_path).run()
     assert sorted(int(p.stem.split("_")[1]) for p in tmp_path.glob("epoch_*.pth")) == expected
 
 
-@pytest.mark.parametrize(("interval", "save_last", "expected"), [(3, True, [3, 4]), (3, False, [3]), (-1, True, [4])])
+@pytest.mark.parametrize(
+    ("interval", "save_last", "expected"), [(3, True, [3, 4]), (3, False, [3]), (-1, True, [4])]
+)
 def test_interval_and_save_last(tmp_path, interval, save_last, expected) -> None:
-    cfg = fx.toy_config(checkpoint_config=dict(interval=interval, save_last=save_last),
-                        runner=dict(type="EpochBasedRunner", max_epochs=4))
+    cfg = fx.toy_config(
+        checkpoint_config=dict(interval=interval, save_last=save_last),
+        runner=dict(type="EpochBasedRunner", max_epochs=4),
+    )
     build_runner(cfg, work_dir=tmp_path).run()
     assert sorted(int(p.stem.split("_")[1]) for p in tmp_path.glob("epoch_*.pth")) == expected
 

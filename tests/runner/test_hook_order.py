@@ -23,7 +23,9 @@ def _runner(tmp_path) -> EpochBasedRunner:
     return EpochBasedRunner(fx.ToyLinear(), None, work_dir=tmp_path, max_epochs=1)
 
 
-@pytest.mark.parametrize("priority", list(Priority) + [p.name.lower() for p in Priority] + [0, 1, 55, 99, 100])
+@pytest.mark.parametrize(
+    "priority", list(Priority) + [p.name.lower() for p in Priority] + [0, 1, 55, 99, 100]
+)
 def test_every_priority_form_is_accepted_and_sorted(tmp_path, priority) -> None:
     runner = _runner(tmp_path)
     calls: list[str] = []
@@ -38,8 +40,16 @@ def test_every_priority_form_is_accepted_and_sorted(tmp_path, priority) -> None:
 def test_ties_keep_registration_order_and_lower_runs_first(tmp_path) -> None:
     runner = _runner(tmp_path)
     calls: list[str] = []
-    for name, prio in [("a50", 50), ("b90", "VERY_LOW"), ("c10", "very_high"), ("d50", "NORMAL"),
-                       ("e0", "HIGHEST"), ("f90", 90), ("g100", "LOWEST"), ("h50", 50)]:
+    for name, prio in [
+        ("a50", 50),
+        ("b90", "VERY_LOW"),
+        ("c10", "very_high"),
+        ("d50", "NORMAL"),
+        ("e0", "HIGHEST"),
+        ("f90", 90),
+        ("g100", "LOWEST"),
+        ("h50", 50),
+    ]:
         runner.register_hook(Named(name, calls), prio)
     runner.call_hook("before_run")
     assert calls == ["e0", "c10", "a50", "d50", "h50", "b90", "f90", "g100"]
@@ -54,9 +64,11 @@ def test_bad_priority_is_a_config_error(tmp_path, bad) -> None:
 def test_config_hooks_follow_the_spec_table_and_custom_hooks_come_after_defaults(tmp_path) -> None:
     cfg = fx.toy_config(
         checkpoint_config=dict(interval=1),
-        custom_hooks=[dict(type="RecordHook", tag="custom_normal"),
-                      dict(type="RecordHook", tag="custom_40", priority=40),
-                      dict(type="RecordHook", tag="custom_first", priority="highest")],
+        custom_hooks=[
+            dict(type="RecordHook", tag="custom_normal"),
+            dict(type="RecordHook", tag="custom_40", priority=40),
+            dict(type="RecordHook", tag="custom_first", priority="highest"),
+        ],
     )
     runner = build_runner(cfg, work_dir=tmp_path)
     order = [(type(h).__name__, getattr(h, "tag", None), h.priority) for h in runner.hooks]
@@ -78,8 +90,10 @@ def test_bad_custom_hook_priority_names_its_key_path(tmp_path) -> None:
 
 
 def test_hook_order_is_logged_per_stage_at_start(tmp_path) -> None:
-    cfg = fx.toy_config(custom_hooks=[dict(type="RecordHook", priority=45)], runner=dict(
-        type="EpochBasedRunner", max_epochs=1))
+    cfg = fx.toy_config(
+        custom_hooks=[dict(type="RecordHook", priority=45)],
+        runner=dict(type="EpochBasedRunner", max_epochs=1),
+    )
     runner = build_runner(cfg, work_dir=tmp_path)
     runner.run()
     log = next(tmp_path.glob("*.log")).read_text()

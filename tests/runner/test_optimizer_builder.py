@@ -37,7 +37,9 @@ def _groups(opt: torch.optim.Optimizer, model: nn.Module) -> dict[str, dict]:
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_every_registered_optimizer_builds_by_name(name) -> None:
     model = nn.Linear(2, 1, bias=False)  # 2-D weights only: Muon refuses others
-    opt = build_optimizer(model, dict(type=name, lr=0.01) if name != "SparseAdam" else dict(type=name))
+    opt = build_optimizer(
+        model, dict(type=name, lr=0.01) if name != "SparseAdam" else dict(type=name)
+    )
     assert isinstance(opt, torch.optim.Optimizer)
     assert type(opt).__name__ == name
 
@@ -63,9 +65,17 @@ def test_no_paramwise_cfg_gives_one_group() -> None:
 
 def test_paramwise_groups_follow_mmcv_precedence() -> None:
     model = Net()
-    opt = build_optimizer(model, dict(
-        type="SGD", lr=0.1, weight_decay=0.01,
-        paramwise_cfg=dict(bias_lr_mult=2.0, bias_decay_mult=0.5, norm_decay_mult=0.0, dwconv_decay_mult=0.3)))
+    opt = build_optimizer(
+        model,
+        dict(
+            type="SGD",
+            lr=0.1,
+            weight_decay=0.01,
+            paramwise_cfg=dict(
+                bias_lr_mult=2.0, bias_decay_mult=0.5, norm_decay_mult=0.0, dwconv_decay_mult=0.3
+            ),
+        ),
+    )
     g = _groups(opt, model)
     assert g["conv.weight"] == {"lr": 0.1, "weight_decay": 0.01}
     assert g["conv.bias"] == {"lr": pytest.approx(0.2), "weight_decay": pytest.approx(0.005)}
@@ -83,17 +93,30 @@ def test_paramwise_groups_follow_mmcv_precedence() -> None:
 
 def test_custom_keys_longest_match_wins_and_override_everything() -> None:
     model = Net()
-    opt = build_optimizer(model, dict(
-        type="SGD", lr=0.1, weight_decay=0.01,
-        paramwise_cfg=dict(norm_decay_mult=0.0, bias_lr_mult=5.0, custom_keys={
-            "backbone": dict(lr_mult=0.1),
-            "backbone.1": dict(lr_mult=0.5, decay_mult=2.0),
-            "head": dict(lr_mult=3.0, decay_mult=0.0),
-            "bn": dict(lr_mult=1.0),
-        })))
+    opt = build_optimizer(
+        model,
+        dict(
+            type="SGD",
+            lr=0.1,
+            weight_decay=0.01,
+            paramwise_cfg=dict(
+                norm_decay_mult=0.0,
+                bias_lr_mult=5.0,
+                custom_keys={
+                    "backbone": dict(lr_mult=0.1),
+                    "backbone.1": dict(lr_mult=0.5, decay_mult=2.0),
+                    "head": dict(lr_mult=3.0, decay_mult=0.0),
+                    "bn": dict(lr_mult=1.0),
+                },
+            ),
+        ),
+    )
     g = _groups(opt, model)
     assert g["backbone.0.weight"] == {"lr": pytest.approx(0.01), "weight_decay": 0.01}
-    assert g["backbone.1.weight"] == {"lr": pytest.approx(0.05), "weight_decay": pytest.approx(0.02)}
+    assert g["backbone.1.weight"] == {
+        "lr": pytest.approx(0.05),
+        "weight_decay": pytest.approx(0.02),
+    }
     assert g["head.bias"] == {"lr": pytest.approx(0.3), "weight_decay": 0.0}  # beats bias_lr_mult
     assert g["bn.weight"] == {"lr": 0.1, "weight_decay": 0.01}  # beats norm_decay_mult
 
@@ -101,8 +124,14 @@ def test_custom_keys_longest_match_wins_and_override_everything() -> None:
 def test_custom_keys_ties_are_alphabetical() -> None:
     model = nn.Module()
     model.ab = nn.Linear(1, 1, bias=False)
-    opt = build_optimizer(model, dict(type="SGD", lr=1.0, paramwise_cfg=dict(custom_keys={
-        "b": dict(lr_mult=3.0), "a": dict(lr_mult=2.0)})))
+    opt = build_optimizer(
+        model,
+        dict(
+            type="SGD",
+            lr=1.0,
+            paramwise_cfg=dict(custom_keys={"b": dict(lr_mult=3.0), "a": dict(lr_mult=2.0)}),
+        ),
+    )
     assert opt.param_groups[0]["lr"] == 2.0
 
 
@@ -115,7 +144,10 @@ def test_decay_mult_without_weight_decay_is_an_error(key) -> None:
 
 def test_custom_key_decay_mult_without_weight_decay_is_an_error() -> None:
     with pytest.raises(ConfigError) as err:
-        build_optimizer(Net(), dict(type="SGD", lr=0.1, paramwise_cfg=dict(custom_keys={"head": dict(decay_mult=0)})))
+        build_optimizer(
+            Net(),
+            dict(type="SGD", lr=0.1, paramwise_cfg=dict(custom_keys={"head": dict(decay_mult=0)})),
+        )
     assert err.value.key_path == "optimizer.paramwise_cfg.custom_keys.head.decay_mult"
 
 
@@ -133,13 +165,17 @@ def test_bypass_duplicate_skips_shared_parameters() -> None:
     with pytest.raises(ValueError):  # torch refuses a parameter in two groups
         build_optimizer(model, dict(type="SGD", lr=0.1, paramwise_cfg=dict(bias_lr_mult=1.0)))
     with pytest.warns(UserWarning, match="duplicate"):
-        opt = build_optimizer(model, dict(type="SGD", lr=0.1, paramwise_cfg=dict(bypass_duplicate=True)))
+        opt = build_optimizer(
+            model, dict(type="SGD", lr=0.1, paramwise_cfg=dict(bypass_duplicate=True))
+        )
     assert sum(len(g["params"]) for g in opt.param_groups) == 3
 
 
 def test_per_module_optimizers() -> None:
     model = Net()
-    opts = build_optimizer(model, dict(backbone=dict(type="SGD", lr=0.1), head=dict(type="Adam", lr=1e-3)))
+    opts = build_optimizer(
+        model, dict(backbone=dict(type="SGD", lr=0.1), head=dict(type="Adam", lr=1e-3))
+    )
     assert set(opts) == {"backbone", "head"}
     assert isinstance(opts["head"], torch.optim.Adam)
     with pytest.raises(ConfigError) as err:
@@ -156,5 +192,7 @@ def test_custom_constructor_from_registry() -> None:
                 group["lr"] /= 2
             return opt
 
-    opt = build_optimizer(nn.Linear(2, 1), dict(type="SGD", lr=0.4, constructor="HalfLrConstructor"))
+    opt = build_optimizer(
+        nn.Linear(2, 1), dict(type="SGD", lr=0.4, constructor="HalfLrConstructor")
+    )
     assert opt.param_groups[0]["lr"] == 0.2

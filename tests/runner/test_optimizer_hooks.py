@@ -40,17 +40,29 @@ def test_no_grad_clip_logs_no_grad_norm(tmp_path) -> None:
 
 def test_bad_grad_clip_is_a_config_error(tmp_path) -> None:
     with pytest.raises(ConfigError) as err:
-        build_runner(fx.toy_config(optimizer_config=dict(grad_clip=dict(norm=3))), work_dir=tmp_path)
+        build_runner(
+            fx.toy_config(optimizer_config=dict(grad_clip=dict(norm=3))), work_dir=tmp_path
+        )
     assert err.value.key_path == "optimizer_config.grad_clip"
 
 
 def test_accumulating_two_half_batches_equals_one_full_batch(tmp_path) -> None:
     sgd = dict(type="SGD", lr=0.05)
-    big = _train(tmp_path / "big", optimizer=sgd, data=dict(
-        samples_per_gpu=4, workers_per_gpu=0, train=dict(type="ToyRegression", length=16)))
-    small = _train(tmp_path / "small", optimizer=sgd, data=dict(
-        samples_per_gpu=2, workers_per_gpu=0, train=dict(type="ToyRegression", length=16)),
-        optimizer_config=dict(type="GradientCumulativeOptimizerHook", cumulative_iters=2))
+    big = _train(
+        tmp_path / "big",
+        optimizer=sgd,
+        data=dict(
+            samples_per_gpu=4, workers_per_gpu=0, train=dict(type="ToyRegression", length=16)
+        ),
+    )
+    small = _train(
+        tmp_path / "small",
+        optimizer=sgd,
+        data=dict(
+            samples_per_gpu=2, workers_per_gpu=0, train=dict(type="ToyRegression", length=16)
+        ),
+        optimizer_config=dict(type="GradientCumulativeOptimizerHook", cumulative_iters=2),
+    )
     assert small.iter == 2 * big.iter
     torch.testing.assert_close(_weights(small), _weights(big), rtol=1e-6, atol=1e-7)
 
@@ -58,10 +70,15 @@ def test_accumulating_two_half_batches_equals_one_full_batch(tmp_path) -> None:
 def test_remainder_stretch_divides_by_its_length_and_steps_on_the_last_iter(tmp_path) -> None:
     lr = 0.05
     data = dict(samples_per_gpu=2, workers_per_gpu=0, train=dict(type="ToyRegression", length=16))
-    runner = build_runner(fx.toy_config(optimizer=dict(type="SGD", lr=lr), data=data,
-                                        runner=dict(type="EpochBasedRunner", max_epochs=1),
-                                        optimizer_config=dict(type="GradientCumulativeOptimizerHook",
-                                                              cumulative_iters=3)), work_dir=tmp_path)
+    runner = build_runner(
+        fx.toy_config(
+            optimizer=dict(type="SGD", lr=lr),
+            data=data,
+            runner=dict(type="EpochBasedRunner", max_epochs=1),
+            optimizer_config=dict(type="GradientCumulativeOptimizerHook", cumulative_iters=3),
+        ),
+        work_dir=tmp_path,
+    )
     model = fx.ToyLinear()
     model.load_state_dict(runner.model.state_dict())
     runner.run()
@@ -75,7 +92,9 @@ def test_remainder_stretch_divides_by_its_length_and_steps_on_the_last_iter(tmp_
         with torch.no_grad():
             for p in model.parameters():
                 p -= lr * p.grad
-    torch.testing.assert_close(_weights(runner), torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(
+        _weights(runner), torch.cat([p.detach().flatten() for p in model.parameters()])
+    )
 
 
 def test_cumulative_iters_must_be_positive() -> None:
@@ -91,13 +110,21 @@ def test_fp16_on_cpu_runs_bf16_autocast_and_says_so(tmp_path) -> None:
     assert torch.isfinite(_weights(runner)).all()
 
 
-@pytest.mark.parametrize(("optimizer_config", "expected"), [
-    (dict(grad_clip=None), Fp16OptimizerHook),
-    (dict(type="GradientCumulativeOptimizerHook", cumulative_iters=2), GradientCumulativeFp16OptimizerHook),
-])
+@pytest.mark.parametrize(
+    ("optimizer_config", "expected"),
+    [
+        (dict(grad_clip=None), Fp16OptimizerHook),
+        (
+            dict(type="GradientCumulativeOptimizerHook", cumulative_iters=2),
+            GradientCumulativeFp16OptimizerHook,
+        ),
+    ],
+)
 def test_top_level_fp16_key_selects_the_fp16_hook(tmp_path, optimizer_config, expected) -> None:
-    runner = build_runner(fx.toy_config(optimizer_config=optimizer_config, fp16=dict(loss_scale="dynamic")),
-                          work_dir=tmp_path)
+    runner = build_runner(
+        fx.toy_config(optimizer_config=optimizer_config, fp16=dict(loss_scale="dynamic")),
+        work_dir=tmp_path,
+    )
     hooks = [h for h in runner.hooks if isinstance(h, OptimizerHook)]
     assert [type(h) for h in hooks] == [expected]
 
@@ -121,19 +148,29 @@ def test_nan_loss_raises_divergence_at_once_before_the_update(tmp_path) -> None:
 
 
 def test_detect_anomalous_params_logs_unused_parameters(tmp_path) -> None:
-    runner = build_runner(fx.toy_config(optimizer_config=dict(detect_anomalous_params=True),
-                                        runner=dict(type="EpochBasedRunner", max_epochs=1)), work_dir=tmp_path)
+    runner = build_runner(
+        fx.toy_config(
+            optimizer_config=dict(detect_anomalous_params=True),
+            runner=dict(type="EpochBasedRunner", max_epochs=1),
+        ),
+        work_dir=tmp_path,
+    )
     runner.model.unused = torch.nn.Linear(1, 1)
     runner.run()
-    assert "unused.weight with shape (1, 1) is not in the computational graph" in \
-        next(tmp_path.glob("*.log")).read_text()
+    assert (
+        "unused.weight with shape (1, 1) is not in the computational graph"
+        in next(tmp_path.glob("*.log")).read_text()
+    )
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fp16_on_cuda_runs_float16_autocast_with_a_grad_scaler(tmp_path) -> None:
-    runner = build_runner(fx.toy_config(optimizer_config=dict(type="Fp16OptimizerHook", loss_scale="dynamic")),
-                          work_dir=tmp_path, device="cuda")
+    runner = build_runner(
+        fx.toy_config(optimizer_config=dict(type="Fp16OptimizerHook", loss_scale="dynamic")),
+        work_dir=tmp_path,
+        device="cuda",
+    )
     runner.run()
     hook = next(h for h in runner.hooks if isinstance(h, Fp16OptimizerHook))
     assert set(runner.model.autocast_dtypes) == {torch.float16}

@@ -71,7 +71,9 @@ def test_worker_seeds_follow_the_epoch() -> None:
     assert len(set(draws[0])) == 10  # workers draw different numbers
 
 
-@pytest.mark.parametrize(("args", "key_path"), [((0, 0), "data.samples_per_gpu"), ((2, -1), "data.workers_per_gpu")])
+@pytest.mark.parametrize(
+    ("args", "key_path"), [((0, 0), "data.samples_per_gpu"), ((2, -1), "data.workers_per_gpu")]
+)
 def test_bad_loader_arguments(args, key_path) -> None:
     with pytest.raises(ConfigError) as err:
         build_dataloader(Indices(), *args)

@@ -1,4 +1,4 @@
-"""The seed tutorial's optimizer, constructor and hook examples train as written (custom_imports)."""
+"""The seed tutorial's optimizer, constructor and hook examples train as written."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ SGD = "optimizer = dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.0001)\
 
 
 def _write(tmp_path, snippet: str):
-    """The snippet as written, in a config on top of the toy task (SGD unless it sets an optimizer)."""
+    """The snippet as written, on top of the toy task (with SGD unless it sets an optimizer)."""
     (tmp_path / "base.py").write_text(TASK)
     snippet = textwrap.dedent(snippet)
     path = tmp_path / "cfg.py"
@@ -104,5 +104,8 @@ def test_my_hook_sees_the_tutorial_stages_in_order(tmp_path) -> None:
     runner = train(cfg, work_dir=tmp_path / "work", progress=False)
     hook = next(h for h in runner.hooks if isinstance(h, MyHook))
     assert hook.priority == 50 and (hook.a, hook.b) == (1, 2)
-    assert hook.stages_called() == (["before_run", "before_epoch"] + ["before_iter", "after_iter"] * 4
-                                    + ["after_epoch", "after_run"])
+    assert hook.stages_called() == (
+        ["before_run", "before_epoch"]
+        + ["before_iter", "after_iter"] * 4
+        + ["after_epoch", "after_run"]
+    )

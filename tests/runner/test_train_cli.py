@@ -35,9 +35,14 @@ def config_file(tmp_path):
     return path
 
 
-def test_train_writes_to_the_default_work_dir_and_logs_lines(tmp_path, config_file, monkeypatch, capsys) -> None:
+def test_train_writes_to_the_default_work_dir_and_logs_lines(
+    tmp_path, config_file, monkeypatch, capsys
+) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main(["train", str(config_file), "--cfg-options", "runner.max_epochs=2", "--seed", "3"]) == 0
+    assert (
+        main(["train", str(config_file), "--cfg-options", "runner.max_epochs=2", "--seed", "3"])
+        == 0
+    )
     work = tmp_path / "work_dirs" / "toy_run"
     ckpt = load_checkpoint_file(work / "latest.pth")
     assert (ckpt["meta"]["epoch"], ckpt["meta"]["seed"]) == (2, 3)
@@ -51,26 +56,65 @@ def test_train_writes_to_the_default_work_dir_and_logs_lines(tmp_path, config_fi
 
 def test_resume_from_and_auto_resume(tmp_path, config_file) -> None:
     work = tmp_path / "w"
-    assert main(["train", str(config_file), "--work-dir", str(work), "--cfg-options", "runner.max_epochs=1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(config_file),
+                "--work-dir",
+                str(work),
+                "--cfg-options",
+                "runner.max_epochs=1",
+            ]
+        )
+        == 0
+    )
     assert main(["train", str(config_file), "--work-dir", str(work), "--auto-resume"]) == 0
     assert load_checkpoint_file(work / "latest.pth")["meta"]["iter"] == 12
     other = tmp_path / "other"
-    assert main(["train", str(config_file), "--work-dir", str(other), "--resume-from",
-                 str(work / "epoch_2.pth")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(config_file),
+                "--work-dir",
+                str(other),
+                "--resume-from",
+                str(work / "epoch_2.pth"),
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in other.glob("epoch_*.pth")) == ["epoch_3.pth"]
 
 
 def test_user_mistake_exits_2_with_one_message(tmp_path, config_file, capsys) -> None:
-    code = main(["train", str(config_file), "--work-dir", str(tmp_path / "w"),
-                 "--cfg-options", "optimizer.momentun=0.9"])
+    code = main(
+        [
+            "train",
+            str(config_file),
+            "--work-dir",
+            str(tmp_path / "w"),
+            "--cfg-options",
+            "optimizer.momentun=0.9",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "optimizer.momentun" in err and "Traceback" not in err
 
 
 def test_divergence_exits_1(tmp_path, config_file, capsys) -> None:
-    code = main(["train", str(config_file), "--work-dir", str(tmp_path / "w"),
-                 "--cfg-options", "model.nan_at=2"])
+    code = main(
+        [
+            "train",
+            str(config_file),
+            "--work-dir",
+            str(tmp_path / "w"),
+            "--cfg-options",
+            "model.nan_at=2",
+        ]
+    )
     assert code == 1
     assert "diverged at epoch 0, iteration 2" in capsys.readouterr().err
 

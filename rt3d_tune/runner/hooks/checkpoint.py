@@ -43,14 +43,22 @@ class CheckpointHook(Hook):
         **kwargs: Any,
     ) -> None:
         if not isinstance(interval, int) or interval == 0 or interval < -1:
-            raise ConfigError("bad checkpoint interval", key_path="checkpoint_config.interval",
-                              expected="a positive int, or -1 for the last only", given=interval)
+            raise ConfigError(
+                "bad checkpoint interval",
+                key_path="checkpoint_config.interval",
+                expected="a positive int, or -1 for the last only",
+                given=interval,
+            )
         unknown = set(kwargs) - {"filename_tmpl", "create_symlink"}
         if unknown:
             key = sorted(unknown)[0]
-            raise ConfigError("unknown CheckpointHook argument", key_path=f"checkpoint_config.{key}",
-                              expected="interval, by_epoch, save_optimizer, out_dir, max_keep_ckpts, "
-                              "save_last, filename_tmpl, create_symlink", given=key)
+            raise ConfigError(
+                "unknown CheckpointHook argument",
+                key_path=f"checkpoint_config.{key}",
+                expected="interval, by_epoch, save_optimizer, out_dir, max_keep_ckpts, "
+                "save_last, filename_tmpl, create_symlink",
+                given=key,
+            )
         self.interval = interval
         self.by_epoch = by_epoch
         self.save_optimizer = save_optimizer
@@ -69,14 +77,18 @@ class CheckpointHook(Hook):
     def after_train_epoch(self, runner: Any) -> None:
         if not self.by_epoch:
             return
-        if self.every_n_epochs(runner, self.interval) or (self.save_last and self.is_last_epoch(runner)):
+        if self.every_n_epochs(runner, self.interval) or (
+            self.save_last and self.is_last_epoch(runner)
+        ):
             runner.logger.info("Saving checkpoint at %d epochs", runner.epoch + 1)
             self._save(runner, runner.epoch + 1, "epoch_{}.pth")
 
     def after_train_iter(self, runner: Any) -> None:
         if self.by_epoch:
             return
-        if self.every_n_iters(runner, self.interval) or (self.save_last and self.is_last_iter(runner)):
+        if self.every_n_iters(runner, self.interval) or (
+            self.save_last and self.is_last_iter(runner)
+        ):
             runner.logger.info("Saving checkpoint at %d iterations", runner.iter + 1)
             self._save(runner, runner.iter + 1, "iter_{}.pth")
 

@@ -35,11 +35,17 @@ def _optimizers(optimizer: Any) -> list[torch.optim.Optimizer]:
 def _check_grad_clip(grad_clip: Any) -> dict[str, Any] | None:
     if grad_clip is None:
         return None
-    if not isinstance(grad_clip, Mapping) or "max_norm" not in grad_clip or set(grad_clip) - {
-        "max_norm", "norm_type", "error_if_nonfinite", "foreach"
-    }:
-        raise ConfigError("bad grad_clip", key_path="optimizer_config.grad_clip",
-                          expected="None or dict(max_norm=..., norm_type=2)", given=grad_clip)
+    if (
+        not isinstance(grad_clip, Mapping)
+        or "max_norm" not in grad_clip
+        or set(grad_clip) - {"max_norm", "norm_type", "error_if_nonfinite", "foreach"}
+    ):
+        raise ConfigError(
+            "bad grad_clip",
+            key_path="optimizer_config.grad_clip",
+            expected="None or dict(max_norm=..., norm_type=2)",
+            given=grad_clip,
+        )
     return dict(grad_clip)
 
 
@@ -56,7 +62,9 @@ class OptimizerHook(Hook):
         ConfigError: a malformed grad_clip.
     """
 
-    def __init__(self, grad_clip: dict[str, Any] | None = None, detect_anomalous_params: bool = False) -> None:
+    def __init__(
+        self, grad_clip: dict[str, Any] | None = None, detect_anomalous_params: bool = False
+    ) -> None:
         self.grad_clip = _check_grad_clip(grad_clip)
         self.detect_anomalous_params = detect_anomalous_params
 
@@ -82,7 +90,9 @@ class OptimizerHook(Hook):
             return
         grad_norm = self.clip_grads(runner.model.parameters())
         if grad_norm is not None:
-            runner.log_buffer.update({"grad_norm": float(grad_norm)}, runner.outputs.get("num_samples", 1))
+            runner.log_buffer.update(
+                {"grad_norm": float(grad_norm)}, runner.outputs.get("num_samples", 1)
+            )
 
     def zero_grad(self, runner: Any) -> None:
         for opt in _optimizers(runner.optimizer):
@@ -109,7 +119,9 @@ class OptimizerHook(Hook):
             stack.extend(next_fn for next_fn, _ in fn.next_functions)
         for name, param in runner.model.named_parameters():
             if param.requires_grad and param not in reached:
-                runner.logger.error("%s with shape %s is not in the computational graph", name, tuple(param.size()))
+                runner.logger.error(
+                    "%s with shape %s is not in the computational graph", name, tuple(param.size())
+                )
 
 
 @HOOKS.register_module()
@@ -134,9 +146,16 @@ class GradientCumulativeOptimizerHook(OptimizerHook):
 
     def __init__(self, cumulative_iters: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not isinstance(cumulative_iters, int) or isinstance(cumulative_iters, bool) or cumulative_iters < 1:
-            raise ConfigError("cumulative_iters must be a positive int",
-                              key_path="optimizer_config.cumulative_iters", given=cumulative_iters)
+        if (
+            not isinstance(cumulative_iters, int)
+            or isinstance(cumulative_iters, bool)
+            or cumulative_iters < 1
+        ):
+            raise ConfigError(
+                "cumulative_iters must be a positive int",
+                key_path="optimizer_config.cumulative_iters",
+                given=cumulative_iters,
+            )
         self.cumulative_iters = cumulative_iters
         self.divisible_iters = 0
         self.remainder_iters = 0
@@ -145,12 +164,18 @@ class GradientCumulativeOptimizerHook(OptimizerHook):
     def _init(self, runner: Any) -> None:
         if runner.iter % self.cumulative_iters != 0:
             runner.logger.warning(
-                "resumed at iteration %d, not a multiple of cumulative_iters=%d: the gradient of the "
-                "iterations before it in this stretch is lost", runner.iter, self.cumulative_iters)
-        if self.cumulative_iters > 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                                             for m in runner.model.modules()):
-            runner.logger.warning("GradientCumulativeOptimizerHook may slightly decrease performance "
-                                  "if the model has BatchNorm layers")
+                "resumed at iteration %d, not a multiple of cumulative_iters=%d: the gradient "
+                "of the iterations before it in this stretch is lost",
+                runner.iter,
+                self.cumulative_iters,
+            )
+        if self.cumulative_iters > 1 and any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in runner.model.modules()
+        ):
+            runner.logger.warning(
+                "GradientCumulativeOptimizerHook may slightly decrease performance "
+                "if the model has BatchNorm layers"
+            )
         self.divisible_iters = runner.max_iters // self.cumulative_iters * self.cumulative_iters
         self.remainder_iters = runner.max_iters - self.divisible_iters
         self.initialized = True
@@ -158,7 +183,9 @@ class GradientCumulativeOptimizerHook(OptimizerHook):
     def after_train_iter(self, runner: Any) -> None:
         if not self.initialized:
             self._init(runner)
-        factor = self.cumulative_iters if runner.iter < self.divisible_iters else self.remainder_iters
+        factor = (
+            self.cumulative_iters if runner.iter < self.divisible_iters else self.remainder_iters
+        )
         self.backward(runner, runner.outputs["loss"] / factor)
         if self.every_n_iters(runner, self.cumulative_iters) or self.is_last_iter(runner):
             self.step(runner)
@@ -193,15 +220,22 @@ class Fp16OptimizerHook(OptimizerHook):
         self._static_scale: float | None = None
         if loss_scale == "dynamic":
             self._scaler_args: dict[str, Any] = {}
-        elif isinstance(loss_scale, (int, float)) and not isinstance(loss_scale, bool) and loss_scale > 0:
+        elif (
+            isinstance(loss_scale, (int, float))
+            and not isinstance(loss_scale, bool)
+            and loss_scale > 0
+        ):
             self._static_scale = float(loss_scale)
             self._scaler_args = {"init_scale": float(loss_scale)}
         elif isinstance(loss_scale, Mapping):
             self._scaler_args = dict(loss_scale)
         else:
-            raise ConfigError("bad loss_scale", key_path="optimizer_config.loss_scale",
-                              expected="'dynamic', a positive number, or a dict of GradScaler arguments",
-                              given=loss_scale)
+            raise ConfigError(
+                "bad loss_scale",
+                key_path="optimizer_config.loss_scale",
+                expected="'dynamic', a positive number, or a dict of GradScaler arguments",
+                given=loss_scale,
+            )
         self.loss_scaler: torch.amp.GradScaler | None = None
 
     def before_run(self, runner: Any) -> None:
@@ -209,18 +243,26 @@ class Fp16OptimizerHook(OptimizerHook):
             try:
                 self.loss_scaler = torch.amp.GradScaler("cuda", **self._scaler_args)
             except TypeError as err:
-                raise ConfigError(f"bad GradScaler arguments: {err}", key_path="optimizer_config.loss_scale",
-                                  given=self._scaler_args) from err
+                raise ConfigError(
+                    f"bad GradScaler arguments: {err}",
+                    key_path="optimizer_config.loss_scale",
+                    given=self._scaler_args,
+                ) from err
             state = runner.meta.get("fp16", {}).get("loss_scaler")
             if state:
                 self.loss_scaler.load_state_dict(state)
             runner.autocast = _autocast_factory("cuda", torch.float16)
-            runner.logger.info("mixed precision: float16 autocast on CUDA with a %s GradScaler",
-                               "fixed" if self._static_scale is not None else "dynamic")
+            runner.logger.info(
+                "mixed precision: float16 autocast on CUDA with a %s GradScaler",
+                "fixed" if self._static_scale is not None else "dynamic",
+            )
         else:
             runner.autocast = _autocast_factory(runner.device.type, torch.bfloat16)
-            runner.logger.info("mixed precision: bfloat16 autocast on %s, no loss scaling "
-                               "(float16 with a GradScaler needs CUDA)", runner.device.type)
+            runner.logger.info(
+                "mixed precision: bfloat16 autocast on %s, no loss scaling "
+                "(float16 with a GradScaler needs CUDA)",
+                runner.device.type,
+            )
 
     def backward(self, runner: Any, loss: torch.Tensor) -> None:
         if self.loss_scaler is None:

@@ -1,0 +1,92 @@
+"""Config key paths: the plain-dict view of a config, and whether a path fits a base config."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+from rt3d_tune.errors import ConfigError
+
+__all__ = ["RUNTIME_KEYS", "check_key_path", "plain_dict"]
+
+# Top-level runtime keys a space may create even when the base config lacks them; any
+# other top-level key must exist in the base (a new one is almost always a typo).
+RUNTIME_KEYS = (
+    "optimizer", "optimizer_config", "lr_config", "momentum_config", "custom_hooks",
+    "checkpoint_config", "log_config", "evaluation", "runner", "workflow", "fp16",
+)
+# A new key under an existing dict this close to a sibling is reported as a typo.
+_TYPO_CUTOFF = 0.8
+
+
+def plain_dict(cfg: Any) -> dict[str, Any]:
+    """A Config (or any nested mapping) as plain nested dicts and lists."""
+    if cfg is None:
+        return {}
+    if hasattr(cfg, "to_dict"):
+        cfg = cfg.to_dict()
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {key: convert(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [convert(item) for item in value]
+        return value
+
+    return convert(cfg)
+
+
+def check_key_path(base: Mapping[str, Any], path: str) -> None:
+    """Check that a dotted key path exists in ``base`` or can be created there.
+
+    A key may be created under a dict that exists (or a None value, which becomes a
+    dict); integer segments index lists and must be in range. A new top-level key must
+    be a runtime key (``lr_config``, ...). A new key that closely matches an existing
+    sibling is reported as a typo.
+
+    Raises:
+        ConfigError: with key path ``space.<path>``, the closest existing keys as hint.
+    """
+    segments = path.split(".")
+    node: Any = base
+    for i, seg in enumerate(segments):
+        here = ".".join(segments[: i + 1])
+        where = f"space.{path}"
+        if node is None:
+            return
+        if isinstance(node, (list, tuple)):
+            if not seg.isdigit() or int(seg) >= len(node):
+                raise ConfigError(
+                    f"{'.'.join(segments[:i]) or 'the config'} is a list of {len(node)} in the "
+                    f"base config; {seg!r} is not an index in it",
+                    key_path=where,
+                    expected=f"an index from 0 to {len(node) - 1}" if node else "a non-empty list",
+                    given=seg,
+                )
+            node = node[int(seg)]
+            continue
+        if not isinstance(node, Mapping):
+            parent = ".".join(segments[:i])
+            raise ConfigError(
+                f"cannot set {here!r}: {parent!r} is {node!r} in the base config, not a dict",
+                key_path=where,
+                hint=f"tune {parent!r} itself, e.g. with a choice of mappings",
+            )
+        if seg in node:
+            node = node[seg]
+            continue
+        if i == 0 and seg in RUNTIME_KEYS:
+            return
+        names = [str(key) for key in node]
+        if i == 0:
+            names += [key for key in RUNTIME_KEYS if key not in node]
+        close = difflib.get_close_matches(seg, names, n=3, cutoff=0.6 if i == 0 else _TYPO_CUTOFF)
+        if i == 0 or close:
+            raise ConfigError(
+                f"{here!r} is not in the base config",
+                key_path=where,
+                hint=f"did you mean {' or '.join(repr(c) for c in close)}?" if close
+                else "check the spelling against the base config (rt3d-tune config BASE)",
+            )
+        return
