@@ -26,7 +26,7 @@ from rt3d_tune.runner.hook import Hook
 from rt3d_tune.runner.log_buffer import LogBuffer
 from rt3d_tune.runner.priority import Priority, get_priority
 
-__all__ = ["BaseRunner", "to_device", "plain_meta"]
+__all__ = ["BaseRunner", "check_workflow", "plain_meta", "to_device"]
 
 Optimizers = torch.optim.Optimizer | dict[str, torch.optim.Optimizer]
 
@@ -105,6 +105,40 @@ def _strip_module_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     if state_dict and all(k.startswith("module.") for k in state_dict):
         return {k[len("module.") :]: v for k, v in state_dict.items()}
     return dict(state_dict)
+
+
+def check_workflow(workflow: Sequence[Any], n_loaders: int) -> list[tuple[str, int]]:
+    """Validate ``workflow`` (a list of (phase, count)) against the loaders.
+
+    Raises:
+        ConfigError: an entry is not ('train'|'val', positive int), or the number of
+            phases differs from the number of loaders.
+    """
+    flows: list[tuple[str, int]] = []
+    for i, flow in enumerate(workflow):
+        if (
+            not isinstance(flow, (list, tuple))
+            or len(flow) != 2
+            or flow[0] not in ("train", "val")
+            or not isinstance(flow[1], int)
+            or isinstance(flow[1], bool)
+            or flow[1] < 1
+        ):
+            raise ConfigError(
+                "bad workflow entry",
+                key_path=f"workflow.{i}",
+                expected="('train', n) or ('val', n) with n >= 1",
+                given=flow,
+            )
+        flows.append((flow[0], flow[1]))
+    if len(flows) != n_loaders:
+        raise ConfigError(
+            "one data loader per workflow phase is needed",
+            key_path="workflow",
+            expected=f"{n_loaders} phases",
+            given=list(workflow),
+        )
+    return flows
 
 
 class BaseRunner:
@@ -374,5 +408,22 @@ class BaseRunner:
         data_loaders: Sequence[Any] | None = None,
         workflow: Sequence[tuple[str, int]] | None = None,
     ) -> None:
-        """Walk ``workflow`` over ``data_loaders`` (default: the builder's) until training ends."""
+        """Walk ``workflow`` over ``data_loaders`` (default: the builder's) until training ends.
+
+        The log files are closed when the run ends or fails (a later message reopens them).
+
+        Raises:
+            ConfigError: a bad workflow or training length.
+            DivergenceError: the training loss became non-finite.
+        """
+        loaders = list(self.data_loaders if data_loaders is None else data_loaders)
+        flows = check_workflow(self.workflow if workflow is None else workflow, len(loaders))
+        try:
+            self._run(loaders, flows)
+        finally:
+            for handler in self.logger.handlers:
+                if isinstance(handler, logging.FileHandler):
+                    handler.close()
+
+    def _run(self, data_loaders: list[Any], flows: list[tuple[str, int]]) -> None:
         raise NotImplementedError

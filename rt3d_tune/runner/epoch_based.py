@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -19,40 +18,6 @@ def set_loader_epoch(data_loader: Any, epoch: int) -> None:
     sampler = getattr(data_loader, "sampler", None)
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
-
-
-def check_workflow(workflow: Sequence[Any], n_loaders: int) -> list[tuple[str, int]]:
-    """Validate ``workflow`` (a list of (phase, count)) against the loaders.
-
-    Raises:
-        ConfigError: an entry is not ('train'|'val', positive int), or the number of
-            phases differs from the number of loaders.
-    """
-    flows: list[tuple[str, int]] = []
-    for i, flow in enumerate(workflow):
-        if (
-            not isinstance(flow, (list, tuple))
-            or len(flow) != 2
-            or flow[0] not in ("train", "val")
-            or not isinstance(flow[1], int)
-            or isinstance(flow[1], bool)
-            or flow[1] < 1
-        ):
-            raise ConfigError(
-                "bad workflow entry",
-                key_path=f"workflow.{i}",
-                expected="('train', n) or ('val', n) with n >= 1",
-                given=flow,
-            )
-        flows.append((flow[0], flow[1]))
-    if len(flows) != n_loaders:
-        raise ConfigError(
-            "one data loader per workflow phase is needed",
-            key_path="workflow",
-            expected=f"{n_loaders} phases",
-            given=list(workflow),
-        )
-    return flows
 
 
 @RUNNERS.register_module()
@@ -100,18 +65,12 @@ class EpochBasedRunner(BaseRunner):
             self.data_batch = None
         self.call_hook("after_val_epoch")
 
-    def run(
-        self,
-        data_loaders: Sequence[Any] | None = None,
-        workflow: Sequence[tuple[str, int]] | None = None,
-    ) -> None:
+    def _run(self, data_loaders: list[Any], flows: list[tuple[str, int]]) -> None:
         """Run the workflow until ``epoch >= max_epochs``.
 
         Raises:
-            ConfigError: a bad workflow, no train phase, or no ``max_epochs``.
+            ConfigError: no train phase, or no ``max_epochs``.
         """
-        data_loaders = self.data_loaders if data_loaders is None else data_loaders
-        flows = check_workflow(self.workflow if workflow is None else workflow, len(data_loaders))
         if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
             raise ConfigError(
                 "the epoch runner needs max_epochs >= 1",

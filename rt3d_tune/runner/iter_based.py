@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -10,7 +9,7 @@ import torch
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import RUNNERS
 from rt3d_tune.runner.base import BaseRunner
-from rt3d_tune.runner.epoch_based import check_workflow, set_loader_epoch
+from rt3d_tune.runner.epoch_based import set_loader_epoch
 
 __all__ = ["IterBasedRunner", "IterLoader"]
 
@@ -103,18 +102,12 @@ class IterBasedRunner(BaseRunner):
     def _checkpoint_progress(self) -> tuple[int, dict[str, int]]:
         return self.iter + 1, {"epoch": self.epoch + 1, "iter": self.iter + 1}
 
-    def run(
-        self,
-        data_loaders: Sequence[Any] | None = None,
-        workflow: Sequence[tuple[str, int]] | None = None,
-    ) -> None:
+    def _run(self, data_loaders: list[Any], flows: list[tuple[str, int]]) -> None:
         """Run the workflow until ``iter >= max_iters``.
 
         Raises:
-            ConfigError: a bad workflow, no train phase, or no ``max_iters``.
+            ConfigError: no train phase, or no ``max_iters``.
         """
-        data_loaders = self.data_loaders if data_loaders is None else data_loaders
-        flows = check_workflow(self.workflow if workflow is None else workflow, len(data_loaders))
         if not isinstance(self.max_iters, int) or self.max_iters < 1:
             raise ConfigError(
                 "the iteration runner needs max_iters >= 1",

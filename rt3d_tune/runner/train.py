@@ -80,6 +80,4 @@ def train(
         runner.run()
     finally:
         runner.logger.removeHandler(handler)
-        for h in list(runner.logger.handlers):
-            h.close()
     return runner

@@ -8,6 +8,7 @@ interrupted one, and a run copied from another machine::
     best/best_runtime.py   only what differs from the base, ``_base_`` = the base config
     best/summary.json      metric, best value, trial, params, seed, versions, compute
     results.csv            one row per trial: params, metric per fidelity, status, time
+    study.db               the Optuna study (``rt3d_tune.search.study``)
 
 Extension point: a module that writes more (the mmengine spelling, the HTML report)
 decorates ``write(ctx) -> dict[name, Path]`` with :func:`register_exporter` and adds
@@ -231,6 +232,16 @@ def load_run_info(run_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def load_run_space(run_dir: Path, info: dict[str, Any]) -> Any:
+    """The run's SearchSpace, from its copies (valid even if the originals moved)."""
+    from rt3d_tune.config import Config
+    from rt3d_tune.search.space import _read_yaml, parse_space
+
+    base = Config.fromfile(str(run_dir / "base_config.py"), import_custom_modules=False)
+    space_file = run_dir / "space.yaml"
+    return parse_space(_read_yaml(space_file), space_file, base, info["base_path"])
+
+
 def export_run(run_dir: str | Path) -> dict[str, Path]:
     """Write every export file of a run (finished or interrupted); returns name -> path.
 
@@ -242,8 +253,13 @@ def export_run(run_dir: str | Path) -> dict[str, Path]:
     records = recorder.load_records(run_dir, finished=True)
     best = recorder.best_record(records, info["metric"], info["mode"])
     ctx = ExportContext(run_dir, run_dir / BEST_DIR, info, records, best)
+    from rt3d_tune.search.study import write_study
+
     paths = {"results_csv": _write_results_csv(ctx)}
     paths.update(_write_best(ctx))
+    if records:
+        space = load_run_space(run_dir, info)
+        paths["study"] = write_study(run_dir, space, records, run_dir.name)
     for module in EXPORTER_MODULES:
         importlib.import_module(module)
     for exporter in list(_EXPORTERS):

@@ -6,7 +6,8 @@ then export. Everything a user can get wrong is checked before Ray starts (by
 
 Searchers:
     * random, qmc, tpe, cmaes: Ray's OptunaSearch with our define-by-run function and
-      the space's Optuna sampler; the study lives in ``<run>/study.db`` (SQLite).
+      the space's Optuna sampler (its study in memory, saved with Tune's state;
+      ``<run>/study.db`` is written from the records at export: see ``study``).
     * grid: every grid point exactly once (``tune.grid_search`` over the points).
     * with the pbt scheduler (Tune refuses a searcher with PBT): the initial population
       is sampled up front by the space's sampler, then PBT explores from there.
@@ -28,10 +29,9 @@ from rt3d_tune.search import recorder
 from rt3d_tune.search.export import export_run, write_run_info
 from rt3d_tune.search.trainable import PARAMS_KEY, TrialSetup
 
-__all__ = ["SearchResult", "run_search", "resolve_run_dir", "RAY_DIR", "STUDY_DB"]
+__all__ = ["SearchResult", "run_search", "resolve_run_dir", "RAY_DIR"]
 
 RAY_DIR = "ray"  # Ray's own experiment state and trial checkpoints, inside the run dir
-STUDY_DB = "study.db"
 SPACE_COPY = "space.yaml"
 BASE_COPY = "base_config.py"
 
@@ -173,8 +173,6 @@ def _search_setup(space: Any, run_dir: Path, num_samples: int) -> tuple[Any, dic
         metric=space.metric,
         mode=space.mode,
         sampler=make_sampler(algorithm, space.search.seed, space),
-        study_name=run_dir.name,
-        storage=optuna.storages.RDBStorage(f"sqlite:///{run_dir / STUDY_DB}"),
     )
     return searcher, {}, num_samples, build_scheduler(space.scheduler, **common)
 
@@ -184,20 +182,6 @@ def _define_by_run_for_ray(trial: Any, space: Any) -> None:
     from rt3d_tune.search.sampling import define_by_run
 
     define_by_run(trial, space)
-
-
-def _close_study(run_dir: Path) -> None:
-    """Mark study trials left RUNNING by an interrupted driver as FAIL (keeps it consistent)."""
-    import optuna
-
-    path = run_dir / STUDY_DB
-    if not path.exists():
-        return
-    storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
-    for summary in storage.get_all_studies():
-        for trial in storage.get_all_trials(summary._study_id, deepcopy=False):
-            if trial.state == optuna.trial.TrialState.RUNNING:
-                storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
 
 def run_search(
@@ -296,7 +280,6 @@ def run_search(
                 ),
             )
         tuner.fit()
-    _close_study(run_dir)
     records = recorder.load_records(run_dir, finished=True)
     _raise_fatal(records)
     exported = export_run(run_dir)
@@ -310,7 +293,7 @@ def _trial_dirname(trial: Any) -> str:
 
 def _discard_partial(run_dir: Path) -> None:
     """Set aside what a driver killed before its first state save left behind."""
-    for name in (recorder.RESULTS_JSONL, STUDY_DB):
+    for name in (recorder.RESULTS_JSONL,):
         path = run_dir / name
         if path.exists():
             path.rename(path.with_name(path.name + ".interrupted"))

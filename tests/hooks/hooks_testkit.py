@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -64,7 +65,11 @@ class LineModel(nn.Module):
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         loss = ((self.linear(batch["x"]) - batch["y"]) ** 2).mean()
-        return {"loss": loss, "log_vars": {"loss": float(loss.detach())}, "num_samples": len(batch["x"])}
+        return {
+            "loss": loss,
+            "log_vars": {"loss": float(loss.detach())},
+            "num_samples": len(batch["x"]),
+        }
 
     def train_step(self, batch: dict[str, torch.Tensor], optimizer: Any) -> dict[str, Any]:
         return self._loss(batch)
@@ -103,7 +108,9 @@ class Recorder(Hook):
 
     def after_train_iter(self, runner: Any) -> None:
         self.losses.append((float(runner.outputs["loss"].detach()), runner.outputs["num_samples"]))
-        self.params.append(torch.cat([p.detach().clone().flatten() for p in runner.model.parameters()]))
+        self.params.append(
+            torch.cat([p.detach().clone().flatten() for p in runner.model.parameters()])
+        )
         self._note_eval(runner, runner.iter + 1)
 
     def after_train_epoch(self, runner: Any) -> None:
@@ -134,10 +141,15 @@ def make_runner(
         opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     else:
         opt = getattr(torch.optim, optimizer)(model.parameters(), lr=0.05)
-    kwargs = dict(
-        model=model, optimizer=opt, work_dir=work_dir, logger=logger or make_logger(),
-        meta=meta, timestamp=TIMESTAMP, seed=0,
-    )
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "optimizer": opt,
+        "work_dir": work_dir,
+        "logger": logger or make_logger(),
+        "meta": meta,
+        "timestamp": TIMESTAMP,
+        "seed": 0,
+    }
     runner = (
         EpochBasedRunner(max_epochs=length, **kwargs)  # type: ignore[arg-type]
         if by_epoch

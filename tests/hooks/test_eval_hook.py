@@ -59,11 +59,17 @@ def test_metrics_reach_the_log_the_runner_and_later_hooks(tmp_path):
 
     hook = EvalHook(loader(dataset, batch_size=4), metric="bbox", iou_thr=0.5)
     runner, _ = _run(
-        tmp_path, hook, length=2, extra=[(TextLoggerHook(interval=1), "VERY_LOW"), (Reader(), "VERY_LOW")]
+        tmp_path,
+        hook,
+        length=2,
+        extra=[(TextLoggerHook(interval=1), "VERY_LOW"), (Reader(), "VERY_LOW")],
     )
 
     assert dataset.calls == [{"metric": "bbox", "iou_thr": 0.5}] * 2
-    assert [len(r) for r in dataset.results] == [6, 6]  # one prediction per sample, batch after batch
+    assert [len(r) for r in dataset.results] == [
+        6,
+        6,
+    ]  # one prediction per sample, batch after batch
     final = runner.eval_results
     assert set(final) == {"bev_mAP", "mse_loss"} and runner.eval_round == 2
     assert [r for r, _ in seen_by_later_hook] == [1, 2] and seen_by_later_hook[-1][1] == final
@@ -77,16 +83,26 @@ def test_metrics_reach_the_log_the_runner_and_later_hooks(tmp_path):
 
 def test_iteration_eval_logs_train_line_once_then_metrics(tmp_path):
     hook = EvalHook(loader(), interval=2, by_epoch=False)
-    _run(tmp_path, hook, by_epoch=False, length=4, train_samples=8,
-         extra=[(TextLoggerHook(interval=2, by_epoch=False), "VERY_LOW")])
+    _run(
+        tmp_path,
+        hook,
+        by_epoch=False,
+        length=4,
+        train_samples=8,
+        extra=[(TextLoggerHook(interval=2, by_epoch=False), "VERY_LOW")],
+    )
     lines = read_json_log(tmp_path)[1:]
     assert [line["mode"] for line in lines] == ["train", "val", "train", "val"]
     assert "loss" not in lines[1] and "bev_mAP" not in lines[2]
 
 
 def test_evaluation_before_training_is_logged(tmp_path):
-    _run(tmp_path, EvalHook(loader(), start=0, interval=4), length=2,
-         extra=[(TextLoggerHook(interval=1), "VERY_LOW")])
+    _run(
+        tmp_path,
+        EvalHook(loader(), start=0, interval=4),
+        length=2,
+        extra=[(TextLoggerHook(interval=1), "VERY_LOW")],
+    )
     lines = read_json_log(tmp_path)[1:]
     assert lines[0]["mode"] == "val" and "bev_mAP" in lines[0]
 
@@ -106,11 +122,15 @@ def test_save_best_keeps_only_the_best_checkpoint(tmp_path):
     runner, _ = _run(tmp_path, hook, length=4, extra=[(Watcher(), "VERY_LOW")])
 
     assert best_files == [
-        ["best_bev_mAP_epoch_1.pth"], ["best_bev_mAP_epoch_2.pth"],
-        ["best_bev_mAP_epoch_2.pth"], ["best_bev_mAP_epoch_4.pth"],
+        ["best_bev_mAP_epoch_1.pth"],
+        ["best_bev_mAP_epoch_2.pth"],
+        ["best_bev_mAP_epoch_2.pth"],
+        ["best_bev_mAP_epoch_4.pth"],
     ]
     msgs = runner.meta["hook_msgs"]
-    assert msgs["best_score"] == 0.5 and msgs["best_ckpt"] == str(tmp_path / "best_bev_mAP_epoch_4.pth")
+    assert msgs["best_score"] == 0.5 and msgs["best_ckpt"] == str(
+        tmp_path / "best_bev_mAP_epoch_4.pth"
+    )
     ckpt = torch.load(tmp_path / "best_bev_mAP_epoch_4.pth", weights_only=True)
     assert ckpt["meta"]["hook_msgs"]["best_score"] == 0.5
     for name, value in runner.model.state_dict().items():
@@ -135,8 +155,9 @@ def test_save_best_by_iteration_and_metric_names_with_slashes(tmp_path):
         def evaluate(self, results, **kwargs):
             return {"KITTI/Car_3D_moderate": super().evaluate(results, **kwargs)["bev_mAP"]}
 
-    hook = EvalHook(loader(KittiLike(scores=[0.1, 0.4, 0.3])), by_epoch=False, save_best="auto",
-                    rule="greater")
+    hook = EvalHook(
+        loader(KittiLike(scores=[0.1, 0.4, 0.3])), by_epoch=False, save_best="auto", rule="greater"
+    )
     _run(tmp_path, hook, by_epoch=False, length=3)
     assert _files(tmp_path) == ["best_KITTI_Car_3D_moderate_iter_2.pth"]
 
@@ -170,8 +191,16 @@ def test_save_best_with_an_unknown_metric_is_a_config_error(tmp_path):
 
 @pytest.mark.parametrize(
     ("key", "rule"),
-    [("bev_mAP", "greater"), ("mIoU", "greater"), ("AR@100", "greater"), ("top1", "greater"),
-     ("aAcc", "greater"), ("val_loss", "less"), ("Loss", "less"), ("precision", "greater")],
+    [
+        ("bev_mAP", "greater"),
+        ("mIoU", "greater"),
+        ("AR@100", "greater"),
+        ("top1", "greater"),
+        ("aAcc", "greater"),
+        ("val_loss", "less"),
+        ("Loss", "less"),
+        ("precision", "greater"),
+    ],
 )
 def test_rule_inferred_from_the_key(key, rule):
     assert infer_rule(key, DEFAULT_GREATER_KEYS, DEFAULT_LESS_KEYS) == rule

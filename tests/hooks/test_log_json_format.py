@@ -1,4 +1,4 @@
-"""The ``<timestamp>.log.json`` format: one JSON object a line, values averaged over the interval."""
+"""The ``<timestamp>.log.json`` format: one JSON object a line, averaged over the interval."""
 
 from __future__ import annotations
 
@@ -31,7 +31,16 @@ def test_interval_one_gives_one_line_per_iteration_with_lr_and_momentum(tmp_path
         (e, i) for e in (1, 2) for i in (1, 2, 3, 4)
     ]
     for line, (loss, _) in zip(train, recorder.losses):
-        assert list(line)[:8] == ["mode", "epoch", "iter", "lr", "momentum", "time", "data_time", "loss"]
+        assert list(line)[:8] == [
+            "mode",
+            "epoch",
+            "iter",
+            "lr",
+            "momentum",
+            "time",
+            "data_time",
+            "loss",
+        ]
         assert line["mode"] == "train"
         assert line["lr"] == 0.05 and line["momentum"] == 0.9
         assert line["loss"] == loss  # full precision, not rounded
@@ -41,11 +50,15 @@ def test_interval_one_gives_one_line_per_iteration_with_lr_and_momentum(tmp_path
 
 def test_values_are_averaged_over_the_interval_weighted_by_samples(tmp_path):
     recorder = Recorder()
-    runner = make_runner(tmp_path, [(recorder, "HIGHEST"), (TextLoggerHook(interval=2), "VERY_LOW")], length=1)
+    runner = make_runner(
+        tmp_path, [(recorder, "HIGHEST"), (TextLoggerHook(interval=2), "VERY_LOW")], length=1
+    )
     runner.run([loader(batch_size=3)], [("train", 1)])  # batches of 3, 3, 2 samples
 
     train = [line for line in read_json_log(tmp_path)[1:] if line["mode"] == "train"]
-    assert [line["iter"] for line in train] == [2]  # ignore_last: the last single iteration is dropped
+    assert [line["iter"] for line in train] == [
+        2
+    ]  # ignore_last: the last single iteration is dropped
     assert train[0]["loss"] == pytest.approx(_weighted_mean(recorder.losses[:2]), rel=1e-12)
 
 
@@ -58,26 +71,35 @@ def test_ignore_last_false_logs_the_end_of_the_epoch_like_mmcv(tmp_path):
     train = read_json_log(tmp_path)[1:]
     assert [line["iter"] for line in train] == [3, 4]
     assert train[0]["loss"] == pytest.approx(_weighted_mean(recorder.losses[:3]), rel=1e-12)
-    # mmcv averages the last `interval` values at the end of the epoch ("not precise but more stable")
+    # mmcv averages the last `interval` values at the end of the epoch
+    # ("not precise but more stable")
     assert train[1]["loss"] == pytest.approx(_weighted_mean(recorder.losses[1:4]), rel=1e-12)
 
 
 def test_no_momentum_key_when_the_optimizer_has_none(tmp_path):
-    runner = make_runner(tmp_path, [(TextLoggerHook(interval=1), "VERY_LOW")], optimizer="Adagrad", length=1)
+    runner = make_runner(
+        tmp_path, [(TextLoggerHook(interval=1), "VERY_LOW")], optimizer="Adagrad", length=1
+    )
     runner.run([loader()], [("train", 1)])
     train = read_json_log(tmp_path)[1:]
     assert train and all("momentum" not in line and line["lr"] == 0.05 for line in train)
 
 
 def test_adam_momentum_is_betas0(tmp_path):
-    runner = make_runner(tmp_path, [(TextLoggerHook(interval=1), "VERY_LOW")], optimizer="Adam", length=1)
+    runner = make_runner(
+        tmp_path, [(TextLoggerHook(interval=1), "VERY_LOW")], optimizer="Adam", length=1
+    )
     runner.run([loader()], [("train", 1)])
     assert all(line["momentum"] == 0.9 for line in read_json_log(tmp_path)[1:])
 
 
 def test_iteration_runner_counts_global_iterations(tmp_path):
-    runner = make_runner(tmp_path, [(TextLoggerHook(interval=1, by_epoch=False), "VERY_LOW")],
-                         by_epoch=False, length=6)
+    runner = make_runner(
+        tmp_path,
+        [(TextLoggerHook(interval=1, by_epoch=False), "VERY_LOW")],
+        by_epoch=False,
+        length=6,
+    )
     runner.run([loader()], [("train", 1)])
     train = read_json_log(tmp_path)[1:]
     assert [line["iter"] for line in train] == [1, 2, 3, 4, 5, 6]
@@ -90,7 +112,9 @@ def test_val_phase_is_averaged_over_the_whole_val_epoch(tmp_path):
 
     class ValRecorder(Recorder):
         def after_val_iter(self, runner):
-            val_recorder.append((float(runner.outputs["loss"].detach()), runner.outputs["num_samples"]))
+            val_recorder.append(
+                (float(runner.outputs["loss"].detach()), runner.outputs["num_samples"])
+            )
 
     runner.register_hook(ValRecorder(), "HIGHEST")
     runner.run([loader(), loader(batch_size=3)], [("train", 1), ("val", 1)])

@@ -55,7 +55,10 @@ def test_metrics_params_and_tags_read_back(tmp_path):
     assert [m.step for m in loss] == [2, 4, 6, 8]
     val = client.get_metric_history(run.info.run_id, "val/bev_mAP")
     assert [(m.step, m.value) for m in val] == [(5, 0.25), (9, 0.75)]
-    assert [m.value for m in client.get_metric_history(run.info.run_id, "val/AR_100")] == [0.25, 0.75]
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "val/AR_100")] == [
+        0.25,
+        0.75,
+    ]
     assert {m.value for m in client.get_metric_history(run.info.run_id, "learning_rate")} == {0.05}
     assert {m.value for m in client.get_metric_history(run.info.run_id, "momentum")} == {0.9}
 
@@ -66,7 +69,9 @@ def test_logs_into_an_active_run_and_leaves_it_open(tmp_path):
     try:
         experiment_id = mlflow.MlflowClient().create_experiment("outer")
         with mlflow.start_run(run_name="outer", experiment_id=experiment_id) as outer:
-            runner = make_runner(tmp_path / "work", [(MlflowLoggerHook(interval=4), "VERY_LOW")], length=1)
+            runner = make_runner(
+                tmp_path / "work", [(MlflowLoggerHook(interval=4), "VERY_LOW")], length=1
+            )
             runner.run([loader()], [("train", 1)])
             assert mlflow.active_run().info.run_id == outer.info.run_id
         history = mlflow.MlflowClient(uri).get_metric_history(outer.info.run_id, "train/loss")

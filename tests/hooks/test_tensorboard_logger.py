@@ -56,8 +56,11 @@ def test_scalars_read_back_with_mmcv_tags(tmp_path):
 
 
 def test_custom_log_dir(tmp_path):
-    runner = make_runner(tmp_path / "work", [(TensorboardLoggerHook(log_dir=str(tmp_path / "tb"), interval=1),
-                                              "VERY_LOW")], length=1)
+    runner = make_runner(
+        tmp_path / "work",
+        [(TensorboardLoggerHook(log_dir=str(tmp_path / "tb"), interval=1), "VERY_LOW")],
+        length=1,
+    )
     runner.run([loader()], [("train", 1)])
     assert len(read_scalars(tmp_path / "tb")["train/loss"]) == 4
 

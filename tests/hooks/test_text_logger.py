@@ -24,10 +24,12 @@ def test_readable_log_file_has_mmcv_lines(tmp_path):
     train_line = re.compile(
         r"Epoch \[1\]\[2/4\]\tlr: 5\.000e-02, momentum: 9\.000e-01, eta: \d+:\d\d:\d\d, "
         r"time: \d+\.\d{3}, data_time: \d+\.\d{3}, loss: \d+\.\d{4}$",
-        re.M,
+        re.MULTILINE,
     )
     assert train_line.search(text), text
-    assert re.search(r"Epoch\(val\) \[2\]\[4\]\tbev_mAP: \d\.\d{4}, mse_loss: \d+\.\d{4}$", text, re.M), text
+    assert re.search(
+        r"Epoch\(val\) \[2\]\[4\]\tbev_mAP: \d\.\d{4}, mse_loss: \d+\.\d{4}$", text, re.MULTILINE
+    ), text
     assert "Exp name: pillar_demo" in text
     # the handler the hook added is gone after the run
     assert not any(isinstance(h, logging.FileHandler) for h in runner.logger.handlers)
@@ -37,7 +39,9 @@ def test_no_second_file_when_the_logger_already_writes_one(tmp_path):
     logger = make_logger()
     handler = logging.FileHandler(tmp_path / "mine.log")
     logger.addHandler(handler)
-    runner = make_runner(tmp_path, [(TextLoggerHook(interval=1), "VERY_LOW")], logger=logger, length=1)
+    runner = make_runner(
+        tmp_path, [(TextLoggerHook(interval=1), "VERY_LOW")], logger=logger, length=1
+    )
     runner.run([loader()], [("train", 1)])
     handler.close()
     assert not (tmp_path / f"{TIMESTAMP}.log").exists()
@@ -45,8 +49,12 @@ def test_no_second_file_when_the_logger_already_writes_one(tmp_path):
 
 
 def test_iteration_runner_lines(tmp_path):
-    runner = make_runner(tmp_path, [(TextLoggerHook(interval=2, by_epoch=False), "VERY_LOW")],
-                         by_epoch=False, length=4)
+    runner = make_runner(
+        tmp_path,
+        [(TextLoggerHook(interval=2, by_epoch=False), "VERY_LOW")],
+        by_epoch=False,
+        length=4,
+    )
     runner.run([loader()], [("train", 1)])
     text = (tmp_path / f"{TIMESTAMP}.log").read_text()
     assert "Iter [2/4]\tlr: 5.000e-02" in text and "Iter [4/4]\t" in text
@@ -75,10 +83,24 @@ def test_dict_optimizers_log_lr_per_optimizer(tmp_path):
     buffer.average(1)
     logger = make_logger()
     runner = SimpleNamespace(
-        mode="train", epoch=0, iter=0, inner_iter=0, max_iters=10, max_epochs=1, data_loader=[0] * 10,
-        work_dir=str(tmp_path), timestamp=TIMESTAMP, meta={}, logger=logger, log_buffer=buffer,
-        optimizer=optimizers, hooks=[], device=torch.device("cpu"),
-        current_lr=lambda: {name: [g["lr"] for g in o.param_groups] for name, o in optimizers.items()},
+        mode="train",
+        epoch=0,
+        iter=0,
+        inner_iter=0,
+        max_iters=10,
+        max_epochs=1,
+        data_loader=[0] * 10,
+        work_dir=str(tmp_path),
+        timestamp=TIMESTAMP,
+        meta={},
+        logger=logger,
+        log_buffer=buffer,
+        optimizer=optimizers,
+        hooks=[],
+        device=torch.device("cpu"),
+        current_lr=lambda: {
+            name: [g["lr"] for g in o.param_groups] for name, o in optimizers.items()
+        },
         current_momentum=lambda: {"backbone": [0.9], "head": [0.9]},
     )
     hook = TextLoggerHook(interval=1)
@@ -88,4 +110,6 @@ def test_dict_optimizers_log_lr_per_optimizer(tmp_path):
     line = read_json_log(tmp_path)[1]
     assert line["lr"] == {"backbone": 0.1, "head": 0.2}
     assert line["momentum"] == {"backbone": 0.9, "head": 0.9}
-    assert "lr_backbone: 1.000e-01 lr_head: 2.000e-01" in (tmp_path / f"{TIMESTAMP}.log").read_text()
+    assert (
+        "lr_backbone: 1.000e-01 lr_head: 2.000e-01" in (tmp_path / f"{TIMESTAMP}.log").read_text()
+    )

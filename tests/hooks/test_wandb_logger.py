@@ -1,4 +1,4 @@
-"""WandbLoggerHook in offline mode: the run file under ``<dir>/wandb`` is read back record by record."""
+"""WandbLoggerHook offline: the run file under ``<dir>/wandb`` is read back record by record."""
 
 from __future__ import annotations
 
@@ -50,7 +50,10 @@ def history(records: list) -> dict[int, dict[str, float]]:
     rows: dict[int, dict[str, float]] = {}
     for record in records:
         if record.WhichOneof("record_type") == "history":
-            items = {item.key or "/".join(item.nested_key): item.value_json for item in record.history.item}
+            items = {
+                item.key or "/".join(item.nested_key): item.value_json
+                for item in record.history.item
+            }
             row = {key: float(value) for key, value in items.items() if not key.startswith("_")}
             rows.setdefault(record.history.step.num, {}).update(row)
     return rows
@@ -65,7 +68,10 @@ def finished_run(wandb_dir: Path, timeout_s: float = 30.0) -> list:
     deadline = time.monotonic() + timeout_s
     while True:
         records = read_records(path)
-        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+        if (
+            any(r.WhichOneof("record_type") == "exit" for r in records)
+            or time.monotonic() > deadline
+        ):
             return records
         time.sleep(0.2)
 
@@ -94,13 +100,18 @@ def test_offline_run_holds_metrics_and_the_log_artifact(tmp_path):
     assert all(rows[s]["learning_rate"] == 0.05 and rows[s]["momentum"] == 0.9 for s in rows)
     assert all("train/loss" in rows[s] for s in (2, 4, 6, 8))
     (artifact,) = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact"]
-    assert sorted(e.path for e in artifact.manifest.contents) == [f"{TIMESTAMP}.log", f"{TIMESTAMP}.log.json"]
+    assert sorted(e.path for e in artifact.manifest.contents) == [
+        f"{TIMESTAMP}.log",
+        f"{TIMESTAMP}.log.json",
+    ]
 
 
 @pytest.mark.slow
 def test_iteration_eval_metrics_share_the_training_step(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    hook = WandbLoggerHook(init_kwargs={"dir": str(tmp_path)}, interval=2, by_epoch=False, log_artifact=False)
+    hook = WandbLoggerHook(
+        init_kwargs={"dir": str(tmp_path)}, interval=2, by_epoch=False, log_artifact=False
+    )
     hooks = [
         (EvalHook(loader(LineDataset(scores=[0.25, 0.75])), interval=2, by_epoch=False), "LOW"),
         (hook, "VERY_LOW"),

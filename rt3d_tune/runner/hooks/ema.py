@@ -47,13 +47,21 @@ class EMAHook(Hook):
     ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0:
             raise ConfigError(
-                "EMAHook interval must be a positive int", key_path="interval",
-                expected="an int >= 1 (iterations)", given=interval,
+                "EMAHook interval must be a positive int",
+                key_path="interval",
+                expected="an int >= 1 (iterations)",
+                given=interval,
             )
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 < momentum < 1:
+        if (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, (int, float))
+            or not 0 < momentum < 1
+        ):
             raise ConfigError(
-                "EMAHook momentum must be in (0, 1)", key_path="momentum",
-                expected="a float in (0, 1), e.g. 0.0002", given=momentum,
+                "EMAHook momentum must be in (0, 1)",
+                key_path="momentum",
+                expected="a float in (0, 1), e.g. 0.0002",
+                given=momentum,
             )
         self.momentum = float(momentum) ** interval
         self.interval = interval

@@ -15,8 +15,9 @@ evaluation before training is logged (mmcv's loggers clear it unlogged).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -28,7 +29,18 @@ from rt3d_tune.runner.hooks.logger.base import LoggerHook, to_plain
 
 __all__ = ["EvalHook", "build_eval_hook", "infer_rule", "single_device_test"]
 
-DEFAULT_GREATER_KEYS = ("acc", "top", "AR@", "auc", "precision", "mAP", "mDice", "mIoU", "mAcc", "aAcc")
+DEFAULT_GREATER_KEYS = (
+    "acc",
+    "top",
+    "AR@",
+    "auc",
+    "precision",
+    "mAP",
+    "mDice",
+    "mIoU",
+    "mAcc",
+    "aAcc",
+)
 DEFAULT_LESS_KEYS = ("loss",)
 RULES: dict[str, Callable[[float, float], bool]] = {
     "greater": lambda x, y: x > y,
@@ -146,7 +158,9 @@ class EvalHook(Hook):
         test_fn: Callable[[torch.nn.Module, Any], list[Any]] | None = None,
         **eval_kwargs: Any,
     ) -> None:
-        if not hasattr(dataloader, "dataset") or not callable(getattr(dataloader.dataset, "evaluate", None)):
+        if not hasattr(dataloader, "dataset") or not callable(
+            getattr(dataloader.dataset, "evaluate", None)
+        ):
             raise ConfigError(
                 "the evaluation data loader's dataset has no evaluate()",
                 key_path="data.val.type",
@@ -157,14 +171,21 @@ class EvalHook(Hook):
         if start is not None:
             _check_positive_int(start, "start", allow_zero=True)
         if not isinstance(by_epoch, bool):
-            raise ConfigError("EvalHook by_epoch must be a bool", key_path="by_epoch", given=by_epoch)
+            raise ConfigError(
+                "EvalHook by_epoch must be a bool", key_path="by_epoch", given=by_epoch
+            )
         if save_best is not None and not isinstance(save_best, str):
             raise ConfigError(
-                "save_best must be a metric name, 'auto' or None", key_path="save_best", given=save_best
+                "save_best must be a metric name, 'auto' or None",
+                key_path="save_best",
+                given=save_best,
             )
         if rule is not None and rule not in RULES:
             raise ConfigError(
-                "unknown comparison rule", key_path="rule", expected="'greater', 'less' or None", given=rule
+                "unknown comparison rule",
+                key_path="rule",
+                expected="'greater', 'less' or None",
+                given=rule,
             )
         self.dataloader = dataloader
         self.interval = interval
@@ -270,7 +291,9 @@ class EvalHook(Hook):
 
     def _save_best(self, runner: Any, metrics: Mapping[str, Any]) -> None:
         if not metrics:
-            runner.logger.warning("evaluation returned no metrics; the best checkpoint is not updated")
+            runner.logger.warning(
+                "evaluation returned no metrics; the best checkpoint is not updated"
+            )
             return
         if self.key_indicator == "auto":
             self.key_indicator = next(iter(metrics))

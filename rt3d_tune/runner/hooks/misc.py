@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -25,7 +26,9 @@ class EmptyCacheHook(Hook):
         after_iter: empty it after every iteration (slow: the allocator re-grows).
     """
 
-    def __init__(self, before_epoch: bool = False, after_epoch: bool = True, after_iter: bool = False) -> None:
+    def __init__(
+        self, before_epoch: bool = False, after_epoch: bool = True, after_iter: bool = False
+    ) -> None:
         self._before_epoch = before_epoch
         self._after_epoch = after_epoch
         self._after_iter = after_iter
@@ -110,24 +113,34 @@ class ProfilerHook(Hook):
         with_flops: bool = False,
         json_trace_path: str | None = None,
     ) -> None:
-        if isinstance(profile_iters, bool) or not isinstance(profile_iters, int) or profile_iters < 1:
+        if (
+            isinstance(profile_iters, bool)
+            or not isinstance(profile_iters, int)
+            or profile_iters < 1
+        ):
             raise ConfigError(
-                "ProfilerHook profile_iters must be a positive int", key_path="profile_iters",
-                expected="an int >= 1 (epochs when by_epoch, else iterations)", given=profile_iters,
+                "ProfilerHook profile_iters must be a positive int",
+                key_path="profile_iters",
+                expected="an int >= 1 (epochs when by_epoch, else iterations)",
+                given=profile_iters,
             )
         unknown = [a for a in activities if a not in _ACTIVITIES]
         if isinstance(activities, str) or unknown or not activities:
             raise ConfigError(
-                "unknown profiler activity", key_path="activities",
-                expected=f"a non-empty list of {', '.join(map(repr, _ACTIVITIES))}", given=activities,
+                "unknown profiler activity",
+                key_path="activities",
+                expected=f"a non-empty list of {', '.join(map(repr, _ACTIVITIES))}",
+                given=activities,
             )
         self.by_epoch = by_epoch
         self.profile_iters = profile_iters
         self.activities = list(activities)
-        self.options = dict(
-            record_shapes=record_shapes, profile_memory=profile_memory,
-            with_stack=with_stack, with_flops=with_flops,
-        )
+        self.options = {
+            "record_shapes": record_shapes,
+            "profile_memory": profile_memory,
+            "with_stack": with_stack,
+            "with_flops": with_flops,
+        }
         self.json_trace_path = json_trace_path
         self.profiler: Any = None
 
@@ -139,7 +152,9 @@ class ProfilerHook(Hook):
                 continue
             activities.append(getattr(torch.profiler.ProfilerActivity, name.upper()))
         if self.json_trace_path is None:
-            self.json_trace_path = str(Path(runner.work_dir) / f"profiler_trace_{runner.timestamp}.json")
+            self.json_trace_path = str(
+                Path(runner.work_dir) / f"profiler_trace_{runner.timestamp}.json"
+            )
         self.profiler = torch.profiler.profile(activities=activities, **self.options)
         self.profiler.__enter__()
 

@@ -170,7 +170,7 @@ class LoggerHook(Hook, ABC):
 
     @staticmethod
     def get_lr_tags(runner: Any) -> dict[str, float]:
-        """``{'learning_rate': lr}`` of the first param group (``learning_rate/<name>`` per optimizer)."""
+        """The first param group's lr: ``{'learning_rate': lr}``, or ``learning_rate/<name>`` keys."""
         lrs = runner.current_lr()
         if isinstance(lrs, dict):
             return {f"learning_rate/{name}": float(value[0]) for name, value in lrs.items()}

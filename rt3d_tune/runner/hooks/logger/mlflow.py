@@ -9,7 +9,8 @@ characters MLflow refuses in a name (``AR@100``) become ``_``.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.hooks.logger.base import LoggerHook, import_backend

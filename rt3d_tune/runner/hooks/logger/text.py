@@ -144,7 +144,9 @@ class TextLoggerHook(LoggerHook):
 
         if log_dict["mode"] == "train":
             if self.by_epoch:
-                text = f"Epoch [{log_dict['epoch']}][{log_dict['iter']}/{len(runner.data_loader)}]\t"
+                text = (
+                    f"Epoch [{log_dict['epoch']}][{log_dict['iter']}/{len(runner.data_loader)}]\t"
+                )
             else:
                 text = f"Iter [{log_dict['iter']}/{runner.max_iters}]\t"
             text += _format_rate("lr", log_dict["lr"]) + ", "
@@ -155,7 +157,8 @@ class TextLoggerHook(LoggerHook):
                 time_sec_avg = self.time_sec_tot / (runner.iter - self.start_iter + 1)
                 eta_sec = time_sec_avg * (runner.max_iters - runner.iter - 1)
                 text += f"eta: {datetime.timedelta(seconds=int(eta_sec))}, "
-                text += f"time: {log_dict['time']:.3f}, data_time: {log_dict.get('data_time', 0.0):.3f}, "
+                data_time = log_dict.get("data_time", 0.0)
+                text += f"time: {log_dict['time']:.3f}, data_time: {data_time:.3f}, "
                 if "memory" in log_dict:
                     text += f"memory: {log_dict['memory']}, "
         elif self.by_epoch:

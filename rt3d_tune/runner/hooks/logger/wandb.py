@@ -8,8 +8,9 @@ runs (``init_kwargs=dict(mode='offline')`` or ``WANDB_MODE=offline``) write unde
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.hooks.logger.base import LoggerHook, import_backend
