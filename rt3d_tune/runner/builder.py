@@ -162,7 +162,7 @@ def _hook_cfg(value: Any, key_path: str, default_type: str | None) -> dict[str, 
     return out
 
 
-def _optimizer_hook_cfg(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def optimizer_hook_cfg(cfg: Mapping[str, Any]) -> dict[str, Any]:
     hook = _hook_cfg(cfg.get("optimizer_config") or {}, "optimizer_config", "OptimizerHook")
     fp16 = cfg.get("fp16")
     if fp16 is None:
@@ -197,7 +197,7 @@ def _register_training_hooks(
             build_momentum_hook(cfg["momentum_config"], "momentum_config", by_iter), "HIGH"
         )
     runner.register_hook(
-        HOOKS.build(_optimizer_hook_cfg(cfg), key_path="optimizer_config"), "ABOVE_NORMAL"
+        HOOKS.build(optimizer_hook_cfg(cfg), key_path="optimizer_config"), "ABOVE_NORMAL"
     )
     if cfg.get("checkpoint_config") is not None:
         ckpt = _hook_cfg(cfg["checkpoint_config"], "checkpoint_config", "CheckpointHook")
@@ -206,12 +206,10 @@ def _register_training_hooks(
         runner.register_hook(HOOKS.build(ckpt, key_path="checkpoint_config"), "NORMAL")
     runner.register_hook(HOOKS.build({"type": "IterTimerHook"}, key_path="timer"), "LOW")
     if val_loader is not None:
+        from rt3d_tune.runner.hooks.evaluation import build_eval_hook
+
         eval_cfg = _hook_cfg(cfg.get("evaluation") or {}, "evaluation", "EvalHook")
-        eval_cfg.setdefault("by_epoch", not iter_based)
-        runner.register_hook(
-            HOOKS.build(eval_cfg, default_args={"dataloader": val_loader}, key_path="evaluation"),
-            "LOW",
-        )
+        runner.register_hook(build_eval_hook(eval_cfg, val_loader, not iter_based), "LOW")
     log_cfg = cfg.get("log_config")
     if log_cfg is not None:
         interval = log_cfg.get("interval", 50)

@@ -8,7 +8,13 @@ from typing import Any
 
 from ray.tune import Callback, Stopper
 
-from rt3d_tune.search.recorder import ERROR, RESULTS_JSONL, append_event, classify
+from rt3d_tune.search.recorder import (
+    ERROR,
+    RESULTS_JSONL,
+    append_event,
+    classify,
+    load_records,
+)
 from rt3d_tune.search.trainable import trial_params
 
 __all__ = ["ResultRecorder", "FatalErrorStopper"]
@@ -31,6 +37,23 @@ class ResultRecorder(Callback):
 
     def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir, RESULTS_JSONL)
+        self._reconciled = False
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        """On the first step, forget trials a killed driver ran after Tune's last save.
+
+        Tune resumes from its last saved state; trials created after it are unknown to
+        the restored search, which suggests new ones in their place. Recording them as
+        discarded keeps every trial of the finished search exactly once.
+        """
+        if self._reconciled:
+            return
+        self._reconciled = True
+        known = {trial.trial_id for trial in trials}
+        for trial_id in load_records(self.path.parent):
+            if trial_id not in known:
+                append_event(self.path, {"event": "discard", "trial_id": trial_id,
+                                         "time": time.time()})
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         append_event(

@@ -235,11 +235,12 @@ def load_run_info(run_dir: str | Path) -> dict[str, Any]:
 def load_run_space(run_dir: Path, info: dict[str, Any]) -> Any:
     """The run's SearchSpace, from its copies (valid even if the originals moved)."""
     from rt3d_tune.config import Config
-    from rt3d_tune.search.space import _read_yaml, parse_space
+    from rt3d_tune.search.schema import read_yaml
+    from rt3d_tune.search.space import parse_space
 
     base = Config.fromfile(str(run_dir / "base_config.py"), import_custom_modules=False)
     space_file = run_dir / "space.yaml"
-    return parse_space(_read_yaml(space_file), space_file, base, info["base_path"])
+    return parse_space(read_yaml(space_file), space_file, base, info["base_path"])
 
 
 def export_run(run_dir: str | Path) -> dict[str, Path]:

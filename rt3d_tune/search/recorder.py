@@ -10,6 +10,7 @@ Lines::
     {"event": "start",  "trial_id": ..., "params": {...}, "time": unix seconds}
     {"event": "result", "trial_id": ..., "result": {metric..., "training_iteration": n, ...}}
     {"event": "end",    "trial_id": ..., "status": STATUS, "error": str|null, "time": ...}
+    {"event": "discard", "trial_id": ...}   unknown to a resumed search (callbacks)
 
 A trial resumed or retried appends more lines under the same id; the latest wins.
 """
@@ -129,6 +130,8 @@ def load_records(run_dir: str | Path, *, finished: bool = False) -> dict[str, Tr
             rec.results[int(result.get("training_iteration", 0))] = result
         elif kind == "end":
             rec.status, rec.error, rec.end = event["status"], event.get("error"), event.get("time")
+        elif kind == "discard":
+            del records[event["trial_id"]]
     if finished:
         for rec in records.values():
             if rec.status == RUNNING:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import os
 import shutil
 import tempfile
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FILE = "trial.pth"
+METRICS_FILE = "metrics.json"  # the report a checkpoint belongs to, beside it
 # Optuna refuses inf; a diverged trial reports this magnitude with the worst sign.
 DIVERGED_MAGNITUDE = 1.0e9
 # Grid and PBT trial configs nest the sampled params under this key; Optuna's are flat.
@@ -111,6 +113,7 @@ class TuneReportHook(Hook):
         self.last_round = 0
         self.last_fidelity = 0
         self.last_metrics: dict[str, Any] | None = None
+        self.reported = False  # in this run of the trial (a resumed one starts over)
 
     def before_run(self, runner: Any) -> None:
         # After a resume the runner restored its eval round; do not report it again.
@@ -158,11 +161,13 @@ class TuneReportHook(Hook):
         tmp = tempfile.mkdtemp(prefix="rt3d_ckpt_")
         try:
             runner.save_checkpoint(tmp, filename_tmpl=CHECKPOINT_FILE, create_symlink=False)
+            Path(tmp, METRICS_FILE).write_text(json.dumps(metrics), encoding="utf-8")
             self._send(metrics, tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _send(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        self.reported = True
         if self._report is not None:
             self._report(metrics, checkpoint_dir)
             return
@@ -299,6 +304,10 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         fresh = snapshot_hyperparams(runner.optimizer)
         with checkpoint.as_directory() as ckpt_dir:
             runner.resume(os.path.join(ckpt_dir, CHECKPOINT_FILE))
+            metrics_file = Path(ckpt_dir, METRICS_FILE)
+            if metrics_file.exists():
+                # A driver killed after the last report: rerunning reaches no evaluation.
+                hook.last_metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
         apply_optimizer_hyperparams(runner.optimizer, fresh)
         hook.last_round = int(getattr(runner, "eval_round", 0))
     try:
@@ -308,8 +317,9 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
                 "no evaluation ran in the trial; the base config needs data.val and "
                 "evaluation = dict(interval=..., metric=...)"
             )
-        if not hook.last_metrics["final"]:
-            # The schedule ended between two evaluations: mark the trial as finished.
+        if not hook.last_metrics["final"] or not hook.reported:
+            # The schedule ended between two evaluations, or a resumed trial had nothing
+            # left to run: report its last evaluation again, marked as the end.
             tune.report({**hook.last_metrics, "final": True})
     except DivergenceError as err:
         tune.report(

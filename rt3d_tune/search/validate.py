@@ -181,7 +181,7 @@ def check_trial_config(cfg: Any, iters_per_epoch: int,
     import torch
 
     from rt3d_tune.registry import HOOKS, MODELS
-    from rt3d_tune.runner.builder import _optimizer_hook_cfg
+    from rt3d_tune.runner.builder import optimizer_hook_cfg
     from rt3d_tune.runner.optimizer import build_optimizer
     from rt3d_tune.runner.simulate import simulate_schedule
 
@@ -197,7 +197,7 @@ def check_trial_config(cfg: Any, iters_per_epoch: int,
     else:
         _stage(problems, "optimizer", lambda: build_optimizer(model, data["optimizer"]))
     _stage(problems, "optimizer_config",
-           lambda: HOOKS.build(_optimizer_hook_cfg(data), key_path="optimizer_config"))
+           lambda: HOOKS.build(optimizer_hook_cfg(data), key_path="optimizer_config"))
     failed = {(err.key_path or "").split(".")[0] for err in problems}
     before = len(problems)
     _stage(problems, "lr_config", lambda: simulate_schedule(data, iters_per_epoch))

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rt3d_tune.config import Config
 from rt3d_tune.errors import ConfigError
@@ -36,6 +37,14 @@ def write_run(run_dir: Path) -> None:
     Config(BASE).dump(str(base_path))
     write_run_info(run_dir, {"metric": "acc", "mode": "max", "base_path": str(base_path),
                              "seed": 3, "algorithm": "tpe", "scheduler": {"type": "asha"}})
+    lr = {"loguniform": [1.0e-4, 10.0]}
+    (run_dir / "space.yaml").write_text(yaml.safe_dump({
+        "base": "base_config.py", "metric": "acc", "mode": "max",
+        "space": {"optimizer": {"choice": [
+            {"type": "SGD", "lr": lr, "momentum": 0.9, "weight_decay": 1.0e-4},
+            {"type": "AdamW", "lr": lr, "weight_decay": 0.05}]}},
+        "search": {"algorithm": "tpe", "num_samples": 4, "seed": 3},
+    }))
     log = run_dir / recorder.RESULTS_JSONL
     adam = {"type": "AdamW", "lr": 0.002, "weight_decay": 0.05}
     trials = {
@@ -131,6 +140,23 @@ def test_best_files_are_literal_and_load_to_the_trial_config(run_dir: Path):
     assert set(runtime) == {"_base_", "optimizer", "seed"}
     assert runtime["optimizer"]["_delete_"] is True
     assert Config.fromfile(str(paths["best_runtime"])) == trial
+
+
+def test_study_db_holds_every_trial_with_its_branch_distributions(run_dir: Path):
+    import optuna
+
+    paths = export_run(run_dir)
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{paths['study']}")
+    by_id = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert sorted(by_id) == ["t1", "t2", "t3", "t4"]
+    assert by_id["t1"].state == optuna.trial.TrialState.COMPLETE and by_id["t1"].value == 0.9
+    assert by_id["t1"].intermediate_values == {1: 0.5, 2: 0.8, 3: 0.9}
+    assert set(by_id["t1"].distributions) == {"optimizer@choice", "optimizer@1.lr"}
+    assert by_id["t3"].state == optuna.trial.TrialState.FAIL  # diverged
+    assert by_id["t3"].user_attrs["status"] == "DIVERGED"
+    assert by_id["t4"].state == optuna.trial.TrialState.FAIL  # interrupted
+    export_run(run_dir)  # a second export rewrites, never duplicates
+    assert len(optuna.load_study(study_name="run", storage=f"sqlite:///{paths['study']}").trials) == 4
 
 
 def test_export_refuses_a_directory_that_is_not_a_run(tmp_path: Path):

@@ -115,7 +115,7 @@ def _check_positive_int(value: Any, key: str, allow_zero: bool = False) -> None:
         raise ConfigError(
             f"EvalHook {key} must be an int >= {low}",
             key_path=key,
-            expected=f"an int >= {low} ({'epochs' if key != 'start' else 'epochs or iterations'})",
+            expected=f"an int >= {low} (epochs, or iterations when by_epoch=False)",
             given=value,
         )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import numbers
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -70,7 +71,7 @@ def to_plain(value: Any) -> Any:
     """
     if value is None or isinstance(value, (bool, str, int, float)):
         return value
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
         return [to_plain(v) for v in value]
@@ -170,7 +171,7 @@ class LoggerHook(Hook, ABC):
 
     @staticmethod
     def get_lr_tags(runner: Any) -> dict[str, float]:
-        """The first param group's lr: ``{'learning_rate': lr}``, or ``learning_rate/<name>`` keys."""
+        """The first param group's lr: ``{'learning_rate': lr}`` (``learning_rate/<name>``)."""
         lrs = runner.current_lr()
         if isinstance(lrs, dict):
             return {f"learning_rate/{name}": float(value[0]) for name, value in lrs.items()}

@@ -1,0 +1,210 @@
+"""Shared pieces of the benchmarks: Ray setup, printing, and two tiny registered tasks.
+
+This module is also copied next to the generated configs of the search benchmarks
+(as ``rt3d_bench_task.py``) and imported there through ``custom_imports``, so the Ray
+trials register the same classes: it imports only the standard library, torch and
+rt3d_tune, and nothing from ``bench/``.
+
+Tasks:
+    * ``BenchNoopDataset`` / ``BenchNoopModel``: one sample, one parameter; a trial on
+      it is one iteration and one evaluation, i.e. nothing but one report.
+    * ``BenchVectors`` / ``BenchMLP``: seeded Gaussian-cluster classification and an
+      MLP, the runner-overhead benchmark's model and data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import statistics
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from rt3d_tune.registry import DATASETS, MODELS
+
+TASK_MODULE = "rt3d_bench_task"
+# What Ray needs on this machine (DESIGN.md, "Ray") and what keeps it quiet.
+RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",
+}
+# Set by rt3d-tune's ray_session; raw Tune baselines run without them (Tune's defaults).
+TUNE_SPEEDUPS = ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
+                 "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S")
+
+
+# --- Ray -------------------------------------------------------------------------------
+def start_ray(num_cpus: int = 2) -> None:
+    """A local Ray with ``num_cpus`` CPUs on loopback, unless one is already running."""
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+
+
+@contextlib.contextmanager
+def tune_defaults() -> Iterator[None]:
+    """Run the body with Tune's own defaults: the speed-up variables unset, then restored."""
+    saved = {key: os.environ.pop(key) for key in TUNE_SPEEDUPS if key in os.environ}
+    try:
+        yield
+    finally:
+        for key in TUNE_SPEEDUPS:
+            os.environ.pop(key, None)
+        os.environ.update(saved)
+
+
+# --- printing --------------------------------------------------------------------------
+def figure(name: str, value: float, unit: str, note: str = "") -> None:
+    """One figure per line: ``FIGURE name = value unit  (note)``."""
+    extra = f"  ({note})" if note else ""
+    print(f"FIGURE {name} = {value:.4g} {unit}{extra}", flush=True)
+
+
+def ratio(name: str, value: float, target: float | None = None, op: str = "<=") -> None:
+    """The summary line: ``RATIO name = value (target <= t: met|MISSED)``."""
+    if target is None:
+        print(f"RATIO {name} = {value:.3g}", flush=True)
+        return
+    met = value <= target if op == "<=" else value >= target
+    verdict = "met" if met else "MISSED"
+    print(f"RATIO {name} = {value:.3g} (target {op} {target:g}: {verdict})", flush=True)
+
+
+def median_min(values: Sequence[float]) -> tuple[float, float]:
+    """(median, minimum) of repeated measurements."""
+    return statistics.median(values), min(values)
+
+
+# --- the no-op task --------------------------------------------------------------------
+@DATASETS.register_module(force=True)
+class BenchNoopDataset(Dataset):
+    """One sample; ``evaluate`` returns ``score`` (the single prediction)."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"x": torch.ones(1)}
+
+    def evaluate(self, results: list[Any], **kwargs: Any) -> dict[str, float]:
+        return {"score": float(torch.as_tensor(results[0]).sum())}
+
+
+@MODELS.register_module(force=True)
+class BenchNoopModel(nn.Module):
+    """One weight; the loss is the weight times the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+
+    def forward(self, batch: dict[str, torch.Tensor], return_loss: bool = True) -> Any:
+        return self.forward_test(batch)
+
+    def train_step(self, batch: dict[str, torch.Tensor], optimizer: Any) -> dict[str, Any]:
+        loss = (self.w * batch["x"]).sum()
+        return {"loss": loss, "log_vars": {"loss": loss.item()}, "num_samples": 1}
+
+    def val_step(self, batch: dict[str, torch.Tensor], optimizer: Any) -> dict[str, Any]:
+        return self.train_step(batch, optimizer)
+
+    def forward_test(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return [(self.w * batch["x"]).detach()]
+
+
+NOOP_CONFIG = f"""\
+# One sample, one weight, one epoch of one iteration, one evaluation: a no-op trial.
+custom_imports = dict(imports=['{TASK_MODULE}'])
+model = dict(type='BenchNoopModel')
+data = dict(
+    samples_per_gpu=1,
+    workers_per_gpu=0,
+    train=dict(type='BenchNoopDataset'),
+    val=dict(type='BenchNoopDataset'))
+optimizer = dict(type='SGD', lr=0.01)
+optimizer_config = dict(grad_clip=None)
+runner = dict(type='EpochBasedRunner', max_epochs=1)
+evaluation = dict(interval=1)
+seed = 0
+"""
+
+
+def write_task_files(folder: Path) -> Path:
+    """Copy this module beside a config as ``rt3d_bench_task.py``; returns ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(__file__), folder / f"{TASK_MODULE}.py")
+    return folder
+
+
+def write_noop_config(folder: Path) -> Path:
+    """The no-op trial's base config in ``folder`` (with the task module beside it)."""
+    write_task_files(folder)
+    path = folder / "noop.py"
+    path.write_text(NOOP_CONFIG, encoding="utf-8")
+    return path
+
+
+# --- the MLP task ----------------------------------------------------------------------
+@DATASETS.register_module(force=True)
+class BenchVectors(Dataset):
+    """Seeded Gaussian clusters: ``num_samples`` vectors of ``dim``, ``num_classes`` labels.
+
+    ``evaluate`` returns ``accuracy`` of the predicted labels.
+    """
+
+    def __init__(self, num_samples: int = 4096, dim: int = 64, num_classes: int = 10,
+                 seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        centers = torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(1234))
+        self.y = torch.randint(num_classes, (num_samples,), generator=gen)
+        self.x = centers[self.y] + 1.5 * torch.randn(num_samples, dim, generator=gen)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[i], "y": self.y[i]}
+
+    def evaluate(self, results: list[Any], **kwargs: Any) -> dict[str, float]:
+        pred = torch.stack([torch.as_tensor(r) for r in results])
+        return {"accuracy": float((pred == self.y).float().mean())}
+
+
+@MODELS.register_module(force=True)
+class BenchMLP(nn.Module):
+    """An MLP classifier following the model contract (cross-entropy loss)."""
+
+    def __init__(self, dim: int = 64, hidden: int = 512, depth: int = 2,
+                 num_classes: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = dim
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        layers.append(nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, batch: dict[str, torch.Tensor], return_loss: bool = True) -> Any:
+        return self.forward_test(batch)
+
+    def train_step(self, batch: dict[str, torch.Tensor], optimizer: Any) -> dict[str, Any]:
+        loss = nn.functional.cross_entropy(self.net(batch["x"]), batch["y"])
+        return {"loss": loss, "log_vars": {"loss": loss.item()}, "num_samples": len(batch["y"])}
+
+    def val_step(self, batch: dict[str, torch.Tensor], optimizer: Any) -> dict[str, Any]:
+        return self.train_step(batch, optimizer)
+
+    def forward_test(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return list(self.net(batch["x"]).argmax(dim=1))
