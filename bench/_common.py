@@ -18,6 +18,8 @@ import contextlib
 import os
 import shutil
 import statistics
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from torch.utils.data import Dataset
 from rt3d_tune.registry import DATASETS, MODELS
 
 TASK_MODULE = "rt3d_bench_task"
+NOOP_METRIC = "score"
 # What Ray needs on this machine (DESIGN.md, "Ray") and what keeps it quiet.
 RAY_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
@@ -36,8 +39,10 @@ RAY_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
 }
 # Set by rt3d-tune's ray_session; raw Tune baselines run without them (Tune's defaults).
-TUNE_SPEEDUPS = ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
-                 "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S")
+TUNE_SPEEDUPS = (
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S",
+)
 
 
 # --- Ray -------------------------------------------------------------------------------
@@ -46,10 +51,19 @@ def start_ray(num_cpus: int = 2) -> None:
     for key, value in RAY_ENV.items():
         os.environ.setdefault(key, value)
     import ray
+    from ray import cloudpickle
 
+    # Ray workers cannot import bench/ modules unless bench/ is the driver's script
+    # folder (pytest, another cwd): ship this module's functions by value instead.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
 
 
 @contextlib.contextmanager
@@ -103,30 +117,35 @@ class BenchNoopDataset(Dataset):
 
 @MODELS.register_module(force=True)
 class BenchNoopModel(nn.Module):
-    """One weight; the loss is the weight times the input."""
+    """One weight; the loss is the weight times the input; each train step sleeps ``sleep`` s."""
 
-    def __init__(self) -> None:
+    def __init__(self, sleep: float = 0.0) -> None:
         super().__init__()
         self.w = nn.Parameter(torch.ones(1))
+        self.sleep = sleep
 
     def forward(self, batch: dict[str, torch.Tensor], return_loss: bool = True) -> Any:
         return self.forward_test(batch)
 
     def train_step(self, batch: dict[str, torch.Tensor], optimizer: Any) -> dict[str, Any]:
+        if self.sleep:
+            time.sleep(self.sleep)
         loss = (self.w * batch["x"]).sum()
         return {"loss": loss, "log_vars": {"loss": loss.item()}, "num_samples": 1}
 
     def val_step(self, batch: dict[str, torch.Tensor], optimizer: Any) -> dict[str, Any]:
-        return self.train_step(batch, optimizer)
+        loss = (self.w * batch["x"]).sum()
+        return {"loss": loss, "log_vars": {"loss": loss.item()}, "num_samples": 1}
 
     def forward_test(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [(self.w * batch["x"]).detach()]
 
 
 NOOP_CONFIG = f"""\
-# One sample, one weight, one epoch of one iteration, one evaluation: a no-op trial.
+# One sample, one weight, one epoch of one iteration, one evaluation: a no-op trial
+# (the iteration sleeps SLEEP seconds).
 custom_imports = dict(imports=['{TASK_MODULE}'])
-model = dict(type='BenchNoopModel')
+model = dict(type='BenchNoopModel', sleep=SLEEP)
 data = dict(
     samples_per_gpu=1,
     workers_per_gpu=0,
@@ -147,12 +166,95 @@ def write_task_files(folder: Path) -> Path:
     return folder
 
 
-def write_noop_config(folder: Path) -> Path:
-    """The no-op trial's base config in ``folder`` (with the task module beside it)."""
+def write_noop_config(folder: Path, sleep: float = 0.0) -> Path:
+    """The no-op trial's base config in ``folder`` (with the task module beside it).
+
+    Args:
+        folder: where the config and the task module go.
+        sleep: seconds the trial's one training iteration sleeps.
+    """
     write_task_files(folder)
     path = folder / "noop.py"
-    path.write_text(NOOP_CONFIG, encoding="utf-8")
+    path.write_text(NOOP_CONFIG.replace("SLEEP", repr(float(sleep))), encoding="utf-8")
     return path
+
+
+def write_noop_space(folder: Path, n: int, sleep: float = 0.0) -> Path:
+    """A random-search space over the no-op config: ``n`` trials, two at a time, 1 CPU each."""
+    import yaml
+
+    base = write_noop_config(folder, sleep)
+    space = {
+        "base": str(base),
+        "metric": NOOP_METRIC,
+        "mode": "max",
+        "space": {"optimizer.lr": {"loguniform": [1.0e-3, 1.0e-1]}},
+        "search": {"algorithm": "random", "num_samples": n, "seed": 0, "max_concurrent": 2},
+        "scheduler": {"type": "fifo"},
+        "resources": {"cpu": 1},
+        "stop": {"max_epochs": 1},
+    }
+    path = folder / "noop_space.yaml"
+    path.write_text(yaml.safe_dump(space), encoding="utf-8")
+    return path
+
+
+def run_rt3d_noop(folder: Path, n: int, name: str, sleep: float = 0.0) -> float:
+    """Wall seconds of ``run_search`` (export included) over ``n`` no-op trials.
+
+    Uses the running Ray (``start_ray``); warns when not every trial terminated.
+    """
+    from rt3d_tune.search.space import load_space
+    from rt3d_tune.search.tuner import run_search
+
+    space = load_space(write_noop_space(folder, n, sleep))
+    start = time.perf_counter()
+    result = run_search(space, output=folder / "runs", name=name, status=False)
+    wall = time.perf_counter() - start
+    done = sum(1 for rec in result.records.values() if rec.status == "TERMINATED")
+    if done != n:
+        print(f"WARNING {name}: {done} of {n} trials terminated", flush=True)
+    return wall
+
+
+def _raw_trainable(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    if config["sleep"]:
+        time.sleep(config["sleep"])
+    tune.report({NOOP_METRIC: config["x"]})
+
+
+def run_raw_tune(folder: Path, n: int, name: str, reuse: bool, sleep: float = 0.0) -> float:
+    """Wall seconds of raw ``Tuner.fit`` (OptunaSearch, Tune's defaults) over ``n`` trials.
+
+    Args:
+        folder: storage root.
+        n: trials (two at a time).
+        name: experiment name.
+        reuse: ``reuse_actors`` (Tune's default is False).
+        sleep: seconds each trial sleeps before its one report.
+    """
+    import optuna
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tune_defaults():
+        tuner = tune.Tuner(
+            _raw_trainable,
+            param_space={"x": tune.loguniform(1.0e-3, 1.0e-1), "sleep": sleep},
+            tune_config=tune.TuneConfig(
+                search_alg=OptunaSearch(metric=NOOP_METRIC, mode="max", seed=0),
+                num_samples=n,
+                max_concurrent_trials=2,
+                reuse_actors=reuse,
+            ),
+            run_config=tune.RunConfig(name=name, storage_path=str(folder / "raw"), verbose=0),
+        )
+        start = time.perf_counter()
+        tuner.fit()
+        return time.perf_counter() - start
 
 
 # --- the MLP task ----------------------------------------------------------------------
@@ -163,8 +265,9 @@ class BenchVectors(Dataset):
     ``evaluate`` returns ``accuracy`` of the predicted labels.
     """
 
-    def __init__(self, num_samples: int = 4096, dim: int = 64, num_classes: int = 10,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, num_samples: int = 4096, dim: int = 64, num_classes: int = 10, seed: int = 0
+    ) -> None:
         gen = torch.Generator().manual_seed(seed)
         centers = torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(1234))
         self.y = torch.randint(num_classes, (num_samples,), generator=gen)
@@ -185,8 +288,9 @@ class BenchVectors(Dataset):
 class BenchMLP(nn.Module):
     """An MLP classifier following the model contract (cross-entropy loss)."""
 
-    def __init__(self, dim: int = 64, hidden: int = 512, depth: int = 2,
-                 num_classes: int = 10) -> None:
+    def __init__(
+        self, dim: int = 64, hidden: int = 512, depth: int = 2, num_classes: int = 10
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = dim

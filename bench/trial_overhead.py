@@ -8,7 +8,8 @@ raw Ray Tune with its defaults (fresh actor per trial, default loggers), raw Ray
 with ``reuse_actors=True``, both with OptunaSearch on one loguniform parameter, and a
 plain Optuna loop in one process (the floor). Ray starts once before all of them.
 
-    python bench/trial_overhead.py [--n 20] [--repeats 1]
+    python bench/trial_overhead.py [--n 20] [--repeats 1] [--profile TOP]
+    python bench/trial_overhead.py --profile-driver 40   # where run_search's time goes
 
 Prints one FIGURE line per measurement (seconds per trial) and RATIO lines; the last
 line is ``RATIO rt3d/raw_defaults``. Target: rt3d <= 0.3 s/trial and <= 0.15x raw.
@@ -23,76 +24,8 @@ import pstats
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 import _common
-
-METRIC = "score"
-
-
-def write_space(folder: Path, n: int) -> Path:
-    """A random-search space over the no-op config, ``n`` trials, two at a time."""
-    base = _common.write_noop_config(folder)
-    space = {
-        "base": str(base),
-        "metric": METRIC,
-        "mode": "max",
-        "space": {"optimizer.lr": {"loguniform": [1.0e-3, 1.0e-1]}},
-        "search": {"algorithm": "random", "num_samples": n, "seed": 0, "max_concurrent": 2},
-        "scheduler": {"type": "fifo"},
-        "resources": {"cpu": 1},
-        "stop": {"max_epochs": 1},
-    }
-    path = folder / "noop_space.yaml"
-    path.write_text(yaml.safe_dump(space), encoding="utf-8")
-    return path
-
-
-def time_rt3d(folder: Path, n: int, name: str) -> float:
-    """Seconds per trial of ``run_search`` (export included) on the running Ray."""
-    from rt3d_tune.search.space import load_space
-    from rt3d_tune.search.tuner import run_search
-
-    space = load_space(write_space(folder, n))
-    start = time.perf_counter()
-    result = run_search(space, output=folder / "runs", name=name, status=False)
-    wall = time.perf_counter() - start
-    done = sum(1 for rec in result.records.values() if rec.status == "TERMINATED")
-    if done != n:
-        print(f"WARNING rt3d: {done} of {n} trials terminated", flush=True)
-    return wall / n
-
-
-def _raw_trainable(config: dict[str, Any]) -> None:
-    from ray import tune
-
-    tune.report({METRIC: config["x"]})
-
-
-def time_raw(folder: Path, n: int, reuse: bool, name: str) -> float:
-    """Seconds per trial of ``Tuner.fit`` with OptunaSearch; Tune's defaults otherwise."""
-    import optuna
-    from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with _common.tune_defaults():
-        tuner = tune.Tuner(
-            _raw_trainable,
-            param_space={"x": tune.loguniform(1.0e-3, 1.0e-1)},
-            tune_config=tune.TuneConfig(
-                search_alg=OptunaSearch(metric=METRIC, mode="max", seed=0),
-                num_samples=n,
-                max_concurrent_trials=2,
-                reuse_actors=reuse,
-            ),
-            run_config=tune.RunConfig(name=name, storage_path=str(folder / "raw"), verbose=0),
-        )
-        start = time.perf_counter()
-        tuner.fit()
-        return (time.perf_counter() - start) / n
 
 
 def time_optuna(n: int) -> float:
@@ -112,7 +45,7 @@ def profile_trial_body(folder: Path, top: int) -> None:
     from rt3d_tune.search.space import load_space
     from rt3d_tune.search.trainable import TrialSetup, build_trial_config
 
-    space = load_space(write_space(folder, 1))
+    space = load_space(_common.write_noop_space(folder, 1))
     setup = TrialSetup(run_dir=str(folder), base_config=str(space.base_path), space=space)
 
     def body(i: int) -> None:
@@ -123,10 +56,23 @@ def profile_trial_body(folder: Path, top: int) -> None:
     start = time.perf_counter()
     for i in range(1, 11):
         body(i)
-    _common.figure("trial body in a warm process (build config + runner + run)",
-                   (time.perf_counter() - start) / 10, "s/trial")
+    _common.figure(
+        "trial body in a warm process (build config + runner + run)",
+        (time.perf_counter() - start) / 10,
+        "s/trial",
+    )
     prof = cProfile.Profile()
     prof.runcall(body, 11)
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(top)
+    print(out.getvalue())
+
+
+def profile_driver(folder: Path, n: int, top: int) -> None:
+    """cProfile of ``run_search`` in the driver (Tune's controller loop runs there)."""
+    prof = cProfile.Profile()
+    wall = prof.runcall(_common.run_rt3d_noop, folder, n, "rt3d_profiled")
+    _common.figure("rt3d-tune run_search under cProfile", wall / n, "s/trial", f"n={n}")
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(top)
     print(out.getvalue())
@@ -135,35 +81,61 @@ def profile_trial_body(folder: Path, top: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20, help="trials per measurement")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="repeat the Ray measurements; the minimum is reported")
-    parser.add_argument("--profile", type=int, default=0, metavar="TOP",
-                        help="also profile one trial body in-process, TOP functions")
-    parser.add_argument("--quick", action="store_true", help="n=4, no profile (smoke test)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="repeat the Ray measurements; the minimum is reported",
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="TOP",
+        help="also profile one trial body in-process, TOP functions",
+    )
+    parser.add_argument(
+        "--profile-driver",
+        type=int,
+        default=0,
+        metavar="TOP",
+        help="only profile run_search in the driver (no baselines)",
+    )
+    parser.add_argument("--quick", action="store_true", help="n=2, no profile (smoke test)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.n, args.repeats, args.profile = 4, 1, 0
+        args.n, args.repeats, args.profile = 2, 1, 0
     _common.start_ray(2)
+    if args.profile_driver:
+        with tempfile.TemporaryDirectory(prefix="rt3d_bench_") as tmp:
+            profile_driver(Path(tmp), args.n, args.profile_driver)
+        return 0
     with tempfile.TemporaryDirectory(prefix="rt3d_bench_") as tmp:
         folder = Path(tmp)
         raw_d, raw_r, ours = [], [], []
         small = max(1, args.n // 4)
         for rep in range(args.repeats):
-            raw_d.append(time_raw(folder, args.n, reuse=False, name=f"raw_default_{rep}"))
-            raw_r.append(time_raw(folder, args.n, reuse=True, name=f"raw_reuse_{rep}"))
-            ours.append(time_rt3d(folder, args.n, name=f"rt3d_{rep}"))
-        few = time_rt3d(folder, small, name="rt3d_small") * small
+            raw_d.append(_common.run_raw_tune(folder, args.n, f"raw_default_{rep}", False) / args.n)
+            raw_r.append(_common.run_raw_tune(folder, args.n, f"raw_reuse_{rep}", True) / args.n)
+            ours.append(_common.run_rt3d_noop(folder, args.n, f"rt3d_{rep}") / args.n)
+        few = _common.run_rt3d_noop(folder, small, "rt3d_small")
         marginal = (min(ours) * args.n - few) / (args.n - small) if args.n > small else 0.0
         floor = time_optuna(max(args.n, 100))
         _common.figure("raw Ray Tune, defaults", min(raw_d), "s/trial", f"n={args.n}")
         _common.figure("raw Ray Tune, reuse_actors=True", min(raw_r), "s/trial", f"n={args.n}")
         _common.figure("plain Optuna loop (floor)", floor, "s/trial")
-        _common.figure("rt3d-tune run_search", min(ours), "s/trial",
-                       f"n={args.n}, export included")
-        _common.figure("rt3d-tune marginal cost of one more trial", marginal, "s/trial",
-                       f"(T(n={args.n}) - T(n={small})) / {args.n - small}")
-        _common.figure("rt3d-tune fixed cost per search (actor start, imports, export)",
-                       few - small * marginal, "s")
+        _common.figure("rt3d-tune run_search", min(ours), "s/trial", f"n={args.n}, export included")
+        _common.figure(
+            "rt3d-tune marginal cost of one more trial",
+            marginal,
+            "s/trial",
+            f"(T(n={args.n}) - T(n={small})) / {args.n - small}",
+        )
+        _common.figure(
+            "rt3d-tune fixed cost per search (actor start, imports, export)",
+            few - small * marginal,
+            "s",
+        )
         if args.profile:
             profile_trial_body(folder, args.profile)
     _common.ratio("rt3d/raw_reuse", min(ours) / min(raw_r))

@@ -223,6 +223,13 @@ def build_from_cfg(
         )
     try:
         return obj_cls(**args)
+    except ConfigError as err:
+        # A constructor names keys relative to its own config; put ours in front
+        # unless the path is already absolute (starts at our root key).
+        root = key_path.split(".")[0]
+        if not key_path or (err.key_path or "").split(".")[0] == root:
+            raise
+        raise err.with_context(key_path=key_path) from err
     except TypeError as err:
         name = getattr(obj_cls, "__name__", repr(obj_cls))
         text, accepted = _type_error_message(obj_cls, err)

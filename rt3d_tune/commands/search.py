@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
         debug=getattr(args, "debug", False),
     )
     print(f"run directory: {result.run_dir}")
+    unfinished = sum(rec.status == "INTERRUPTED" for rec in result.records.values())
+    if unfinished:
+        print(f"{unfinished} trial(s) did not finish; to continue: rt3d-tune search "
+              f"{args.space} --output {args.output} --name {result.run_dir.name} --resume")
     if result.best is None:
         print(f"no trial reported {space.metric!r}; see {result.run_dir / 'results.csv'}")
         return 1

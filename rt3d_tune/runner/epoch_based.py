@@ -14,10 +14,14 @@ __all__ = ["EpochBasedRunner", "set_loader_epoch"]
 
 
 def set_loader_epoch(data_loader: Any, epoch: int) -> None:
-    """Tell the loader's sampler which pass this is (its shuffle and worker seeds follow)."""
-    sampler = getattr(data_loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
+    """Tell the loader's sampler and dataset which pass this is.
+
+    The sampler's shuffle and worker seeds follow it, and so does a dataset's per-epoch
+    augmentation (workers are not persistent, so they see the new epoch too).
+    """
+    for part in (getattr(data_loader, "sampler", None), getattr(data_loader, "dataset", None)):
+        if hasattr(part, "set_epoch"):
+            part.set_epoch(epoch)
 
 
 @RUNNERS.register_module()

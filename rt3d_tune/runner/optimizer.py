@@ -71,7 +71,37 @@ def check_optimizer_args(cfg: Mapping[str, Any], key_path: str = "optimizer") ->
                 expected=f"one of {', '.join(accepted)}",
                 given=key,
             )
+        if key != "type":
+            _check_numeric_arg(cls, key, cfg[key], params[key].default, key_path)
     return cls
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, torch.Tensor)) and not isinstance(value, bool)
+
+
+def _check_numeric_arg(cls: type, key: str, value: Any, default: Any, key_path: str) -> None:
+    """An argument whose default is a number (or a tuple of numbers) must be one too.
+
+    Raises:
+        ConfigError: e.g. ``lr='0.01'``, which torch would reject with a bare TypeError.
+    """
+    if _is_number(default):
+        ok, expected = _is_number(value), "a number"
+    elif isinstance(default, tuple) and default and all(_is_number(d) for d in default):
+        ok = (isinstance(value, (list, tuple)) and len(value) == len(default)
+              and all(_is_number(v) for v in value))
+        expected = f"{len(default)} numbers, like the default {list(default)}"
+    else:
+        return
+    if not ok:
+        raise ConfigError(
+            f"{getattr(cls, '__name__', cls)} argument {key!r} must be {expected.split(',')[0]}",
+            key_path=f"{key_path}.{key}",
+            expected=expected,
+            given=value,
+            hint="write numbers without quotes" if isinstance(value, str) else None,
+        )
 
 
 class DefaultOptimizerConstructor:

@@ -17,7 +17,7 @@ from rt3d_tune.search.recorder import (
 )
 from rt3d_tune.search.trainable import trial_params
 
-__all__ = ["ResultRecorder", "FatalErrorStopper"]
+__all__ = ["FatalErrorStopper", "ResultRecorder"]
 
 # Result keys Tune adds that say nothing about the trial.
 _DROPPED_KEYS = ("config", "date", "timestamp", "experiment_tag", "checkpoint_dir_name")
@@ -38,6 +38,7 @@ class ResultRecorder(Callback):
     def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir, RESULTS_JSONL)
         self._reconciled = False
+        self._params: dict[str, dict[str, Any]] = {}
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         """On the first step, forget trials a killed driver ran after Tune's last save.
@@ -56,19 +57,21 @@ class ResultRecorder(Callback):
                                          "time": time.time()})
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        params = trial_params(trial.config)
+        self._params[trial.trial_id] = params
         append_event(
             self.path,
-            {
-                "event": "start",
-                "trial_id": trial.trial_id,
-                "params": trial_params(trial.config),
-                "time": time.time(),
-            },
+            {"event": "start", "trial_id": trial.trial_id, "params": params, "time": time.time()},
         )
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
+        params = trial_params(trial.config)
+        if params != self._params.get(trial.trial_id, params):  # PBT exploited and explored
+            self._params[trial.trial_id] = params
+            append_event(self.path, {"event": "params", "trial_id": trial.trial_id,
+                                     "params": params, "time": time.time()})
         kept = {k: v for k, v in result.items() if k not in _DROPPED_KEYS}
         append_event(self.path, {"event": "result", "trial_id": trial.trial_id, "result": kept})
 

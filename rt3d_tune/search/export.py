@@ -22,20 +22,21 @@ import csv
 import importlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.search import recorder
 
 __all__ = [
+    "EXPORTER_MODULES",
     "RUN_INFO",
     "ExportContext",
-    "EXPORTER_MODULES",
-    "register_exporter",
     "export_run",
+    "register_exporter",
     "runtime_diff",
     "write_run_info",
 ]
@@ -45,7 +46,7 @@ BEST_DIR = "best"
 RESULTS_CSV = "results.csv"
 # Modules that register more exporters (imported by export_run).
 EXPORTER_MODULES: tuple[str, ...] = ()
-_EXPORTERS: list[Callable[["ExportContext"], dict[str, Path]]] = []
+_EXPORTERS: list[Callable[[ExportContext], dict[str, Path]]] = []
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,6 @@ def export_run(run_dir: str | Path) -> dict[str, Path]:
         paths["study"] = write_study(run_dir, space, records, run_dir.name)
     for module in EXPORTER_MODULES:
         importlib.import_module(module)
-    for exporter in list(_EXPORTERS):
+    for exporter in _EXPORTERS:
         paths.update(exporter(ctx))
     return paths

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from rt3d_tune.errors import ConfigError
 
-__all__ = ["ray_session", "check_gpus", "TUNE_ENV"]
+__all__ = ["TUNE_ENV", "check_gpus", "ray_session"]
 
 # Tune's per-trial JSON/CSV/TensorBoard loggers cost most of its per-trial overhead and
 # the search records results itself (callbacks.ResultRecorder). Set only when unset.
@@ -30,8 +30,8 @@ TUNE_ENV = {
 
 
 @contextmanager
-def ray_session(address: str | None = None, *, debug: bool = False) -> Iterator[bool]:
-    """Make Ray available for the body; yields True when the cluster is a remote one.
+def ray_session(address: str | None = None, *, debug: bool = False) -> Iterator[None]:
+    """Make Ray available for the body (and shut down only a Ray it started).
 
     Args:
         address: None for an embedded local instance; ``auto``, ``ray://...`` or
@@ -46,9 +46,9 @@ def ray_session(address: str | None = None, *, debug: bool = False) -> Iterator[
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
-        yield address is not None
+        yield
         return
-    quiet = dict(log_to_driver=debug, logging_level=logging.INFO if debug else logging.WARNING)
+    quiet = {"log_to_driver": debug, "logging_level": logging.INFO if debug else logging.WARNING}
     if address is None:
         # Without this Ray takes the outward IP as the node address even when local.
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -67,7 +67,7 @@ def ray_session(address: str | None = None, *, debug: bool = False) -> Iterator[
             stacklevel=2,
         )
     try:
-        yield address is not None
+        yield
     finally:
         ray.shutdown()
 

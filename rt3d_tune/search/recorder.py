@@ -1,15 +1,17 @@
 """The search's own record of every trial: the format of ``<run>/results.jsonl``.
 
 Ray's ResultGrid cannot read metrics once Tune's per-trial loggers are off (they cost
-most of Tune's per-trial overhead), so a Tune callback (``rt3d_tune.search.callbacks``) appends one JSON line per event
-and closes the file at once; a killed driver loses nothing that was reported. Export, the
-status line and the report read the same file through :func:`load_records`.
+most of Tune's per-trial overhead), so a Tune callback (``search.callbacks``) appends
+one JSON line per event and closes the file at once; a killed driver loses nothing
+that was reported. Export, the status line and the report read the same file through
+:func:`load_records`.
 
 Lines::
 
     {"event": "start",  "trial_id": ..., "params": {...}, "time": unix seconds}
     {"event": "result", "trial_id": ..., "result": {metric..., "training_iteration": n, ...}}
     {"event": "end",    "trial_id": ..., "status": STATUS, "error": str|null, "time": ...}
+    {"event": "params", "trial_id": ..., "params": {...}}   PBT changed them
     {"event": "discard", "trial_id": ...}   unknown to a resumed search (callbacks)
 
 A trial resumed or retried appends more lines under the same id; the latest wins.
@@ -19,23 +21,22 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "RESULTS_JSONL",
-    "TERMINATED",
-    "EARLY_STOPPED",
     "DIVERGED",
+    "EARLY_STOPPED",
     "ERROR",
-    "RUNNING",
     "INTERRUPTED",
+    "RESULTS_JSONL",
+    "RUNNING",
+    "TERMINATED",
     "TrialRecord",
-    "classify",
     "append_event",
     "best_record",
+    "classify",
     "load_records",
 ]
 
@@ -69,6 +70,7 @@ class TrialRecord:
     results: dict[int, dict[str, Any]] = field(default_factory=dict)
     status: str = RUNNING
     error: str | None = None
+    param_changes: int = 0  # times PBT replaced the params (params holds the latest)
     start: float | None = None
     end: float | None = None
 
@@ -122,7 +124,10 @@ def load_records(run_dir: str | Path, *, finished: bool = False) -> dict[str, Tr
         rec = records.setdefault(event["trial_id"], TrialRecord(event["trial_id"]))
         kind = event.get("event")
         if kind == "start":
-            rec.params = event.get("params", rec.params)
+            params = event.get("params", rec.params)
+            if rec.params and params != rec.params:  # restarted with PBT's new params
+                rec.param_changes += 1
+            rec.params = params
             rec.start = rec.start if rec.start is not None else event.get("time")
             rec.status, rec.error = RUNNING, None
         elif kind == "result":
@@ -130,6 +135,9 @@ def load_records(run_dir: str | Path, *, finished: bool = False) -> dict[str, Tr
             rec.results[int(result.get("training_iteration", 0))] = result
         elif kind == "end":
             rec.status, rec.error, rec.end = event["status"], event.get("error"), event.get("time")
+        elif kind == "params":
+            rec.params = event["params"]
+            rec.param_changes += 1
         elif kind == "discard":
             del records[event["trial_id"]]
     if finished:

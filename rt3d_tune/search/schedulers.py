@@ -10,14 +10,15 @@ back into its domain's bounds.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.search.domains import Choice, Grid, Int, LogInt, LogUniform, Uniform, is_primitive
 from rt3d_tune.search.space import SCHEDULERS
 from rt3d_tune.search.trainable import PARAMS_KEY
 
-__all__ = ["build_scheduler", "mutable_params", "pbt_mutations", "clip_to_domains"]
+__all__ = ["build_scheduler", "clip_to_domains", "mutable_params", "pbt_mutations"]
 
 
 
@@ -50,7 +51,7 @@ def build_scheduler(
 
     options = dict(settings.args)
     kind = settings.type
-    common = dict(time_attr="training_iteration", metric=metric, mode=mode)
+    common = {"time_attr": "training_iteration", "metric": metric, "mode": mode}
     if kind == "fifo":
         return schedulers.FIFOScheduler()
     if kind == "asha":
@@ -92,9 +93,7 @@ def mutable_params(space: Any) -> list[tuple[str, Any]]:
     """
     found: list[tuple[str, Any]] = []
     for path, domain in space.params:
-        if not isinstance(domain, (Choice, Grid)):
-            found.append((path, domain))
-        elif all(is_primitive(option) for option in domain.options):
+        if not isinstance(domain, (Choice, Grid)) or all(map(is_primitive, domain.options)):
             found.append((path, domain))
         elif not domain.is_conditional:
             found.append((f"{path}@choice", Choice(tuple(range(len(domain.options))))))
@@ -132,7 +131,7 @@ def clip_to_domains(params: dict[str, Any], domains: Sequence[tuple[str, Any]]) 
             value = domain.low + round((value - domain.low) / q) * q
             value = min(value, domain.high)
         if isinstance(domain, (Int, LogInt)):
-            value = int(round(value))
+            value = round(value)
         elif not math.isfinite(value):
             value = domain.low
         out[name] = value

@@ -42,9 +42,9 @@ __all__ = [
     "DIVERGED_MAGNITUDE",
     "TrialSetup",
     "TuneReportHook",
-    "worst_value",
-    "train_trial",
     "apply_optimizer_hyperparams",
+    "train_trial",
+    "worst_value",
 ]
 
 CHECKPOINT_FILE = "trial.pth"
@@ -202,7 +202,8 @@ def _optimizers(optimizer: Any) -> list[Any]:
 def snapshot_hyperparams(optimizer: Any) -> list[list[dict[str, Any]]]:
     """Every param group's hyperparameters (all keys but ``params``) of a fresh optimizer."""
     return [
-        [{k: copy.deepcopy(v) for k, v in group.items() if k != "params"} for group in opt.param_groups]
+        [{k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+         for group in opt.param_groups]
         for opt in _optimizers(optimizer)
     ]
 
@@ -257,7 +258,7 @@ def trial_device(cpus: float) -> tuple[str, list[str]]:
     import ray
     import torch
 
-    torch.set_num_threads(max(1, int(round(cpus))))
+    torch.set_num_threads(max(1, round(cpus)))
     gpu_ids = [str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else []
     device = "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
     return device, gpu_ids

@@ -29,10 +29,14 @@ from rt3d_tune.search import recorder
 from rt3d_tune.search.export import export_run, write_run_info
 from rt3d_tune.search.trainable import PARAMS_KEY, TrialSetup
 
-__all__ = ["SearchResult", "run_search", "resolve_run_dir", "RAY_DIR"]
+__all__ = ["RAY_DIR", "SearchResult", "resolve_run_dir", "run_search"]
 
 RAY_DIR = "ray"  # Ray's own experiment state and trial checkpoints, inside the run dir
 SPACE_COPY = "space.yaml"
+# Tune checkpoints kept per trial: the latest is all a retry or resume needs; PBT also
+# restores other trials' checkpoints, which must outlive a few more of their reports.
+_CHECKPOINTS_KEPT = 2
+_CHECKPOINTS_KEPT_PBT = 6
 BASE_COPY = "base_config.py"
 
 
@@ -130,7 +134,7 @@ def _sample_points(space: Any, count: int) -> list[dict[str, Any]]:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = make_sampler(space.search.algorithm, space.search.seed, space)
-    study = optuna.create_study(sampler=sampler, direction=_direction(space))
+    study = optuna.create_study(sampler=sampler)
     points = []
     for _ in range(count):
         trial = study.ask()
@@ -140,11 +144,7 @@ def _sample_points(space: Any, count: int) -> list[dict[str, Any]]:
     return points
 
 
-def _direction(space: Any) -> str:
-    return "maximize" if space.mode == "max" else "minimize"
-
-
-def _search_setup(space: Any, run_dir: Path, num_samples: int) -> tuple[Any, dict, int, Any]:
+def _search_setup(space: Any, num_samples: int) -> tuple[Any, dict, int, Any]:
     """(search_alg, param_space, num_samples, scheduler) for the space."""
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -153,7 +153,7 @@ def _search_setup(space: Any, run_dir: Path, num_samples: int) -> tuple[Any, dic
     from rt3d_tune.search.schedulers import build_scheduler, mutable_params, pbt_mutations
 
     algorithm = space.search.algorithm
-    common = dict(metric=space.metric, mode=space.mode, max_t=_max_fidelity(space))
+    common = {"metric": space.metric, "mode": space.mode, "max_t": _max_fidelity(space)}
     if space.scheduler.type == "pbt" or algorithm == "grid":
         if algorithm == "grid":
             points = grid_params(space)
@@ -216,8 +216,6 @@ def run_search(
         ConfigError: a user mistake found after Ray started (GPU count, the metric not
             produced by the evaluation, a trial config that does not build).
     """
-    from ray import tune
-
     import ray
     from ray import tune
 
@@ -253,7 +251,7 @@ def run_search(
         else:
             if resume:  # killed before Ray saved any state: start over in the same dir
                 _discard_partial(run_dir)
-            search_alg, param_space, samples, scheduler = _search_setup(space, run_dir, samples)
+            search_alg, param_space, samples, scheduler = _search_setup(space, samples)
             callbacks: list[Any] = [ResultRecorder(run_dir)]
             if status:
                 callbacks.append(StatusLine(space.metric, space.mode, run_dir, samples, stream))
@@ -275,7 +273,11 @@ def run_search(
                     stop=FatalErrorStopper(),
                     callbacks=callbacks,
                     failure_config=tune.FailureConfig(max_failures=max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    checkpoint_config=tune.CheckpointConfig(
+                        num_to_keep=_CHECKPOINTS_KEPT_PBT
+                        if space.scheduler.type == "pbt"
+                        else _CHECKPOINTS_KEPT
+                    ),
                     verbose=0,
                 ),
             )
@@ -293,10 +295,9 @@ def _trial_dirname(trial: Any) -> str:
 
 def _discard_partial(run_dir: Path) -> None:
     """Set aside what a driver killed before its first state save left behind."""
-    for name in (recorder.RESULTS_JSONL,):
-        path = run_dir / name
-        if path.exists():
-            path.rename(path.with_name(path.name + ".interrupted"))
+    path = run_dir / recorder.RESULTS_JSONL
+    if path.exists():
+        path.rename(path.with_name(path.name + ".interrupted"))
     shutil.rmtree(run_dir / RAY_DIR, ignore_errors=True)
 
 

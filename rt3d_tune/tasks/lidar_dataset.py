@@ -193,7 +193,8 @@ class _LidarDetectionDataset(Dataset, ABC):
                 (default KITTI's: Car 0.7, others 0.5).
 
         Raises:
-            ConfigError: an unknown metric, or a result count other than ``len(self)``.
+            ConfigError: an unknown metric.
+            ValueError: a result count other than ``len(self)``.
         """
         metrics = [metric] if isinstance(metric, str) else list(metric)
         if metrics != ["bev"]:
@@ -202,12 +203,6 @@ class _LidarDetectionDataset(Dataset, ABC):
                 key_path="evaluation.metric",
                 expected="'bev'",
                 given=metric,
-            )
-        if len(results) != len(self):
-            raise ConfigError(
-                f"got {len(results)} predictions for {len(self)} samples",
-                key_path="evaluation",
-                hint="evaluate the whole validation set",
             )
         gts = [self._ground_truth(i) for i in range(len(self))]
         out = evaluate_bev(

@@ -3,9 +3,11 @@
 * ``FaultyPointNet``: the quick task's PointNet, whose training loss turns NaN or inf,
   or whose ``train_step`` raises, from a given train iteration on.
 * ``TrialProbeHook``: after each train epoch appends ``epoch pid node_id work_dir`` to a
-  shared file, and after ``hold_epoch`` (first attempt of a trial only) waits up to
-  ``hold_s`` seconds, so that a test can kill the worker or remove its node while the
-  trial is known to be mid-training with a checkpoint reported.
+  shared file; the first trial of the search to finish ``hold_epoch`` (only that one,
+  only once) writes ``<probe_file>.held`` and waits up to ``hold_s`` seconds (or until
+  ``<probe_file>.release`` exists), so that a test can kill its worker, remove its node
+  or look at the running processes while it is known to be mid-training with a
+  checkpoint reported.
 
 The test copies this file next to the base config it writes, so Ray workers import it
 the way a user's module is imported (``custom_imports`` searches the config's folder).
@@ -71,7 +73,7 @@ def _node_id() -> str:
 
 @HOOKS.register_module()
 class TrialProbeHook(Hook):
-    """Records where each train epoch ran, and holds a trial once after ``hold_epoch``.
+    """Records where each train epoch ran, and holds one trial once after ``hold_epoch``.
 
     Args:
         probe_file: the shared file the lines go to (one line per finished epoch).
@@ -91,12 +93,14 @@ class TrialProbeHook(Hook):
             fh.write(line)
         if epoch != self.hold_epoch:
             return
-        marker = Path(runner.work_dir, "held")
-        if marker.exists():
-            return  # a retry: run on
-        marker.write_text(str(os.getpid()), encoding="utf-8")
+        try:
+            with open(f"{self.probe_file}.held", "x", encoding="utf-8") as fh:
+                fh.write(f"{os.getpid()} {_node_id()} {Path(runner.work_dir).name}\n")
+        except FileExistsError:
+            return  # another trial (or this one before its retry) was held already
+        release = Path(f"{self.probe_file}.release")
         deadline = time.monotonic() + self.hold_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not release.exists():
             time.sleep(0.1)
 
 

@@ -24,6 +24,11 @@ BASE = {
 }
 
 
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file as dicts."""
+    return list(csv.DictReader(Path(path).read_text(encoding="utf-8").splitlines()))
+
 def trial_config(**changes: object) -> dict:
     cfg = json.loads(json.dumps(BASE))
     cfg.update(changes)
@@ -84,7 +89,7 @@ def run_dir(tmp_path: Path) -> Path:
 
 def test_results_csv_has_one_row_per_trial_with_status_and_curve(run_dir: Path):
     paths = export_run(run_dir)
-    rows = list(csv.DictReader(open(paths["results_csv"], encoding="utf-8")))
+    rows = read_rows(paths["results_csv"])
     assert [r["trial_id"] for r in rows] == ["t1", "t2", "t3", "t4"]
     assert [r["status"] for r in rows] == ["TERMINATED", "EARLY_STOPPED", "DIVERGED",
                                            "INTERRUPTED"]
@@ -156,7 +161,8 @@ def test_study_db_holds_every_trial_with_its_branch_distributions(run_dir: Path)
     assert by_id["t3"].user_attrs["status"] == "DIVERGED"
     assert by_id["t4"].state == optuna.trial.TrialState.FAIL  # interrupted
     export_run(run_dir)  # a second export rewrites, never duplicates
-    assert len(optuna.load_study(study_name="run", storage=f"sqlite:///{paths['study']}").trials) == 4
+    again = optuna.load_study(study_name="run", storage=f"sqlite:///{paths['study']}")
+    assert len(again.trials) == 4
 
 
 def test_export_refuses_a_directory_that_is_not_a_run(tmp_path: Path):
@@ -177,3 +183,15 @@ def test_status_line_counts_and_best():
     assert text.startswith("[search 1m15s] 6/10 done, 2 running, 2 finished, 3 stopped early")
     assert "1 diverged" in text and "errored" not in text
     assert text.endswith("best acc 0.9123 (t7)")
+
+
+def test_export_command_prints_the_written_files(run_dir: Path, capsys):
+    import argparse
+
+    from rt3d_tune.commands import export as export_command
+
+    assert export_command.run(argparse.Namespace(run_dir=str(run_dir))) == 0
+    out = capsys.readouterr().out
+    for name in ("best_config", "best_runtime", "summary", "results_csv", "study"):
+        assert f"{name}: " in out
+    assert (run_dir / "best" / "best_config.py").exists()

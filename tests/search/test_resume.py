@@ -27,7 +27,7 @@ parser = argparse.ArgumentParser()
 search.add_parser(parser.add_subparsers(dest="command"))
 sys.exit(search.run(parser.parse_args(["search"] + sys.argv[1:])))
 """
-SAMPLES = 6
+SAMPLES = 4
 
 
 def count_ends(run_dir: Path) -> int:
@@ -43,7 +43,7 @@ def test_driver_killed_then_resumed_runs_every_trial_exactly_once(tmp_path):
         "base": str(POINTNET), "metric": "accuracy", "mode": "max",
         "space": {"optimizer.lr": {"loguniform": [1.0e-4, 3.0e-2]}},
         "search": {"algorithm": "tpe", "num_samples": SAMPLES, "seed": 1, "max_concurrent": 2},
-        "resources": {"cpu": 1}, "stop": {"max_epochs": 3},
+        "resources": {"cpu": 1}, "stop": {"max_epochs": 2},
     }))
     args = [sys.executable, "-c", DRIVER, str(space), "--name", "r", "--output",
             str(tmp_path / "runs")]
@@ -62,14 +62,14 @@ def test_driver_killed_then_resumed_runs_every_trial_exactly_once(tmp_path):
     interrupted = recorder.load_records(run_dir, finished=True)
     assert any(rec.status == recorder.INTERRUPTED for rec in interrupted.values())
 
-    second = subprocess.run(args + ["--resume"], cwd=tmp_path, capture_output=True,
+    second = subprocess.run(args + ["--resume"], cwd=tmp_path, capture_output=True, check=False,
                             text=True, timeout=240)
     assert second.returncode == 0, second.stderr[-3000:]
     records = recorder.load_records(run_dir, finished=True)
     assert len(records) == SAMPLES
     assert all(rec.status == recorder.TERMINATED for rec in records.values()), {
         tid: rec.status for tid, rec in records.items()}
-    assert all(sorted(rec.results) == [1, 2, 3] for rec in records.values())
+    assert all(sorted(rec.results) == [1, 2] for rec in records.values())
     rows = (run_dir / "results.csv").read_text().splitlines()
     assert len(rows) == 1 + SAMPLES
     summary = json.loads((run_dir / "best" / "summary.json").read_text())

@@ -20,6 +20,11 @@ REPO = Path(__file__).resolve().parents[2]
 POINTNET = REPO / "configs" / "pointnet" / "pointnet_shapes.py"
 
 
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file as dicts."""
+    return list(csv.DictReader(Path(path).read_text(encoding="utf-8").splitlines()))
+
 def write_space(tmp_path: Path, name: str, **sections: Any) -> Path:
     """A space file over the PointNet task; ``sections`` replace the defaults."""
     data: dict[str, Any] = {
@@ -61,7 +66,7 @@ def test_asha_stops_trials_early_and_the_winner_reproduces_exactly(ray_local, tm
     assert len(statuses) == 6
     assert statuses.count("EARLY_STOPPED") >= 1 and statuses.count("TERMINATED") >= 1
     assert set(statuses) <= {"EARLY_STOPPED", "TERMINATED"}
-    rows = list(csv.DictReader(open(result.exported["results_csv"], encoding="utf-8")))
+    rows = read_rows(result.exported["results_csv"])
     assert sorted(r["trial_id"] for r in rows) == sorted(result.records)
     stopped = [r for r in rows if r["status"] == "EARLY_STOPPED"]
     assert all(r["accuracy@3"] == "" for r in stopped)  # cut before the last rung
@@ -95,7 +100,7 @@ def test_diverged_trial_is_recorded_and_the_grid_goes_on(ray_local, tmp_path):
     assert by_lr[1.0e30] == ["DIVERGED", "DIVERGED"]
     assert by_lr[0.003] == ["TERMINATED", "TERMINATED"]
     assert result.best.params["optimizer.lr"] == 0.003
-    rows = list(csv.DictReader(open(result.exported["results_csv"], encoding="utf-8")))
+    rows = read_rows(result.exported["results_csv"])
     diverged = [r for r in rows if r["status"] == "DIVERGED"]
     assert all("diverged" in r["error"] and r["accuracy"] == "" for r in diverged)
 

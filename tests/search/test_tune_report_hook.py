@@ -12,6 +12,7 @@ import torch
 
 from rt3d_tune.search.trainable import (
     CHECKPOINT_FILE,
+    METRICS_FILE,
     TuneReportHook,
     _FatalSearchError,
     apply_optimizer_hyperparams,
@@ -33,8 +34,9 @@ class FakeRunner(SimpleNamespace):
 
 
 def make_runner(**kw: Any) -> FakeRunner:
-    base = dict(epoch=0, iter=9, max_epochs=3, max_iters=30, mode="train", eval_round=0,
-                eval_results={})
+    base = {"epoch": 0, "iter": 9, "max_epochs": 3, "max_iters": 30, "mode": "train",
+            "eval_round": 0,
+                "eval_results": {}}
     base.update(kw)
     return FakeRunner(**base)
 
@@ -72,7 +74,7 @@ def test_reports_once_per_evaluation_with_metrics_fidelity_and_checkpoint():
     assert metrics["iteration"] == 10 and metrics["lr"] == 0.01
     assert metrics["gpu_ids"] == "1" and metrics["diverged"] is False
     assert metrics["final"] is False
-    assert files == [CHECKPOINT_FILE]
+    assert files == sorted([CHECKPOINT_FILE, METRICS_FILE])  # a resume re-reports these
 
 
 def test_last_epoch_is_marked_final():

@@ -83,7 +83,7 @@ def test_evaluate_rejects_unknown_metric_and_wrong_count() -> None:
     with pytest.raises(ConfigError) as info:
         ds.evaluate([], metric="mAP")
     assert info.value.key_path == "evaluation.metric"
-    with pytest.raises(ConfigError, match="predictions for 4 samples"):
+    with pytest.raises(ValueError, match="0 predictions for 4 samples"):
         ds.evaluate([])
 
 

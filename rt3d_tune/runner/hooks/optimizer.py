@@ -46,6 +46,16 @@ def _check_grad_clip(grad_clip: Any) -> dict[str, Any] | None:
             expected="None or dict(max_norm=..., norm_type=2)",
             given=grad_clip,
         )
+    for key in ("max_norm", "norm_type"):
+        value = grad_clip.get(key, 2)
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool)) and value != "inf":
+            raise ConfigError(
+                f"grad_clip.{key} must be a number",
+                key_path=f"optimizer_config.grad_clip.{key}",
+                expected="a number ('inf' for the max norm type)" if key == "norm_type" else "a number",
+                given=value,
+                hint="write numbers without quotes" if isinstance(value, str) else None,
+            )
     return dict(grad_clip)
 
 

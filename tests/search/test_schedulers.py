@@ -1,0 +1,73 @@
+"""Schedulers from the space's section, and PBT end to end on the session's Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rt3d_tune.config import Config
+from rt3d_tune.search.domains import Choice, Int, LogUniform
+from rt3d_tune.search.schedulers import build_scheduler, clip_to_domains, pbt_mutations
+from rt3d_tune.search.space import SchedulerSettings, load_space
+
+REPO = Path(__file__).resolve().parents[2]
+POINTNET = REPO / "configs" / "pointnet" / "pointnet_shapes.py"
+
+
+@pytest.mark.parametrize(
+    "kind, args, cls",
+    [
+        ("fifo", {}, "FIFOScheduler"),
+        ("asha", {"grace_period": 2, "reduction_factor": 3}, "AsyncHyperBandScheduler"),
+        ("hyperband", {"reduction_factor": 3}, "HyperBandScheduler"),
+        ("median", {"grace_period": 2, "min_samples_required": 3}, "MedianStoppingRule"),
+        ("pbt", {"perturbation_interval": 2}, "PopulationBasedTraining"),
+    ],
+)
+def test_every_scheduler_counts_fidelity_in_training_iterations(kind, args, cls):
+    scheduler = build_scheduler(SchedulerSettings(kind, args), metric="acc", mode="max",
+                                max_t=12, mutations={"optimizer.lr": [0.1, 0.01]})
+    assert type(scheduler).__name__ == cls
+    if kind != "fifo":
+        assert scheduler._time_attr == "training_iteration"
+        assert scheduler.metric == "acc"
+
+
+def test_pbt_perturbations_stay_inside_the_domains():
+    domains = [("lr", LogUniform(1e-4, 1e-1)), ("warmup", Int(0, 500, q=50)),
+               ("clip", Choice((10, 35)))]
+    assert set(pbt_mutations(domains)) == {"lr", "warmup", "clip"}
+    clipped = clip_to_domains({"lr": 0.5, "warmup": 512.0, "clip": 35}, domains)
+    assert clipped == {"lr": 0.1, "warmup": 500, "clip": 35}
+    assert clip_to_domains({"warmup": 123}, domains) == {"warmup": 100}
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_pbt_exploits_and_the_trial_continues_with_the_new_params(ray_local, tmp_path):
+    from rt3d_tune.search.tuner import run_search
+
+    space_file = tmp_path / "pbt.yaml"
+    space_file.write_text(yaml.safe_dump({
+        "base": str(POINTNET), "metric": "accuracy", "mode": "max",
+        "space": {"optimizer.lr": {"loguniform": [1.0e-4, 3.0e-2]}},
+        "search": {"algorithm": "random", "num_samples": 4, "seed": 0, "max_concurrent": 4},
+        "scheduler": {"type": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5,
+                      "resample_probability": 0.5},
+        "resources": {"cpu": 0.5}, "stop": {"max_epochs": 3},
+    }))
+    result = run_search(load_space(space_file), output=tmp_path / "runs", name="pbt",
+                        status=False)
+    records = result.records
+    assert len(records) == 4
+    assert all(rec.status == "TERMINATED" and rec.fidelity == 3 for rec in records.values())
+    changed = [rec for rec in records.values() if rec.param_changes]
+    assert changed, "PBT never exploited a trial"
+    for rec in changed:
+        lr = rec.params["optimizer.lr"]
+        assert 1.0e-4 <= lr <= 3.0e-2
+        # The trial's work dir holds the config it finished with: the new params.
+        cfg = Config.fromfile(str(result.run_dir / "trials" / rec.trial_id / "config.py"))
+        assert cfg.optimizer.lr == lr

@@ -1,0 +1,87 @@
+"""Each benchmark runs at tiny sizes and prints its figures and its RATIO summary line."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+FIGURE = re.compile(r"^FIGURE .+ = [-+0-9.e]+(inf)? ", re.MULTILINE)
+RATIO = re.compile(
+    r"^RATIO (.+) = ([-+0-9.e]+|inf)(?: \(target ([<>]=) ([0-9.e+-]+): (met|MISSED)\))?$"
+)
+
+
+def ratios(out: str) -> list[tuple[str, float]]:
+    """(name, value) of every RATIO line, checking each line's format."""
+    found = []
+    for line in out.splitlines():
+        if line.startswith("RATIO"):
+            match = RATIO.match(line)
+            assert match, f"badly formed ratio line: {line!r}"
+            found.append((match.group(1), float(match.group(2))))
+    return found
+
+
+def last_line_is(out: str, name: str) -> None:
+    last = [line for line in out.splitlines() if line.strip()][-1]
+    assert last.startswith(f"RATIO {name} = "), last
+    assert "(target" in last
+
+
+@pytest.mark.slow
+def test_runner_overhead_trains_the_same_weights_both_ways(capsys):
+    import runner_overhead
+
+    assert runner_overhead.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "SAME_WEIGHTS True" in out  # the hand loop does the runner's exact math
+    assert len(FIGURE.findall(out)) >= 8
+    assert all(value > 0 for name, value in ratios(out) if "/" in name)
+    last_line_is(out, "runner/hand wall (min)")
+
+
+def test_gpu_packing_says_so_without_a_gpu(capsys):
+    import gpu_packing
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the real benchmark is the lead's to run")
+    assert gpu_packing.main(["--quick"]) == 0
+    assert "NO GPU" in capsys.readouterr().out
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_trial_overhead_and_scale_measure_rt3d_against_raw_tune(ray_local, capsys):
+    import scale
+    import trial_overhead
+
+    assert trial_overhead.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING" not in out  # every no-op trial terminated
+    names = [name for name, _ in ratios(out)]
+    assert names[-1] == "rt3d/raw_defaults" and "rt3d s/trial" in names
+    last_line_is(out, "rt3d/raw_defaults")
+
+    assert scale.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING" not in out
+    last_line_is(out, "rt3d/minimum")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_search_efficiency_compares_methods_with_the_grid(ray_local, capsys):
+    import search_efficiency
+
+    assert search_efficiency.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "grid best accuracy" in out and "tpe_asha seed 0 best accuracy" in out
+    last_line_is(out, "tpe_asha/grid compute to 99% of grid best")
