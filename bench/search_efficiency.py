@@ -7,8 +7,11 @@ trial on 1 CPU with the task's seed fixed:
 
     * grid + fifo: the Cartesian product of ``--grid`` log-spaced values per parameter,
       every trial its full schedule (what ``mim gridsearch`` does); run once;
-    * random + fifo, tpe + asha, qmc + asha: as many trials as the grid, over the
-      continuous box, for each of ``--seeds`` seeds (ASHA: grace 1 epoch, factor 3).
+    * random + fifo: as many trials as the grid, over the continuous box (the same
+      compute as the grid);
+    * tpe + asha, qmc + asha: ``--asha-factor`` (3) times as many trials, over the same
+      box (ASHA: grace 1 epoch, reduction factor 3, so roughly the grid's compute);
+    each sampler for ``--seeds`` seeds.
 
 Compute is counted in trial-epochs (one reported evaluation = one epoch trained). For
 each method the script prints the best metric reached, the compute spent, and the
@@ -16,7 +19,7 @@ compute at which its best-so-far first reaches 99% of the grid's best, as a frac
 the grid's total compute (the median over seeds; ``inf`` when never reached).
 
     python bench/search_efficiency.py [--task pointnet|bev] [--epochs 6] [--grid 4 3]
-        [--seeds 3] [--methods grid random_fifo tpe_asha qmc_asha] [--scenes N]
+        [--seeds 3] [--asha-factor 3] [--methods grid random_fifo tpe_asha qmc_asha] [--scenes N]
 
 Target: tpe + asha needs at most 25% of the grid's compute.
 """
@@ -82,9 +85,20 @@ def write_base(folder: Path, task: str, scenes: int | None) -> Path:
 
 
 def write_space(
-    folder: Path, base: Path, task: str, method: str, seed: int, grid: tuple[int, int], epochs: int
+    folder: Path,
+    base: Path,
+    task: str,
+    method: str,
+    seed: int,
+    grid: tuple[int, int],
+    epochs: int,
+    asha_factor: int,
 ) -> Path:
-    """The space file of one method (grid domains for grid, log-uniform otherwise)."""
+    """The space file of one method (grid domains for grid, log-uniform otherwise).
+
+    Samplers get as many trials as the grid has points, times ``asha_factor`` under
+    ASHA (whose stopped trials cost a fraction of a full schedule).
+    """
     algorithm, scheduler = METHODS[method]
     bounds = TASKS[task][2:]
     if algorithm == "grid":
@@ -94,7 +108,7 @@ def write_space(
         space = {p: {"loguniform": list(b)} for p, b in zip(PARAMS, bounds)}
         search = {
             "algorithm": algorithm,
-            "num_samples": grid[0] * grid[1],
+            "num_samples": grid[0] * grid[1] * (asha_factor if scheduler["type"] == "asha" else 1),
             "seed": seed,
             "max_concurrent": 2,
         }
@@ -147,7 +161,9 @@ def run_method(
     from rt3d_tune.search.tuner import run_search
 
     space = load_space(
-        write_space(folder, base, args.task, method, seed, tuple(args.grid), args.epochs)
+        write_space(
+            folder, base, args.task, method, seed, tuple(args.grid), args.epochs, args.asha_factor
+        )
     )
     start = time.perf_counter()
     result = run_search(space, output=folder / "runs", name=f"{method}_{seed}", status=False)
@@ -173,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         choices=sorted(METHODS),
         default=["grid", "random_fifo", "tpe_asha", "qmc_asha"],
+    )
+    parser.add_argument(
+        "--asha-factor",
+        type=int,
+        default=3,
+        help="samplers under ASHA get this many times the grid's trial count",
     )
     parser.add_argument("--scenes", type=int, default=None, help="bev: train scenes")
     parser.add_argument(
@@ -209,7 +231,12 @@ def main(argv: list[str] | None = None) -> int:
                     curve[-1],
                     "",
                     f"{len(curve)} trial-epochs, {wall:.0f} s wall, reaches 99% of "
-                    f"grid best after {need:g} ({need / grid_compute:.0%} of grid)",
+                    "grid best "
+                    + (
+                        f"after {need:g} ({need / grid_compute:.0%} of grid)"
+                        if math.isfinite(need)
+                        else "never"
+                    ),
                 )
     for method, values in fractions.items():
         _common.figure(

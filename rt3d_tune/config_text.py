@@ -193,29 +193,28 @@ def _is_name(key: Any) -> bool:
     return isinstance(key, str) and key.isidentifier() and not keyword.iskeyword(key)
 
 
-def _py_literal(value: Any, indent: int, key_path: str, use_dict_call: bool) -> str:
-    """``value`` as a Python literal, wrapped over lines when it is wider than the page."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"float('{value}')"
+def _py_literal(value: Any, indent: int, key_path: str) -> str:
+    """``value`` as a Python literal that ``ast.literal_eval`` reads back, wrapped over
+    lines when it is wider than the page. Dicts are written ``{'k': v}``, not
+    ``dict(k=v)``: a call is not a literal, and exported configs must be data only."""
+    if isinstance(value, float) and math.isinf(value):
+        return "1e999" if value > 0 else "-1e999"  # literal_eval reads these as +-inf
+    if isinstance(value, float) and math.isnan(value):
+        return "float('nan')"  # the one value with no literal spelling
     if value is None or isinstance(value, (bool, int, float, str)):
         return repr(value)
     if isinstance(value, Mapping):
-        call = use_dict_call and all(_is_name(k) for k in value)
         for k in value:
             if not (k is None or isinstance(k, (bool, int, float, str))):
                 raise ConfigError(
                     "a dict key cannot be written as a Python literal", key_path=key_path,
                     expected="str, int, float, bool or None keys", given=k,
                 )
-        items = [
-            (f"{k}=" if call else f"{k!r}: ")
-            + _py_literal(v, indent + 4, f"{key_path}.{k}", use_dict_call)
-            for k, v in value.items()
-        ]
-        opening, closing = ("dict(", ")") if call else ("{", "}")
+        items = [f"{k!r}: " + _py_literal(v, indent + 4, f"{key_path}.{k}")
+                 for k, v in value.items()]
+        opening, closing = "{", "}"
     elif isinstance(value, (list, tuple)):
-        items = [_py_literal(v, indent + 4, f"{key_path}.{i}", use_dict_call)
-                 for i, v in enumerate(value)]
+        items = [_py_literal(v, indent + 4, f"{key_path}.{i}") for i, v in enumerate(value)]
         opening, closing = ("(", ")") if isinstance(value, tuple) else ("[", "]")
     else:
         raise ConfigError(
@@ -243,9 +242,7 @@ def _dumps_py(data: Mapping[str, Any]) -> str:
                 given=key,
                 hint="dump to .yaml or .json instead, or rename the key",
             )
-    use_dict_call = "dict" not in data
-    return "".join(f"{key} = {_py_literal(value, 0, key, use_dict_call)}\n"
-                   for key, value in data.items())
+    return "".join(f"{key} = {_py_literal(value, 0, key)}\n" for key, value in data.items())
 
 
 def dumps(data: Mapping[str, Any], fmt: str) -> str:
@@ -257,7 +254,7 @@ def dumps(data: Mapping[str, Any], fmt: str) -> str:
     if fmt == "py":
         return _dumps_py(data)
     for key, value in data.items():
-        _py_literal(value, 0, str(key), True)  # the same literal check, with key paths
+        _py_literal(value, 0, str(key))  # the same literal check, with key paths
     if fmt == "yaml":
         return yaml.dump(_plain(data, tuples=False), Dumper=_Dumper, sort_keys=False,
                          default_flow_style=False, allow_unicode=True, width=_PY_WIDTH)

@@ -40,3 +40,12 @@ def ray_local():
 @pytest.fixture
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread in the test process: Ray trial workers run beside it on the
+    same 2 cores, and oversubscribed torch threads make small models many times slower."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import keyword
 import tempfile
 from pathlib import Path
@@ -105,18 +107,23 @@ def test_py_dump_is_pretty_and_literal_only() -> None:
         workflow=[("train", 1)],
         ratio=(0.5,),
     ))
-    assert cfg.dumps("py") == (
-        "optimizer = dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.0001)\n"
-        "lr_config = dict(\n"
-        "    policy='cyclic',\n"
-        "    target_ratio=(10, 0.0001),\n"
-        "    cyclic_times=1,\n"
-        "    step_ratio_up=0.4,\n"
-        "    extra={'not-a-name': 1, 'if': 2},\n"
-        ")\n"
+    text = cfg.dumps("py")
+    assert text == (
+        "optimizer = {'type': 'SGD', 'lr': 0.02, 'momentum': 0.9, 'weight_decay': 0.0001}\n"
+        "lr_config = {\n"
+        "    'policy': 'cyclic',\n"
+        "    'target_ratio': (10, 0.0001),\n"
+        "    'cyclic_times': 1,\n"
+        "    'step_ratio_up': 0.4,\n"
+        "    'extra': {'not-a-name': 1, 'if': 2},\n"
+        "}\n"
         "workflow = [('train', 1)]\n"
         "ratio = (0.5,)\n"
     )
+    # Literals only: every value is data that ast.literal_eval reads back.
+    module = ast.parse(text)
+    values = {node.targets[0].id: ast.literal_eval(node.value) for node in module.body}
+    assert values == cfg.to_dict()
     assert cfg.pretty_text == cfg.dumps("py") == cfg.dump()
 
 

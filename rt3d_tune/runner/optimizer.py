@@ -288,7 +288,10 @@ def build_optimizer(
         )
         return builder(model)
     except ConfigError as err:
-        raise _rebase(err, key_path) from err
+        rebased = _rebase(err, key_path)
+        if rebased is err:
+            raise
+        raise rebased from err
 
 
 def _rebase(err: ConfigError, key_path: str) -> ConfigError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,19 @@ __all__ = ["FatalErrorStopper", "ResultRecorder"]
 _DROPPED_KEYS = ("config", "date", "timestamp", "experiment_tag", "checkpoint_dir_name")
 
 
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b")
+
+
 def _error_text(trial: Any) -> str:
-    """The last line of the trial's traceback (the exception and its message)."""
+    """The exception and its message from the trial's traceback (no stack frames)."""
     path = getattr(trial, "error_file", None)
-    if path and Path(path).exists():
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    if not path or not Path(path).exists():
+        return "unknown error"
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    starts = [i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line)]
+    if not starts:
         return lines[-1] if lines else "unknown error"
-    return "unknown error"
+    return " ".join(line.strip() for line in lines[starts[-1]:])
 
 
 class ResultRecorder(Callback):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "append_event",
     "best_record",
     "classify",
+    "close_unfinished",
     "load_records",
 ]
 
@@ -145,6 +147,19 @@ def load_records(run_dir: str | Path, *, finished: bool = False) -> dict[str, Tr
             if rec.status == RUNNING:
                 rec.status = INTERRUPTED
     return records
+
+
+def close_unfinished(run_dir: str | Path, status: str, reason: str) -> int:
+    """Record an end for every trial still running (e.g. the time budget ran out).
+
+    Returns the number of trials closed.
+    """
+    unfinished = [r for r in load_records(run_dir).values() if r.status == RUNNING]
+    for rec in unfinished:
+        append_event(Path(run_dir, RESULTS_JSONL), {"event": "end", "trial_id": rec.trial_id,
+                                                    "status": status, "error": reason,
+                                                    "time": time.time()})
+    return len(unfinished)
 
 
 def best_record(records: dict[str, TrialRecord], metric: str, mode: str) -> TrialRecord | None:

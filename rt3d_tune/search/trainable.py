@@ -14,10 +14,12 @@ Failure policy:
     * a non-finite loss (DivergenceError) ends the trial with one last report that
       carries the worst finite value of the metric and ``diverged: True``; the
       scheduler and the sampler see a bad trial and the search goes on;
-    * a metric named in the space but missing from the first evaluation is a user
-      mistake every trial would repeat: the trial reports ``fatal_error`` and the
-      search's stopper (``rt3d_tune.search.recorder``) ends the whole search, which
-      then raises ConfigError naming the metrics that were produced.
+    * a metric named in the space but missing from the first evaluation (or no
+      evaluation at all) is a user mistake every trial would repeat: the trial reports
+      ``fatal_error``, the search's stopper (``callbacks.FatalErrorStopper``) ends the
+      whole search, which then raises ConfigError naming the metrics produced;
+    * anything else a trial raises (a model error, a config error of one branch) fails
+      that trial only (retried ``max_failures`` times); the search goes on.
 """
 
 from __future__ import annotations
@@ -287,19 +289,19 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     trial_id = tune.get_context().get_trial_id()
     work_dir = Path(setup.run_dir, "trials", str(trial_id))
     work_dir.mkdir(parents=True, exist_ok=True)
-    params = trial_params(config)
     metric = setup.space.metric
-    try:
-        cfg = build_trial_config(setup, params)
-    except ConfigError as err:
-        tune.report({metric: worst_value(setup.space.mode), "fatal_error": err.format()})
-        return
     device, gpu_ids = trial_device(setup.cpus)
     hook = TuneReportHook(metric, extra={"gpu_ids": ",".join(gpu_ids), "device": device})
-    # build_runner writes work_dir/config.py with the seed it used: best_config.py reruns exactly.
-    runner = build_runner(
-        cfg, work_dir=str(work_dir), extra_hooks=[(hook, Priority.VERY_LOW)], device=device
-    )
+    try:
+        cfg = build_trial_config(setup, trial_params(config))
+        # build_runner writes work_dir/config.py with the seed it used: best_config.py
+        # reruns the trial exactly.
+        runner = build_runner(
+            cfg, work_dir=str(work_dir), extra_hooks=[(hook, Priority.VERY_LOW)], device=device
+        )
+    except ConfigError as err:
+        # One message, no cause chain: Ray copies a trial's exception chain recursively.
+        raise ConfigError(f"the trial config does not build: {err.format()}") from None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         fresh = snapshot_hyperparams(runner.optimizer)
@@ -309,6 +311,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
             if metrics_file.exists():
                 # A driver killed after the last report: rerunning reaches no evaluation.
                 hook.last_metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+                hook.last_fidelity = int(hook.last_metrics["training_iteration"])
         apply_optimizer_hyperparams(runner.optimizer, fresh)
         hook.last_round = int(getattr(runner, "eval_round", 0))
     try:

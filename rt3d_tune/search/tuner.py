@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -163,7 +164,9 @@ def _search_setup(space: Any, num_samples: int) -> tuple[Any, dict, int, Any]:
         scheduler = build_scheduler(
             space.scheduler, **common, mutations=pbt_mutations(domains), domains=domains
         )
-        return BasicVariantGenerator(), {PARAMS_KEY: tune.grid_search(points)}, 1, scheduler
+        # Tune applies max_concurrent_trials to Searchers only; this generator limits itself.
+        generator = BasicVariantGenerator(max_concurrent=space.max_concurrent or 0)
+        return generator, {PARAMS_KEY: tune.grid_search(points)}, 1, scheduler
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -218,6 +221,7 @@ def run_search(
     """
     import ray
     from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
 
     from rt3d_tune.search.callbacks import FatalErrorStopper, ResultRecorder
     from rt3d_tune.search.ray_session import ray_session
@@ -262,7 +266,9 @@ def run_search(
                     search_alg=search_alg,
                     scheduler=scheduler,
                     num_samples=samples,
-                    max_concurrent_trials=space.max_concurrent,
+                    max_concurrent_trials=space.max_concurrent
+                    if isinstance(search_alg, OptunaSearch)
+                    else None,
                     time_budget_s=space.stop.time_budget_s,
                     reuse_actors=True,
                     trial_dirname_creator=_trial_dirname,
@@ -281,7 +287,11 @@ def run_search(
                     verbose=0,
                 ),
             )
+        started = time.monotonic()
         tuner.fit()
+    budget = space.stop.time_budget_s
+    if budget is not None and time.monotonic() - started >= budget:
+        recorder.close_unfinished(run_dir, recorder.EARLY_STOPPED, "stop.time_budget_s reached")
     records = recorder.load_records(run_dir, finished=True)
     _raise_fatal(records)
     exported = export_run(run_dir)

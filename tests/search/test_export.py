@@ -195,3 +195,10 @@ def test_export_command_prints_the_written_files(run_dir: Path, capsys):
     for name in ("best_config", "best_runtime", "summary", "results_csv", "study"):
         assert f"{name}: " in out
     assert (run_dir / "best" / "best_config.py").exists()
+
+
+def test_trials_cut_by_the_time_budget_end_as_stopped_not_interrupted(run_dir: Path):
+    assert recorder.close_unfinished(run_dir, recorder.EARLY_STOPPED, "budget") == 1
+    records = recorder.load_records(run_dir, finished=True)
+    assert records["t4"].status == recorder.EARLY_STOPPED and records["t4"].error == "budget"
+    assert recorder.close_unfinished(run_dir, recorder.EARLY_STOPPED, "budget") == 0

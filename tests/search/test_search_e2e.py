@@ -117,3 +117,18 @@ def test_a_metric_the_evaluation_never_produces_stops_the_search(ray_local, tmp_
 def test_more_gpus_than_the_cluster_has_is_refused(ray_local, tmp_path):
     with pytest.raises(ConfigError, match="resources.gpu"):
         search(tmp_path, "gpus", resources={"cpu": 1, "gpu": 1})
+
+
+def test_a_trial_that_raises_is_recorded_with_its_message_and_the_others_go_on(
+    ray_local, tmp_path
+):
+    result = search(
+        tmp_path, "raises",
+        space={"optimizer": {"grid": [{"type": "Adam", "lr": 0.003},
+                                      {"type": "Adam", "lr": 0.003, "momentum": 0.9}]}},
+        search={"algorithm": "grid", "seed": 0, "max_concurrent": 2},
+    )
+    by_branch = {rec.params["optimizer@choice"]: rec for rec in result.records.values()}
+    assert by_branch[0].status == "TERMINATED"
+    assert by_branch[1].status == "ERROR" and "momentum" in by_branch[1].error
+    assert result.best is by_branch[0] or result.best.trial_id == by_branch[0].trial_id

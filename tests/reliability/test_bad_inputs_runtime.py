@@ -1,0 +1,135 @@
+"""Bad input through ``rt3d-tune search`` (not only ``validate``): every broken space file of
+tests/bad_inputs/ exits 2 with one message, no traceback, and Ray never started, not
+even imported. A mistake only the cluster can reveal (more GPUs than it has) exits 2
+the same way, with Ray shut down again.
+
+All cases run in one fresh interpreter (no session Ray there), one ``cli.main`` call
+after another, recording after each whether Ray was imported or initialized and
+whether any process was left below the interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reliability_kit import HERE, REPO, write_space
+
+CORPUS = sorted((REPO / "tests" / "bad_inputs").glob("*.yaml"))
+
+SCRIPT = r"""
+import contextlib, io, json, os, sys, time
+sys.path.insert(0, sys.argv[2])
+from reliability_kit import descendants
+from rt3d_tune import cli
+
+def alive_children():
+    found = []
+    for pid in descendants(os.getpid())[1:]:
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            found.append(pid)
+    return found
+
+results = []
+for argv in json.loads(open(sys.argv[1]).read()):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(argv)
+    ray = sys.modules.get("ray")
+    deadline = time.monotonic() + 20
+    while alive_children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    results.append({
+        "argv": argv, "rc": rc, "out": out.getvalue(), "err": err.getvalue(),
+        "ray_imported": ray is not None,
+        "ray_initialized": bool(ray is not None and ray.is_initialized()),
+        "children": alive_children(),
+    })
+print("RESULT " + json.dumps(results))
+"""
+
+
+def expected_text(path: Path) -> str:
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# expect: "), path.name
+    return first[len("# expect: "):]
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """name -> what one ``search`` call did: the corpus, bad CLI arguments, too many GPUs."""
+    folder = tmp_path_factory.mktemp("bad_runtime")
+    output = folder / "runs"
+    good = write_space(folder, "good", REPO / "configs" / "pointnet" / "pointnet_shapes.py",
+                       stop={"max_epochs": 1})
+    gpus = write_space(folder, "gpus", REPO / "configs" / "pointnet" / "pointnet_shapes.py",
+                       resources={"cpu": 1, "gpu": 1})
+    cases: dict[str, list[str]] = {
+        path.stem: ["search", str(path), "--output", str(output)] for path in CORPUS}
+    cases["cli_num_samples_zero"] = ["search", str(good), "--output", str(output),
+                                     "--num-samples", "0"]
+    cases["cli_max_failures_negative"] = ["search", str(good), "--output", str(output),
+                                          "--max-failures", "-1"]
+    cases["cli_resume_nothing"] = ["search", str(good), "--output", str(output), "--resume"]
+    cases["more_gpus_than_the_cluster"] = ["search", str(gpus), "--output", str(output),
+                                           "--name", "gpus"]
+    argv_file = folder / "argv.json"
+    argv_file.write_text(json.dumps(list(cases.values())))
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(argv_file), str(HERE)],
+                          cwd=folder, capture_output=True, text=True, timeout=240)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, proc.stderr[-5000:]
+    results = json.loads(lines[-1][len("RESULT "):])
+    return {name: {**res, "output": output} for name, res in zip(cases, results)}
+
+
+def check_one_clear_message(res: dict[str, Any]) -> str:
+    """rc 2, exactly one error message that says what was expected, no traceback."""
+    err = res["err"]
+    assert res["rc"] == 2, res["out"] + err
+    assert "Traceback" not in res["out"] + err
+    assert err.count("error:") == 1, err
+    assert any(word in err for word in ("expected", "hint:", "is a mapping of")), err
+    return err
+
+
+def test_the_corpus_is_large_enough():
+    assert len(CORPUS) >= 45
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
+def test_search_rejects_bad_space_before_ray(outcomes, path: Path):
+    res = outcomes[path.stem]
+    err = check_one_clear_message(res)
+    assert expected_text(path) in err
+    assert not res["ray_imported"] and not res["ray_initialized"] and res["children"] == []
+    assert not res["output"].exists()  # nothing was written either
+
+
+@pytest.mark.parametrize("case, key", [
+    ("cli_num_samples_zero", "--num-samples"),
+    ("cli_max_failures_negative", "--max-failures"),
+    ("cli_resume_nothing", "--resume"),
+])
+def test_search_rejects_bad_arguments_before_ray(outcomes, case: str, key: str):
+    res = outcomes[case]
+    assert key in check_one_clear_message(res)
+    assert not res["ray_imported"] and res["children"] == []
+
+
+@pytest.mark.ray
+def test_more_gpus_than_the_cluster_has_exits_2_and_ray_is_shut_down(outcomes):
+    res = outcomes["more_gpus_than_the_cluster"]
+    err = check_one_clear_message(res)
+    assert "resources.gpu" in err and "hint:" in err
+    assert res["ray_imported"] and not res["ray_initialized"]
+    assert res["children"] == []  # no Ray process left behind
