@@ -36,6 +36,7 @@ __all__ = [
     "RUN_INFO",
     "ExportContext",
     "export_run",
+    "load_context",
     "register_exporter",
     "runtime_diff",
     "write_run_info",
@@ -45,7 +46,10 @@ RUN_INFO = "run.json"
 BEST_DIR = "best"
 RESULTS_CSV = "results.csv"
 # Modules that register more exporters (imported by export_run).
-EXPORTER_MODULES: tuple[str, ...] = ()
+EXPORTER_MODULES: tuple[str, ...] = (
+    "rt3d_tune.search.mmengine_export",
+    "rt3d_tune.search.report",
+)
 _EXPORTERS: list[Callable[[ExportContext], dict[str, Path]]] = []
 
 
@@ -244,18 +248,29 @@ def load_run_space(run_dir: Path, info: dict[str, Any]) -> Any:
     return parse_space(read_yaml(space_file), space_file, base, info["base_path"])
 
 
+def load_context(run_dir: str | Path) -> ExportContext:
+    """What exporters get for a run directory (finished or interrupted).
+
+    Raises:
+        ConfigError: not a search run directory.
+    """
+    run_dir = Path(run_dir).resolve()
+    info = load_run_info(run_dir)
+    records = recorder.load_records(run_dir, finished=True)
+    best = recorder.best_record(records, info["metric"], info["mode"])
+    return ExportContext(run_dir, run_dir / BEST_DIR, info, records, best)
+
+
 def export_run(run_dir: str | Path) -> dict[str, Path]:
     """Write every export file of a run (finished or interrupted); returns name -> path.
 
     Raises:
         ConfigError: not a run directory, or its best trial's config is missing.
     """
-    run_dir = Path(run_dir).resolve()
-    info = load_run_info(run_dir)
-    records = recorder.load_records(run_dir, finished=True)
-    best = recorder.best_record(records, info["metric"], info["mode"])
-    ctx = ExportContext(run_dir, run_dir / BEST_DIR, info, records, best)
     from rt3d_tune.search.study import write_study
+
+    ctx = load_context(run_dir)
+    run_dir, info, records = ctx.run_dir, ctx.info, ctx.records
 
     paths = {"results_csv": _write_results_csv(ctx)}
     paths.update(_write_best(ctx))

@@ -292,3 +292,12 @@ def write_best_mmengine(ctx: Any) -> dict[str, Any]:
     path = Path(ctx.best_dir, "best_mmengine.py")
     path.write_text(to_mmengine(cfg, iters).to_text(), encoding="utf-8")
     return {"best_mmengine": path}
+
+
+def _register() -> None:
+    from rt3d_tune.search.export import register_exporter
+
+    register_exporter(write_best_mmengine)
+
+
+_register()

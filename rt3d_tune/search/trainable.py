@@ -150,6 +150,7 @@ class TuneReportHook(Hook):
         metrics.update(
             epoch=int(epoch),
             iteration=int(runner.iter) + 1,
+            iters_per_epoch=len(runner.data_loader),
             lr=_first_lr(runner.current_lr()),
             training_iteration=fidelity,
             diverged=False,

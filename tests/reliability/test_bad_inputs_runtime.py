@@ -1,11 +1,12 @@
 """Bad input through ``rt3d-tune search`` (not only ``validate``): every broken space file of
-tests/bad_inputs/ exits 2 with one message, no traceback, and Ray never started, not
-even imported. A mistake only the cluster can reveal (more GPUs than it has) exits 2
+tests/bad_inputs/ exits 2 with one message, no traceback, and Ray never started. A mistake only the cluster can reveal (more GPUs than it has) exits 2
 the same way, with Ray shut down again.
 
 All cases run in one fresh interpreter (no session Ray there), one ``cli.main`` call
-after another, recording after each whether Ray was imported or initialized and
-whether any process was left below the interpreter.
+after another, recording after each whether Ray was started (or is still initialized) and
+whether any process was left below the interpreter. Starting Ray is made to fail
+there for every case but the GPU one, so that a check missing before Ray costs an
+error, not a whole search.
 """
 
 from __future__ import annotations
@@ -23,10 +24,27 @@ from reliability_kit import HERE, REPO, write_space
 CORPUS = sorted((REPO / "tests" / "bad_inputs").glob("*.yaml"))
 
 SCRIPT = r"""
-import contextlib, io, json, os, sys, time
+import contextlib, io, json, os, sys, time, traceback
 sys.path.insert(0, sys.argv[2])
 from reliability_kit import descendants
 from rt3d_tune import cli
+import rt3d_tune.search.ray_session as ray_session_module
+
+real_ray_session = ray_session_module.ray_session
+
+entered = []
+
+@contextlib.contextmanager
+def forbidden_ray_session(*args, **kwargs):
+    entered.append(True)
+    raise RuntimeError("Ray was started for a mistake known before starting it")
+    yield
+
+@contextlib.contextmanager
+def counted_ray_session(*args, **kwargs):
+    entered.append(True)
+    with real_ray_session(*args, **kwargs) as remote:
+        yield remote
 
 def alive_children():
     found = []
@@ -40,17 +58,23 @@ def alive_children():
     return found
 
 results = []
-for argv in json.loads(open(sys.argv[1]).read()):
+for allow_ray, argv in json.loads(open(sys.argv[1]).read()):
+    ray_session_module.ray_session = counted_ray_session if allow_ray else forbidden_ray_session
+    entered.clear()
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli.main(argv)
+        try:
+            rc = cli.main(argv)
+        except BaseException:  # recorded: the test fails on it
+            rc = None
+            traceback.print_exc()
     ray = sys.modules.get("ray")
     deadline = time.monotonic() + 20
     while alive_children() and time.monotonic() < deadline:
         time.sleep(0.2)
     results.append({
         "argv": argv, "rc": rc, "out": out.getvalue(), "err": err.getvalue(),
-        "ray_imported": ray is not None,
+        "ray_started": bool(entered),
         "ray_initialized": bool(ray is not None and ray.is_initialized()),
         "children": alive_children(),
     })
@@ -73,23 +97,24 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
                        stop={"max_epochs": 1})
     gpus = write_space(folder, "gpus", REPO / "configs" / "pointnet" / "pointnet_shapes.py",
                        resources={"cpu": 1, "gpu": 1})
-    cases: dict[str, list[str]] = {
-        path.stem: ["search", str(path), "--output", str(output)] for path in CORPUS}
-    cases["cli_num_samples_zero"] = ["search", str(good), "--output", str(output),
-                                     "--num-samples", "0"]
-    cases["cli_max_failures_negative"] = ["search", str(good), "--output", str(output),
-                                          "--max-failures", "-1"]
-    cases["cli_resume_nothing"] = ["search", str(good), "--output", str(output), "--resume"]
-    cases["more_gpus_than_the_cluster"] = ["search", str(gpus), "--output", str(output),
-                                           "--name", "gpus"]
+    def argv(name: str, space: Path, *extra: str) -> list[str]:
+        return ["search", str(space), "--output", str(output / name), *extra]
+
+    cases = {path.stem: argv(path.stem, path) for path in CORPUS}
+    cases["cli_num_samples_zero"] = argv("cli_num_samples_zero", good, "--num-samples", "0")
+    cases["cli_max_failures_negative"] = argv("cli_max_failures_negative", good,
+                                              "--max-failures", "-1")
+    cases["cli_resume_nothing"] = argv("cli_resume_nothing", good, "--resume")
+    cases["more_gpus_than_the_cluster"] = argv("more_gpus_than_the_cluster", gpus)
     argv_file = folder / "argv.json"
-    argv_file.write_text(json.dumps(list(cases.values())))
+    allow_ray = {"more_gpus_than_the_cluster"}
+    argv_file.write_text(json.dumps([[name in allow_ray, argv] for name, argv in cases.items()]))
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(argv_file), str(HERE)],
                           cwd=folder, capture_output=True, text=True, timeout=240)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, proc.stderr[-5000:]
     results = json.loads(lines[-1][len("RESULT "):])
-    return {name: {**res, "output": output} for name, res in zip(cases, results)}
+    return {name: {**res, "output": output / name} for name, res in zip(cases, results)}
 
 
 def check_one_clear_message(res: dict[str, Any]) -> str:
@@ -111,7 +136,7 @@ def test_search_rejects_bad_space_before_ray(outcomes, path: Path):
     res = outcomes[path.stem]
     err = check_one_clear_message(res)
     assert expected_text(path) in err
-    assert not res["ray_imported"] and not res["ray_initialized"] and res["children"] == []
+    assert not res["ray_started"] and not res["ray_initialized"] and res["children"] == []
     assert not res["output"].exists()  # nothing was written either
 
 
@@ -123,7 +148,7 @@ def test_search_rejects_bad_space_before_ray(outcomes, path: Path):
 def test_search_rejects_bad_arguments_before_ray(outcomes, case: str, key: str):
     res = outcomes[case]
     assert key in check_one_clear_message(res)
-    assert not res["ray_imported"] and res["children"] == []
+    assert not res["ray_started"] and res["children"] == []
 
 
 @pytest.mark.ray
@@ -131,5 +156,5 @@ def test_more_gpus_than_the_cluster_has_exits_2_and_ray_is_shut_down(outcomes):
     res = outcomes["more_gpus_than_the_cluster"]
     err = check_one_clear_message(res)
     assert "resources.gpu" in err and "hint:" in err
-    assert res["ray_imported"] and not res["ray_initialized"]
+    assert res["ray_started"] and not res["ray_initialized"]
     assert res["children"] == []  # no Ray process left behind
