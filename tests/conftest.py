@@ -13,6 +13,9 @@ import pytest
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+# MLflow 3 refuses its file store (all mlflow-skinny writes) unless asked; set before Ray
+# starts so trial workers inherit it.
+os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

@@ -284,6 +284,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     from ray import tune
 
     from rt3d_tune.runner.builder import build_runner
+    from rt3d_tune.search.trial_loggers import tag_trial_loggers
 
     if setup.cwd and os.path.isdir(setup.cwd):
         os.chdir(setup.cwd)
@@ -303,6 +304,8 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     except ConfigError as err:
         # One message, no cause chain: Ray copies a trial's exception chain recursively.
         raise ConfigError(f"the trial config does not build: {err.format()}") from None
+    tag_trial_loggers(runner.hooks, trial_id=str(trial_id), search_name=Path(setup.run_dir).name,
+                      params=trial_params(config))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         fresh = snapshot_hyperparams(runner.optimizer)

@@ -61,14 +61,10 @@ class FaultyPointNet(PointNetClassifier):
 
 
 def _node_id() -> str:
-    try:
-        import ray
+    """The Ray node this process runs on ('-' outside Ray)."""
+    import ray
 
-        if ray.is_initialized():
-            return ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001 - outside Ray the probe still records the epoch
-        pass
-    return "-"
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "-"
 
 
 @HOOKS.register_module()

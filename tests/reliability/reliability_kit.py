@@ -33,11 +33,11 @@ def write_base(folder: Path, *, max_epochs: int = 3, probe: Path | None = None,
     """
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(HERE / "fault_fixtures.py", folder / "fault_fixtures.py")
-    model_cfg = dict(type="FaultyPointNet", channels=[16, 32], head_channels=32, **model)
+    model_cfg = {"type": "FaultyPointNet", "channels": [16, 32], "head_channels": 32, **model}
     hooks = []
     if probe is not None:
-        hooks.append(dict(type="TrialProbeHook", probe_file=str(probe), hold_epoch=hold_epoch,
-                          hold_s=hold_s, priority="LOWEST"))
+        hooks.append({"type": "TrialProbeHook", "probe_file": str(probe),
+                      "hold_epoch": hold_epoch, "hold_s": hold_s, "priority": "LOWEST"})
     text = "\n".join([
         f"_base_ = {str(POINTNET)!r}",
         "custom_imports = dict(imports=['fault_fixtures'])",

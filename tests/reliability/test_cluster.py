@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fault_fixtures import read_probe
 from reliability_kit import json_log_lines, search_command, write_base, write_space
+
 from rt3d_tune.search import recorder
 
 pytestmark = [pytest.mark.ray, pytest.mark.cluster, pytest.mark.slow]

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from reliability_kit import json_log_lines, write_base, write_space
+
 from rt3d_tune import cli
 from rt3d_tune.search import recorder
 from rt3d_tune.search.space import load_space
@@ -91,8 +91,8 @@ def test_a_raising_model_is_recorded_with_its_message(fault_search):
 
 def test_results_csv_and_report_mark_diverged_and_failed_trials(fault_search, capsys):
     result = fault_search["result"]
-    rows = {r["trial_id"]: r for r in csv.DictReader(
-        open(result.exported["results_csv"], encoding="utf-8"))}
+    with open(result.exported["results_csv"], encoding="utf-8") as fh:
+        rows = {r["trial_id"]: r for r in csv.DictReader(fh)}
     assert len(rows) == 4
     for fault, rec in fault_search["by_fault"].items():
         row = rows[rec.trial_id]
