@@ -6,7 +6,11 @@ study in SQLite, reused actors, the trial builds its runner, the report hook sav
 checkpoint). Baselines, measured in the same run on the same local Ray (2 CPUs):
 raw Ray Tune with its defaults (fresh actor per trial, default loggers), raw Ray Tune
 with ``reuse_actors=True``, both with OptunaSearch on one loguniform parameter, and a
-plain Optuna loop in one process (the floor). Ray starts once before all of them.
+plain Optuna loop in one process (the floor). Ray starts once before all of them, and
+a one-trial run of each goes first, unmeasured, so that one-off imports in the driver
+(ray.tune; mlflow and wandb, imported by Ray's callback tagging) count for none of them.
+A second rt3d run with n/4 trials splits the cost into a fixed cost per search and a
+marginal cost per trial (a noisy estimate on a loaded machine).
 
     python bench/trial_overhead.py [--n 20] [--repeats 1] [--profile TOP]
     python bench/trial_overhead.py --profile-driver 40   # where run_search's time goes
@@ -113,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rt3d_bench_") as tmp:
         folder = Path(tmp)
         raw_d, raw_r, ours = [], [], []
+        # Warm-up: one-off driver imports (ray.tune, and the mlflow/wandb imports of
+        # Ray's callback tagging) must not land on whichever measurement comes first.
+        if not args.quick:
+            _common.run_raw_tune(folder, 1, "warm_raw", True)
+            _common.run_rt3d_noop(folder, 1, "warm_rt3d")
         small = max(1, args.n // 4)
         for rep in range(args.repeats):
             raw_d.append(_common.run_raw_tune(folder, args.n, f"raw_default_{rep}", False) / args.n)

@@ -274,6 +274,34 @@ def make_sampler(algorithm: str, seed: int, space: SearchSpace) -> Any:
                       expected="one of random, grid, qmc, tpe, cmaes", given=algorithm)
 
 
+def _lookup(data: Any, key_path: str) -> Any:
+    """The value at a dotted key path of plain containers, or ABSENT."""
+    for part in key_path.split("."):
+        if isinstance(data, Mapping) and part in data:
+            data = data[part]
+        elif isinstance(data, (list, tuple)) and part.lstrip("-").isdigit() and -len(data) <= int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return ABSENT
+    return data
+
+
+def _like_base(value: Any, base: Any) -> Any:
+    """A list from YAML becomes a tuple where the base config has a tuple there.
+
+    YAML has no tuples: ``betas: [0.95, 0.99]`` in a space file means the base's
+    ``betas=(0.95, 0.99)``, and must not show up as a change of the config.
+    """
+    if isinstance(value, list) and isinstance(base, tuple):
+        return tuple(_like_base(v, b) for v, b in zip(value, base)) + tuple(value[len(base):])
+    if isinstance(value, list) and isinstance(base, list) and base:
+        # items past the base's end follow its last item (workflow phases, say)
+        return [_like_base(v, base[min(i, len(base) - 1)]) for i, v in enumerate(value)]
+    if isinstance(value, Mapping) and isinstance(base, Mapping):
+        return {k: _like_base(v, base.get(k, ABSENT)) for k, v in value.items()}
+    return value
+
+
 def apply_overrides(base_cfg: Any, overrides: Mapping[str, Any]) -> Any:
     """A new Config: ``base_cfg`` with the overrides set (``base_cfg`` is not changed).
 
@@ -287,8 +315,9 @@ def apply_overrides(base_cfg: Any, overrides: Mapping[str, Any]) -> Any:
     from rt3d_tune.config import Config
 
     cfg = copy.deepcopy(base_cfg) if isinstance(base_cfg, Config) else Config(base_cfg)
+    plain = cfg.to_dict()
     for key, value in overrides.items():
-        value = copy.deepcopy(value)
+        value = _like_base(copy.deepcopy(value), _lookup(plain, key))
         if isinstance(value, Mapping):
             value = {**value, "_delete_": True}
         cfg.merge_from_dict({key: value})

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_kit import HERE, REPO, write_space
+from reliability_kit import HERE, POINTNET, REPO, write_space
 
 CORPUS = sorted((REPO / "tests" / "bad_inputs").glob("*.yaml"))
 
@@ -87,15 +87,24 @@ def expected_text(path: Path) -> str:
     return first[len("# expect: "):]
 
 
+def run_cases(folder: Path, cases: dict[str, list[str]], allow_ray: bool) -> dict[str, Any]:
+    """Run ``cli.main(argv)`` for each case in one fresh interpreter; name -> outcome."""
+    argv_file = folder / "argv.json"
+    argv_file.write_text(json.dumps([[allow_ray, argv] for argv in cases.values()]))
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(argv_file), str(HERE)],
+                          check=False, cwd=folder, capture_output=True, text=True, timeout=240)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, proc.stderr[-5000:]
+    return dict(zip(cases, json.loads(lines[-1][len("RESULT "):])))
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """name -> what one ``search`` call did: the corpus, bad CLI arguments, too many GPUs."""
+    """name -> what one ``search`` call did, for the corpus and bad CLI arguments."""
     folder = tmp_path_factory.mktemp("bad_runtime")
     output = folder / "runs"
-    good = write_space(folder, "good", REPO / "configs" / "pointnet" / "pointnet_shapes.py",
-                       stop={"max_epochs": 1})
-    gpus = write_space(folder, "gpus", REPO / "configs" / "pointnet" / "pointnet_shapes.py",
-                       resources={"cpu": 1, "gpu": 1})
+    good = write_space(folder, "good", POINTNET, stop={"max_epochs": 1})
+
     def argv(name: str, space: Path, *extra: str) -> list[str]:
         return ["search", str(space), "--output", str(output / name), *extra]
 
@@ -104,16 +113,8 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
     cases["cli_max_failures_negative"] = argv("cli_max_failures_negative", good,
                                               "--max-failures", "-1")
     cases["cli_resume_nothing"] = argv("cli_resume_nothing", good, "--resume")
-    cases["more_gpus_than_the_cluster"] = argv("more_gpus_than_the_cluster", gpus)
-    argv_file = folder / "argv.json"
-    allow_ray = {"more_gpus_than_the_cluster"}
-    argv_file.write_text(json.dumps([[name in allow_ray, argv] for name, argv in cases.items()]))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(argv_file), str(HERE)],
-                          check=False, cwd=folder, capture_output=True, text=True, timeout=240)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, proc.stderr[-5000:]
-    results = json.loads(lines[-1][len("RESULT "):])
-    return {name: {**res, "output": output / name} for name, res in zip(cases, results)}
+    results = run_cases(folder, cases, allow_ray=False)
+    return {name: {**res, "output": output / name} for name, res in results.items()}
 
 
 def check_one_clear_message(res: dict[str, Any]) -> str:
@@ -170,8 +171,10 @@ def test_search_rejects_bad_arguments_before_ray(outcomes, case: str, key: str):
 
 
 @pytest.mark.ray
-def test_more_gpus_than_the_cluster_has_exits_2_and_ray_is_shut_down(outcomes):
-    res = outcomes["more_gpus_than_the_cluster"]
+def test_more_gpus_than_the_cluster_has_exits_2_and_ray_is_shut_down(tmp_path: Path):
+    gpus = write_space(tmp_path, "gpus", POINTNET, resources={"cpu": 1, "gpu": 1})
+    cases = {"gpus": ["search", str(gpus), "--output", str(tmp_path / "runs")]}
+    res = run_cases(tmp_path, cases, allow_ray=True)["gpus"]
     err = check_one_clear_message(res)
     assert "resources.gpu" in err and "hint:" in err
     assert res["ray_started"] and not res["ray_initialized"]

@@ -243,3 +243,21 @@ def test_config_diff_lists_changed_added_and_removed_leaves():
     ]
     assert format_diff(diff)[1] == "  optimizer.momentum: 0.9 -> <absent>"
     assert config_diff(base, base) == []
+
+
+def test_yaml_lists_become_tuples_where_the_base_has_tuples():
+    from rt3d_tune.config import Config
+    from rt3d_tune.search.sampling import apply_overrides, config_diff
+
+    base = Config(dict(optimizer=dict(type="AdamW", lr=0.1, betas=(0.9, 0.99)),
+                       lr_config=dict(policy="cyclic", target_ratio=(10, 1e-4)),
+                       workflow=[("train", 1)]))
+    trial = apply_overrides(base, {
+        "optimizer": {"type": "AdamW", "lr": 0.2, "betas": [0.9, 0.99]},
+        "lr_config.target_ratio": [10, 1e-4],
+        "workflow": [["train", 1], ["val", 1]],
+    })
+    assert trial.optimizer.betas == (0.9, 0.99) and trial.lr_config.target_ratio == (10, 1e-4)
+    assert trial.to_dict()["workflow"] == [("train", 1), ("val", 1)]
+    assert [path for path, _, _ in config_diff(base.to_dict(), trial.to_dict())] == [
+        "optimizer.lr", "workflow"]
