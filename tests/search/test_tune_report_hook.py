@@ -35,8 +35,7 @@ class FakeRunner(SimpleNamespace):
 
 def make_runner(**kw: Any) -> FakeRunner:
     base = {"epoch": 0, "iter": 9, "max_epochs": 3, "max_iters": 30, "mode": "train",
-            "eval_round": 0,
-                "eval_results": {}}
+            "eval_round": 0, "eval_results": {}, "data_loader": range(10)}
     base.update(kw)
     return FakeRunner(**base)
 
@@ -72,6 +71,7 @@ def test_reports_once_per_evaluation_with_metrics_fidelity_and_checkpoint():
     assert metrics["acc"] == 0.5 and metrics["loss_val"] == 1.25
     assert metrics["training_iteration"] == 2 and metrics["epoch"] == 2
     assert metrics["iteration"] == 10 and metrics["lr"] == 0.01
+    assert metrics["iters_per_epoch"] == 10  # best_mmengine.py counts iterations with it
     assert metrics["gpu_ids"] == "1" and metrics["diverged"] is False
     assert metrics["final"] is False
     assert files == sorted([CHECKPOINT_FILE, METRICS_FILE])  # a resume re-reports these
