@@ -69,8 +69,10 @@ class ConfigError(ValueError):
             text += f"\n  hint: {self.hint}"
         return text
 
-    def with_context(self, *, key_path: str | None = None, file: str | None = None) -> "ConfigError":
-        """Return a copy with a key-path prefix and/or file filled in (the inner path is kept)."""
+    def with_context(self, *, key_path: str | None = None, file: str | None = None,
+                     hint: str | None = None) -> "ConfigError":
+        """Return a copy with a key-path prefix and/or file filled in (the inner path is
+        kept), and ``hint`` in place of the hint when given."""
         path = self.key_path
         if key_path:
             path = f"{key_path}.{path}" if path else key_path
@@ -80,7 +82,7 @@ class ConfigError(ValueError):
             file=self.file or file,
             expected=self.expected,
             given=self.given if self.has_given else ConfigError._MISSING,
-            hint=self.hint,
+            hint=self.hint if hint is None else hint,
         )
 
 

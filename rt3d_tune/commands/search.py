@@ -51,6 +51,23 @@ def _check_args(args: argparse.Namespace) -> None:
                           expected="an integer >= 0", given=args.max_failures)
 
 
+def _check_trial_configs(space: Any, space_file: str) -> None:
+    """Build the coverage trial configs (every choice option, both bounds) before Ray.
+
+    Raises:
+        ConfigError: the first problem ``rt3d-tune validate`` would report.
+    """
+    from rt3d_tune.search.validate import validate_space
+
+    problems = validate_space(space, samples=0).problems
+    if problems:
+        err, _labels = problems[0]
+        more = f"{len(problems) - 1} more problem(s); " if len(problems) > 1 else ""
+        hint = (f"{err.hint}; " if err.hint else "") + (
+            f"{more}`rt3d-tune validate {space_file}` lists every problem")
+        raise err.with_context(hint=hint)
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate, search, export, and print the best trial. Raises ConfigError."""
     from rt3d_tune.errors import ConfigError
@@ -60,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
     _check_args(args)
     space = load_space(args.space)
+    if not args.resume:
+        _check_trial_configs(space, args.space)
     if args.num_samples is not None and space.search.algorithm == "grid":
         raise ConfigError("under the grid algorithm the grid decides the number of trials",
                           key_path="--num-samples", hint="leave --num-samples out")

@@ -30,19 +30,6 @@ __all__ = [
 LATEST = "latest.pth"
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """Save ``obj`` with ``torch.save`` so that ``path`` is either the old or the new file.
 
@@ -65,7 +52,9 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    # No fsync of the folder: after a power loss the rename may be lost, which leaves
+    # the previous, complete checkpoint in place; the file's own fsync above is what
+    # keeps a half-written file from ever carrying the final name.
     return path
 
 
@@ -88,7 +77,6 @@ def update_latest(
     except (OSError, NotImplementedError):
         shutil.copyfile(target, tmp)
     os.replace(tmp, latest)
-    _fsync_dir(latest.parent)
     return latest
 
 

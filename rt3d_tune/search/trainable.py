@@ -99,6 +99,9 @@ class TuneReportHook(Hook):
         extra: constant entries added to every report (the trial's GPU ids, ...).
         report: the reporting function, ``tune.report`` in a trial; tests pass their own.
         checkpoint: whether to attach a checkpoint to each report.
+        checkpoint_final: whether the last report gets one too. Nothing resumes a
+            finished trial, so it is skipped, except under PBT, where a finished trial
+            can still be the donor another trial exploits.
     """
 
     def __init__(
@@ -107,11 +110,13 @@ class TuneReportHook(Hook):
         extra: dict[str, Any] | None = None,
         report: Any = None,
         checkpoint: bool = True,
+        checkpoint_final: bool = False,
     ) -> None:
         self.metric = metric
         self.extra = dict(extra or {})
         self._report = report
         self.checkpoint = checkpoint
+        self.checkpoint_final = checkpoint_final
         self.last_round = 0
         self.last_fidelity = 0
         self.last_metrics: dict[str, Any] | None = None
@@ -158,7 +163,8 @@ class TuneReportHook(Hook):
             **self.extra,
         )
         self.last_metrics = metrics
-        if not self.checkpoint:
+        if not self.checkpoint or (final and not self.checkpoint_final):
+            # A driver restored before Tune saw the end reruns from the checkpoint before.
             self._send(metrics, None)
             return
         tmp = tempfile.mkdtemp(prefix="rt3d_ckpt_")
@@ -293,7 +299,8 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     metric = setup.space.metric
     device, gpu_ids = trial_device(setup.cpus)
-    hook = TuneReportHook(metric, extra={"gpu_ids": ",".join(gpu_ids), "device": device})
+    hook = TuneReportHook(metric, extra={"gpu_ids": ",".join(gpu_ids), "device": device},
+                          checkpoint_final=setup.space.scheduler.type == "pbt")
     try:
         cfg = build_trial_config(setup, trial_params(config))
         # build_runner writes work_dir/config.py with the seed it used: best_config.py

@@ -168,16 +168,35 @@ def _search_setup(space: Any, num_samples: int) -> tuple[Any, dict, int, Any]:
         generator = BasicVariantGenerator(max_concurrent=space.max_concurrent or 0)
         return generator, {PARAMS_KEY: tune.grid_search(points)}, 1, scheduler
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searcher = OptunaSearch(
+    searcher = _optuna_search_class()(
         space=partial(_define_by_run_for_ray, space=space),
         metric=space.metric,
         mode=space.mode,
         sampler=make_sampler(algorithm, space.search.seed, space),
     )
     return searcher, {}, num_samples, build_scheduler(space.scheduler, **common)
+
+
+def _optuna_search_class() -> type:
+    """Ray's OptunaSearch, telling Optuna the truth about trials a scheduler stopped.
+
+    Ray hands Optuna a trial that ASHA/HyperBand/median stopped as COMPLETE with its
+    last (low-fidelity) value, so TPE and CMA-ES would learn from 1-epoch scores as if
+    they were final. Such a trial is told as PRUNED instead: Optuna then ranks it by the
+    intermediate values Ray already reported for it, step by step.
+    """
+    from ray.tune.search.optuna import OptunaSearch
+
+    class FidelityAwareOptunaSearch(OptunaSearch):
+        def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                              error: bool = False) -> None:
+            stopped_early = bool(result) and not error and result.get("final") is False \
+                and not result.get("diverged")
+            super().on_trial_complete(trial_id, None if stopped_early else result, error)
+
+    return FidelityAwareOptunaSearch
 
 
 def _define_by_run_for_ray(trial: Any, space: Any) -> None:

@@ -133,24 +133,7 @@ def test_the_corpus_is_large_enough():
     assert len(CORPUS) >= 45
 
 
-# Mistakes that `validate` finds by building each trial config's optimizer, hooks and
-# schedules, which `search` does not do before starting Ray: it runs the whole search
-# and records the trials that hit them as ERROR (exit 0). The fix belongs in
-# rt3d_tune/commands/search.py (see the reliability report).
-BUILT_CONFIG_CASES = {
-    "base_unknown_optimizer", "cyclic_by_epoch", "grad_clip_string", "lr_string_in_branch",
-    "momentum_string", "negative_lr", "step_string", "unknown_lr_policy",
-    "unknown_momentum_policy", "unknown_optimizer", "unknown_warmup", "warmup_iters_zero",
-    "warmup_ratio_string", "wrong_optimizer_arg",
-}
-NOT_CHECKED_BEFORE_RAY = pytest.mark.xfail(
-    strict=True, reason="search does not build the trial configs (validate's check) "
-    "before starting Ray")
-
-
-@pytest.mark.parametrize("path", [
-    pytest.param(p, id=p.stem, marks=[NOT_CHECKED_BEFORE_RAY] if p.stem in BUILT_CONFIG_CASES
-                 else []) for p in CORPUS])
+@pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
 def test_search_rejects_bad_space_before_ray(outcomes, path: Path):
     res = outcomes[path.stem]
     err = check_one_clear_message(res)

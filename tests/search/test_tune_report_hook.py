@@ -140,3 +140,18 @@ def test_optimizer_takes_the_new_config_after_loading_a_donor_checkpoint(opt_typ
     assert group["weight_decay"] == 0.01
     assert group["initial_momentum"] == (0.8 if opt_type == "SGD" else 0.7)
     assert fresh_opt.state  # the donor's moment estimates are kept
+
+
+@pytest.mark.parametrize("checkpoint_final", [False, True])
+def test_the_final_report_carries_a_checkpoint_only_when_something_can_use_it(checkpoint_final):
+    sent, report = collect()
+    hook = TuneReportHook("acc", report=report, checkpoint_final=checkpoint_final)
+    runner = make_runner()
+    hook.before_run(runner)
+    for epoch in range(3):  # max_epochs = 3: the third report is the final one
+        evaluate(runner, acc=0.1 * epoch)
+        runner.epoch = epoch
+        hook.after_train_epoch(runner)
+    assert [m["final"] for m, _ in sent] == [False, False, True]
+    assert sent[1][1] == sorted([CHECKPOINT_FILE, METRICS_FILE])
+    assert sent[2][1] == (sorted([CHECKPOINT_FILE, METRICS_FILE]) if checkpoint_final else None)
