@@ -36,9 +36,9 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 def test_show_prints_the_merged_config_as_python(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "config", "show", str(SEED / "grad_clip.py"))
     assert code == 0 and err == ""
-    assert "optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))\n" in out
+    assert "optimizer_config = {'grad_clip': {'max_norm': 35, 'norm_type': 2}}\n" in out
     assert "_base_" not in out and "_delete_" not in out
-    assert "runner = dict(type='EpochBasedRunner', max_epochs=12)\n" in out
+    assert "runner = {'type': 'EpochBasedRunner', 'max_epochs': 12}\n" in out
 
 
 def test_show_applies_cfg_options_in_every_format(
