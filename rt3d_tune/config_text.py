@@ -256,8 +256,10 @@ def dumps(data: Mapping[str, Any], fmt: str) -> str:
     for key, value in data.items():
         _py_literal(value, 0, str(key))  # the same literal check, with key paths
     if fmt == "yaml":
+        # allow_unicode=False: YAML reads some characters written raw (NEL, U+0085) as
+        # line breaks; escaped, every string loads back exactly.
         return yaml.dump(_plain(data, tuples=False), Dumper=_Dumper, sort_keys=False,
-                         default_flow_style=False, allow_unicode=True, width=_PY_WIDTH)
+                         default_flow_style=False, allow_unicode=False, width=_PY_WIDTH)
     if fmt == "json":
         return json.dumps(_plain(data, tuples=False), indent=2, ensure_ascii=False) + "\n"
     raise ConfigError("unknown config format", expected="py, yaml or json", given=fmt)

@@ -17,6 +17,14 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 # starts so trial workers inherit it.
 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
+# Property tests explore new examples on a developer's machine; CI replays a fixed
+# sequence so that a run's verdict does not depend on chance.
+if os.environ.get("CI"):
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True, print_blob=True)
+    settings.load_profile("ci")
+
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:

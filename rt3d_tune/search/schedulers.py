@@ -72,8 +72,7 @@ def build_scheduler(
             perturbation_interval=options.get("perturbation_interval") or 1,
             hyperparam_mutations={PARAMS_KEY: dict(mutations or {})},
             custom_explore_fn=_Clipper(tuple(domains)),
-            synch=False,
-            **_pick(options, "quantile_fraction", "resample_probability"),
+            **_pick(options, "quantile_fraction", "resample_probability", "synch"),
         )
     raise ConfigError(
         "unknown scheduler",

@@ -126,6 +126,14 @@ def check_one_of(value: Any, choices: tuple[str, ...], path: str) -> str:
     return value
 
 
+def check_bool(value: Any, path: str) -> bool:
+    """``value`` when it is true or false; else ConfigError."""
+    if not isinstance(value, bool):
+        raise ConfigError("must be true or false", key_path=path, expected="true or false",
+                          given=value)
+    return value
+
+
 def check_mapping(value: Any, path: str) -> Mapping[str, Any]:
     """``value`` as a mapping (None -> empty); anything else raises ConfigError."""
     if value is None:

@@ -19,6 +19,7 @@ from rt3d_tune.errors import ConfigError
 from rt3d_tune.search.domains import Choice, Domain, Grid, domain_name, parse_domain, walk_domains
 from rt3d_tune.search.keypaths import check_key_path, plain_dict
 from rt3d_tune.search.schema import (
+    check_bool,
     check_known_keys,
     check_mapping,
     check_number,
@@ -208,6 +209,8 @@ _SCHEDULER_ARGS: dict[str, dict[str, tuple[Any, Callable[[Any, str], Any]]]] = {
         "perturbation_interval": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
         "quantile_fraction": (0.25, lambda v, p: check_number(v, p, minimum=0, maximum=0.5)),
         "resample_probability": (0.25, lambda v, p: check_number(v, p, minimum=0, maximum=1)),
+        # synchronous PBT: every trial waits at each perturbation point for the others
+        "synch": (False, check_bool),
     },
 }
 

@@ -54,8 +54,9 @@ def test_pbt_exploits_and_the_trial_continues_with_the_new_params(ray_local, tmp
         "base": str(POINTNET), "metric": "accuracy", "mode": "max",
         "space": {"optimizer.lr": {"loguniform": [1.0e-4, 3.0e-2]}},
         "search": {"algorithm": "random", "num_samples": 4, "seed": 0, "max_concurrent": 4},
+        # synchronous, so every trial is compared with all the others at each epoch
         "scheduler": {"type": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5,
-                      "resample_probability": 0.5},
+                      "resample_probability": 0.5, "synch": True},
         "resources": {"cpu": 0.5}, "stop": {"max_epochs": 3},
     }))
     result = run_search(load_space(space_file), output=tmp_path / "runs", name="pbt",
