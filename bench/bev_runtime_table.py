@@ -37,11 +37,15 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "sgd": (
         "SGD (momentum 0.9, lr 0.01) instead of AdamW",
-        {"seed": 0, "optimizer": {"type": "SGD", "lr": 0.01, "momentum": 0.9,
-                                  "weight_decay": 1e-4}},
+        {
+            "seed": 0,
+            "optimizer": {"type": "SGD", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4},
+        },
     ),
-    "adam": ("Adam (no decoupled decay) instead of AdamW",
-             {"seed": 0, "optimizer.type": "Adam", "optimizer.weight_decay": 0.0}),
+    "adam": (
+        "Adam (no decoupled decay) instead of AdamW",
+        {"seed": 0, "optimizer.type": "Adam", "optimizer.weight_decay": 0.0},
+    ),
 }
 
 
@@ -49,8 +53,9 @@ def train_variant(overrides: dict[str, Any]) -> tuple[dict[str, float], float]:
     """Final evaluation metrics and wall seconds of one full training run."""
     torch.set_num_threads(1)
     cfg = apply_overrides(Config.fromfile(CONFIG), overrides)
-    cfg.merge_from_dict({"log_config.hooks": [dict(type="TextLoggerHook")],
-                         "checkpoint_config.interval": -1})
+    cfg.merge_from_dict(
+        {"log_config.hooks": [dict(type="TextLoggerHook")], "checkpoint_config.interval": -1}
+    )
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as work_dir:
         runner = build_runner(cfg, work_dir=work_dir, device="cpu")
@@ -68,9 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         label, overrides = VARIANTS[name]
         metrics, seconds = train_variant(overrides)
-        print(f"| {label} | {metrics['bev_mAP']:.3f} | {metrics.get('bev_AP_Car', 0):.3f} | "
-              f"{metrics.get('bev_AP_Pedestrian', 0):.3f} | {metrics.get('bev_mAP50', 0):.3f} | "
-              f"{seconds:.0f} | `python bench/bev_runtime_table.py --only {name}` |", flush=True)
+        print(
+            f"| {label} | {metrics['bev_mAP']:.3f} | {metrics.get('bev_AP_Car', 0):.3f} | "
+            f"{metrics.get('bev_AP_Pedestrian', 0):.3f} | {metrics.get('bev_mAP50', 0):.3f} | "
+            f"{seconds:.0f} | `python bench/bev_runtime_table.py --only {name}` |",
+            flush=True,
+        )
     return 0
 
 

@@ -116,7 +116,9 @@ class Registry:
             hint=hint,
         )
 
-    def _register(self, obj: Any, names: str | list[str] | tuple[str, ...] | None, force: bool) -> None:
+    def _register(
+        self, obj: Any, names: str | list[str] | tuple[str, ...] | None, force: bool
+    ) -> None:
         if not callable(obj):
             raise TypeError(f"only classes and callables can be registered, got {obj!r}")
         if names is None:
@@ -157,8 +159,12 @@ class Registry:
 
         return decorator
 
-    def build(self, cfg: Mapping[str, Any], default_args: Mapping[str, Any] | None = None,
-              key_path: str = "") -> Any:
+    def build(
+        self,
+        cfg: Mapping[str, Any],
+        default_args: Mapping[str, Any] | None = None,
+        key_path: str = "",
+    ) -> Any:
         """``build_from_cfg(cfg, self, default_args, key_path)``."""
         return build_from_cfg(cfg, self, default_args, key_path=key_path)
 
@@ -167,7 +173,9 @@ def _type_error_message(cls: Any, err: TypeError) -> tuple[str, str | None]:
     """Explain a constructor's TypeError: which argument, and which are accepted."""
     text = str(err)
     try:
-        params = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+        params = [
+            p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")
+        ]
     except (TypeError, ValueError):
         params = []
     accepted = f"accepted arguments: {', '.join(params)}" if params else None
@@ -248,7 +256,11 @@ def _add_torch_optimizers(registry: Registry) -> None:
 
     for name in dir(torch.optim):
         obj = getattr(torch.optim, name)
-        if inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer:
+        if (
+            inspect.isclass(obj)
+            and issubclass(obj, torch.optim.Optimizer)
+            and obj is not torch.optim.Optimizer
+        ):
             if name not in registry._modules:
                 registry.register_module(module=obj)
 

@@ -38,7 +38,10 @@ def get_priority(priority: Any, key_path: str = "priority") -> int:
         if 0 <= priority <= 100:
             return priority
         raise ConfigError(
-            "priority out of range", key_path=key_path, expected="an int in [0, 100]", given=priority
+            "priority out of range",
+            key_path=key_path,
+            expected="an int in [0, 100]",
+            given=priority,
         )
     elif isinstance(priority, str):
         name = priority.strip().upper()

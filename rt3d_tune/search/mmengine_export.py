@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 __all__ = ["MmengineRuntime", "to_mmengine", "write_best_mmengine"]
 
+
 @dataclass
 class MmengineRuntime:
     """The translated runtime: the config dict, and what could not be translated."""
@@ -75,16 +76,25 @@ def _warmup(lr_cfg: Mapping[str, Any], iters_per_epoch: int, unsupported: list[s
     # mmcv stops warming up at iteration == warmup_iters; mmengine's LinearLR and
     # ConstantLR reach factor 1 at step end - begin - 1, hence end = iters + 1.
     if warmup == "linear":
-        return [dict(type="LinearLR", start_factor=ratio, end_factor=1.0, by_epoch=False,
-                     begin=0, end=iters + 1)]
+        return [
+            dict(
+                type="LinearLR",
+                start_factor=ratio,
+                end_factor=1.0,
+                by_epoch=False,
+                begin=0,
+                end=iters + 1,
+            )
+        ]
     if warmup == "constant":
         return [dict(type="ConstantLR", factor=ratio, by_epoch=False, begin=0, end=iters + 1)]
     unsupported.append(f"lr_config.warmup={warmup!r} (mmengine has no exponential warmup)")
     return []
 
 
-def _lr_schedulers(cfg: Mapping[str, Any], iters_per_epoch: int,
-                   unsupported: list[str]) -> list[dict]:
+def _lr_schedulers(
+    cfg: Mapping[str, Any], iters_per_epoch: int, unsupported: list[str]
+) -> list[dict]:
     lr_cfg = dict(cfg.get("lr_config") or {})
     if not lr_cfg:
         return []
@@ -105,52 +115,116 @@ def _lr_schedulers(cfg: Mapping[str, Any], iters_per_epoch: int,
         step = lr_cfg["step"]
         gamma = lr_cfg.get("gamma", 0.1)
         if isinstance(step, int):
-            out.append(dict(type="StepLR", step_size=step, gamma=gamma, begin=0, end=length, **base))
+            out.append(
+                dict(type="StepLR", step_size=step, gamma=gamma, begin=0, end=length, **base)
+            )
         else:
-            out.append(dict(type="MultiStepLR", milestones=list(step), gamma=gamma, begin=0,
-                            end=length, **base))
+            out.append(
+                dict(
+                    type="MultiStepLR",
+                    milestones=list(step),
+                    gamma=gamma,
+                    begin=0,
+                    end=length,
+                    **base,
+                )
+            )
     elif policy == "Exp":
         out.append(dict(type="ExponentialLR", gamma=lr_cfg["gamma"], begin=0, end=length, **base))
     elif policy == "Poly":
         # mmengine's PolyLR reaches eta_min at step end - begin - 1: end = length + 1
         # makes (1 - t / length) ** power, as mmcv.
-        out.append(dict(type="PolyLR", eta_min=lr_cfg.get("min_lr", 0.0),
-                        power=lr_cfg.get("power", 1.0), begin=0, end=length + 1, **base))
+        out.append(
+            dict(
+                type="PolyLR",
+                eta_min=lr_cfg.get("min_lr", 0.0),
+                power=lr_cfg.get("power", 1.0),
+                begin=0,
+                end=length + 1,
+                **base,
+            )
+        )
     elif policy == "CosineAnnealing":
-        out.append(dict(type="CosineAnnealingLR", T_max=length, begin=0, end=length,
-                        **_target_kwargs(lr_cfg, "lr"), **base))
+        out.append(
+            dict(
+                type="CosineAnnealingLR",
+                T_max=length,
+                begin=0,
+                end=length,
+                **_target_kwargs(lr_cfg, "lr"),
+                **base,
+            )
+        )
     elif policy == "FlatCosineAnnealing":
         start = round(length * lr_cfg.get("start_percent", 0.75))
-        out.append(dict(type="CosineAnnealingLR", T_max=length - start, begin=start, end=length,
-                        **_target_kwargs(lr_cfg, "lr"), **base))
+        out.append(
+            dict(
+                type="CosineAnnealingLR",
+                T_max=length - start,
+                begin=start,
+                end=length,
+                **_target_kwargs(lr_cfg, "lr"),
+                **base,
+            )
+        )
     elif policy == "LinearAnnealing" and lr_cfg.get("min_lr_ratio") is not None:
-        out.append(dict(type="LinearLR", start_factor=1.0, end_factor=lr_cfg["min_lr_ratio"],
-                        begin=0, end=length + 1, **base))
+        out.append(
+            dict(
+                type="LinearLR",
+                start_factor=1.0,
+                end_factor=lr_cfg["min_lr_ratio"],
+                begin=0,
+                end=length + 1,
+                **base,
+            )
+        )
     elif policy == "CosineRestart" and (
         all(w == 1 for w in lr_cfg.get("restart_weights", [1]))
         or not _target_kwargs(lr_cfg, "lr").get("eta_min", 1)
     ):
-        out.append(dict(type="CosineRestartLR", periods=list(lr_cfg["periods"]),
-                        restart_weights=list(lr_cfg.get("restart_weights", [1])),
-                        begin=0, end=length, **_target_kwargs(lr_cfg, "lr"), **base))
+        out.append(
+            dict(
+                type="CosineRestartLR",
+                periods=list(lr_cfg["periods"]),
+                restart_weights=list(lr_cfg.get("restart_weights", [1])),
+                begin=0,
+                end=length,
+                **_target_kwargs(lr_cfg, "lr"),
+                **base,
+            )
+        )
     elif policy == "Cyclic":
         out.extend(_cyclic(lr_cfg, max_iters, "LR", (10, 1e-4), unsupported, where))
     elif policy == "OneCycle":
         total = int(lr_cfg.get("total_steps") or max_iters)
-        out.append(dict(type="OneCycleLR", eta_max=lr_cfg["max_lr"], total_steps=total,
-                        pct_start=float(lr_cfg.get("pct_start", 0.3)),
-                        anneal_strategy=lr_cfg.get("anneal_strategy", "cos"),
-                        div_factor=lr_cfg.get("div_factor", 25.0),
-                        final_div_factor=lr_cfg.get("final_div_factor", 1e4),
-                        three_phase=lr_cfg.get("three_phase", False),
-                        by_epoch=False, begin=0, end=total))
+        out.append(
+            dict(
+                type="OneCycleLR",
+                eta_max=lr_cfg["max_lr"],
+                total_steps=total,
+                pct_start=float(lr_cfg.get("pct_start", 0.3)),
+                anneal_strategy=lr_cfg.get("anneal_strategy", "cos"),
+                div_factor=lr_cfg.get("div_factor", 25.0),
+                final_div_factor=lr_cfg.get("final_div_factor", 1e4),
+                three_phase=lr_cfg.get("three_phase", False),
+                by_epoch=False,
+                begin=0,
+                end=total,
+            )
+        )
     else:
         unsupported.append(f"{where} (no exact mmengine scheduler)")
     return out
 
 
-def _cyclic(cfg: Mapping[str, Any], max_iters: int, kind: str, default_ratio: tuple,
-            unsupported: list[str], where: str) -> list[dict]:
+def _cyclic(
+    cfg: Mapping[str, Any],
+    max_iters: int,
+    kind: str,
+    default_ratio: tuple,
+    unsupported: list[str],
+    where: str,
+) -> list[dict]:
     """mmcv's one-cycle ``cyclic`` policy as two cosine phases (up, then down).
 
     The up phase runs one step longer (``end = up + 1``) so that it lands exactly on
@@ -168,13 +242,20 @@ def _cyclic(cfg: Mapping[str, Any], max_iters: int, kind: str, default_ratio: tu
     scheduler = f"CosineAnnealing{'LR' if kind == 'LR' else 'Momentum'}"
     return [
         dict(type=scheduler, T_max=up, eta_min_ratio=ratio[0], by_epoch=False, begin=0, end=up + 1),
-        dict(type=scheduler, T_max=length - up, eta_min_ratio=ratio[1], by_epoch=False, begin=up,
-             end=length),
+        dict(
+            type=scheduler,
+            T_max=length - up,
+            eta_min_ratio=ratio[1],
+            by_epoch=False,
+            begin=up,
+            end=length,
+        ),
     ]
 
 
-def _momentum_schedulers(cfg: Mapping[str, Any], iters_per_epoch: int,
-                         unsupported: list[str]) -> list[dict]:
+def _momentum_schedulers(
+    cfg: Mapping[str, Any], iters_per_epoch: int, unsupported: list[str]
+) -> list[dict]:
     m_cfg = dict(cfg.get("momentum_config") or {})
     if not m_cfg:
         return []
@@ -184,40 +265,72 @@ def _momentum_schedulers(cfg: Mapping[str, Any], iters_per_epoch: int,
         unsupported.append(f"momentum_config.warmup={m_cfg['warmup']!r}")
         return []
     epoch_based, max_epochs, max_iters = _schedule_length(cfg, iters_per_epoch)
-    by_epoch = bool(m_cfg.get("by_epoch", True)) and epoch_based and policy not in ("Cyclic",
-                                                                                   "OneCycle")
+    by_epoch = (
+        bool(m_cfg.get("by_epoch", True)) and epoch_based and policy not in ("Cyclic", "OneCycle")
+    )
     length = max_epochs if by_epoch else max_iters
     if policy == "Cyclic":
         return _cyclic(m_cfg, max_iters, "Momentum", (0.85 / 0.95, 1), unsupported, where)
     if policy == "CosineAnnealing":
-        target = ({"eta_min_ratio": m_cfg["min_momentum_ratio"]}
-                  if m_cfg.get("min_momentum_ratio") is not None
-                  else {"eta_min": m_cfg.get("min_momentum", 0.0)})
-        return [dict(type="CosineAnnealingMomentum", T_max=length, begin=0, end=length,
-                     by_epoch=by_epoch, **target)]
+        target = (
+            {"eta_min_ratio": m_cfg["min_momentum_ratio"]}
+            if m_cfg.get("min_momentum_ratio") is not None
+            else {"eta_min": m_cfg.get("min_momentum", 0.0)}
+        )
+        return [
+            dict(
+                type="CosineAnnealingMomentum",
+                T_max=length,
+                begin=0,
+                end=length,
+                by_epoch=by_epoch,
+                **target,
+            )
+        ]
     if policy == "Step" and m_cfg.get("min_momentum") is None:
         step = m_cfg["step"]
         gamma = m_cfg.get("gamma", 0.5)
         if isinstance(step, int):
-            return [dict(type="StepMomentum", step_size=step, gamma=gamma, by_epoch=by_epoch,
-                         begin=0, end=length)]
-        return [dict(type="MultiStepMomentum", milestones=list(step), gamma=gamma,
-                     by_epoch=by_epoch, begin=0, end=length)]
+            return [
+                dict(
+                    type="StepMomentum",
+                    step_size=step,
+                    gamma=gamma,
+                    by_epoch=by_epoch,
+                    begin=0,
+                    end=length,
+                )
+            ]
+        return [
+            dict(
+                type="MultiStepMomentum",
+                milestones=list(step),
+                gamma=gamma,
+                by_epoch=by_epoch,
+                begin=0,
+                end=length,
+            )
+        ]
     unsupported.append(f"{where} (no exact mmengine scheduler)")
     return []
 
 
 def _optim_wrapper(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    optimizer = {k: v for k, v in dict(cfg.get("optimizer") or {}).items()
-                 if k not in ("constructor", "paramwise_cfg")}
+    optimizer = {
+        k: v
+        for k, v in dict(cfg.get("optimizer") or {}).items()
+        if k not in ("constructor", "paramwise_cfg")
+    }
     opt_cfg = dict(cfg.get("optimizer_config") or {})
     hook_type = opt_cfg.get("type", "OptimizerHook")
     fp16 = cfg.get("fp16") is not None or "Fp16" in hook_type
-    wrapper: dict[str, Any] = dict(type="AmpOptimWrapper" if fp16 else "OptimWrapper",
-                                   optimizer=optimizer)
+    wrapper: dict[str, Any] = dict(
+        type="AmpOptimWrapper" if fp16 else "OptimWrapper", optimizer=optimizer
+    )
     if fp16:
-        wrapper["loss_scale"] = (opt_cfg.get("loss_scale")
-                                 or dict(cfg.get("fp16") or {}).get("loss_scale", "dynamic"))
+        wrapper["loss_scale"] = opt_cfg.get("loss_scale") or dict(cfg.get("fp16") or {}).get(
+            "loss_scale", "dynamic"
+        )
     if opt_cfg.get("grad_clip"):
         wrapper["clip_grad"] = dict(opt_cfg["grad_clip"])
     if "Cumulative" in hook_type:
@@ -273,7 +386,6 @@ def to_mmengine(cfg: Mapping[str, Any], iters_per_epoch: int) -> MmengineRuntime
         out["custom_hooks"] = list(cfg["custom_hooks"])
         unsupported.append("custom_hooks are copied as written: check each exists for mmengine")
     return MmengineRuntime(config=out, unsupported=unsupported, iters_per_epoch=iters_per_epoch)
-
 
 
 def write_best_mmengine(ctx: Any) -> dict[str, Any]:

@@ -36,7 +36,9 @@ _STATUS_STYLE = {
 }
 
 
-def _result_events(records: dict[str, recorder.TrialRecord], metric: str) -> list[tuple[float, int, str, float | None]]:
+def _result_events(
+    records: dict[str, recorder.TrialRecord], metric: str
+) -> list[tuple[float, int, str, float | None]]:
     """(time, fidelity, trial id, metric) of every report, in the order they happened."""
     events = []
     for rec in records.values():
@@ -49,7 +51,9 @@ def _result_events(records: dict[str, recorder.TrialRecord], metric: str) -> lis
     return events
 
 
-def best_so_far(records: dict[str, recorder.TrialRecord], metric: str, mode: str) -> list[dict[str, float]]:
+def best_so_far(
+    records: dict[str, recorder.TrialRecord], metric: str, mode: str
+) -> list[dict[str, float]]:
     """Best metric so far after each report, with the compute spent until then.
 
     Each report stands for the epochs (fidelity steps) the trial ran since its previous
@@ -65,7 +69,9 @@ def best_so_far(records: dict[str, recorder.TrialRecord], metric: str, mode: str
     for when, fidelity, trial_id, value in events:
         spent += max(fidelity - last_fidelity.get(trial_id, 0), 1)
         last_fidelity[trial_id] = max(fidelity, last_fidelity.get(trial_id, 0))
-        if value is not None and (math.isnan(best) or (value > best if mode == "max" else value < best)):
+        if value is not None and (
+            math.isnan(best) or (value > best if mode == "max" else value < best)
+        ):
             best = value
         rows.append({"trial_epochs": float(spent), "wall_s": max(when - start, 0.0), "best": best})
     return rows
@@ -87,7 +93,9 @@ def _numeric_axis(values: list[Any]) -> tuple[list[float], list[str], bool]:
     return [(f(v) - a) / span for v in values], [f"{lo:.3g}", f"{hi:.3g}"], use_log
 
 
-def _plots(ctx: ExportContext, importances: dict[str, float], schedule: list[dict]) -> dict[str, Path]:
+def _plots(
+    ctx: ExportContext, importances: dict[str, float], schedule: list[dict]
+) -> dict[str, Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,8 +113,10 @@ def _plots(ctx: ExportContext, importances: dict[str, float], schedule: list[dic
 
     rows = best_so_far(ctx.records, metric, mode)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in ((axes[0], "trial_epochs", "compute spent (trial-epochs)"),
-                           (axes[1], "wall_s", "wall time (s)")):
+    for ax, key, label in (
+        (axes[0], "trial_epochs", "compute spent (trial-epochs)"),
+        (axes[1], "wall_s", "wall time (s)"),
+    ):
         ax.step([r[key] for r in rows], [r["best"] for r in rows], where="post")
         ax.set_xlabel(label)
         ax.set_ylabel(f"best {metric} so far")
@@ -121,7 +131,7 @@ def _plots(ctx: ExportContext, importances: dict[str, float], schedule: list[dic
             continue
         style = _STATUS_STYLE.get(rec.status, dict(linestyle="-", marker=None))
         xs, ys = zip(*points)
-        line, = ax.plot(xs, ys, linestyle=style["linestyle"], alpha=0.8)
+        (line,) = ax.plot(xs, ys, linestyle=style["linestyle"], alpha=0.8)
         if style["marker"]:  # mark where the trial was cut
             ax.plot(xs[-1], ys[-1], marker=style["marker"], color=line.get_color(), markersize=9)
     ax.set_xlabel("epoch (evaluation round)")
@@ -145,8 +155,14 @@ def _plots(ctx: ExportContext, importances: dict[str, float], schedule: list[dic
             pos, labels, is_log = _numeric_axis(known)
             it = iter(pos)
             axes_pos.append([next(it) if v is not None else math.nan for v in present])
-            ax.text(len(axes_pos) - 1, -0.08, " / ".join(labels[:4]) + (" (log)" if is_log else ""),
-                    ha="center", va="top", fontsize=7)
+            ax.text(
+                len(axes_pos) - 1,
+                -0.08,
+                " / ".join(labels[:4]) + (" (log)" if is_log else ""),
+                ha="center",
+                va="top",
+                fontsize=7,
+            )
         for i, (_, value) in enumerate(scored):
             ys = [col[i] for col in axes_pos]
             ax.plot(range(len(names)), ys, color=cmap((value - lo) / ((hi - lo) or 1.0)), alpha=0.8)
@@ -172,8 +188,12 @@ def _plots(ctx: ExportContext, importances: dict[str, float], schedule: list[dic
         ax.set_ylabel("learning rate")
         if any(r.get("momentum") is not None for r in schedule):
             twin = ax.twinx()
-            twin.plot([r["iter"] for r in schedule], [r.get("momentum") for r in schedule],
-                      color="tab:orange", label="momentum")
+            twin.plot(
+                [r["iter"] for r in schedule],
+                [r.get("momentum") for r in schedule],
+                color="tab:orange",
+                label="momentum",
+            )
             twin.set_ylabel("momentum")
         ax.set_title("LR and momentum of the best config")
         save(fig, "schedule")
@@ -200,8 +220,10 @@ def _importances(ctx: ExportContext) -> tuple[dict[str, float], str]:
         values = optuna.importance.get_param_importances(study)
     except (RuntimeError, ValueError) as err:
         return {}, f"importance could not be computed: {err}"
-    note = ("parameters present in every complete trial (the branch choice stands for the "
-            "parameters inside its branches)")
+    note = (
+        "parameters present in every complete trial (the branch choice stands for the "
+        "parameters inside its branches)"
+    )
     return {k: float(v) for k, v in values.items()}, note
 
 
@@ -232,8 +254,10 @@ def _diff_text(ctx: ExportContext, trial_id: str) -> str:
     trial = ctx.run_dir / "trials" / trial_id / "config.py"
     if not (base.exists() and trial.exists()):
         return ""
-    diff = runtime_diff(Config.fromfile(str(base), import_custom_modules=False).to_dict(),
-                        Config.fromfile(str(trial), import_custom_modules=False).to_dict())
+    diff = runtime_diff(
+        Config.fromfile(str(base), import_custom_modules=False).to_dict(),
+        Config.fromfile(str(trial), import_custom_modules=False).to_dict(),
+    )
     return json.dumps(diff, default=str, sort_keys=True)
 
 
@@ -247,11 +271,18 @@ def write_report(ctx: ExportContext, top: int = 10) -> dict[str, Path]:
         plot_note = ""
     except ImportError:
         plots = {}
-        plot_note = ("Plots need matplotlib: <code>pip install 'rt3d-tune[plot]'</code>, then "
-                     "<code>rt3d-tune report RUN_DIR</code>.")
+        plot_note = (
+            "Plots need matplotlib: <code>pip install 'rt3d-tune[plot]'</code>, then "
+            "<code>rt3d-tune report RUN_DIR</code>."
+        )
     scored = sorted(
-        ((rec, rec.metric(metric)) for rec in ctx.records.values() if rec.metric(metric) is not None),
-        key=lambda rv: rv[1], reverse=(mode == "max"),
+        (
+            (rec, rec.metric(metric))
+            for rec in ctx.records.values()
+            if rec.metric(metric) is not None
+        ),
+        key=lambda rv: rv[1],
+        reverse=(mode == "max"),
     )
     counts: dict[str, int] = {}
     for rec in ctx.records.values():
@@ -264,35 +295,61 @@ def write_report(ctx: ExportContext, top: int = 10) -> dict[str, Path]:
         "img{max-width:100%}</style></head><body>",
         f"<h1>Search {html.escape(ctx.run_dir.name)}</h1>",
         f"<p>metric <b>{html.escape(metric)}</b> ({mode}); trials: "
-        + html.escape(", ".join(f"{k} {v}" for k, v in sorted(counts.items()))) + "</p>",
+        + html.escape(", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        + "</p>",
     ]
     if ctx.best is not None:
-        parts.append(f"<p>best: <b>{ctx.best.metric(metric):.6g}</b> by trial "
-                     f"{html.escape(ctx.best.trial_id)}; exported to best/best_config.py</p>")
+        parts.append(
+            f"<p>best: <b>{ctx.best.metric(metric):.6g}</b> by trial "
+            f"{html.escape(ctx.best.trial_id)}; exported to best/best_config.py</p>"
+        )
     if plot_note:
         parts.append(f"<p><b>{plot_note}</b></p>")
-    titles = {"best_so_far": "Best metric against compute spent", "learning_curves": "Learning curves",
-              "parallel": "Parallel coordinates", "importance": "Parameter importance",
-              "schedule": "LR and momentum of the best config"}
+    titles = {
+        "best_so_far": "Best metric against compute spent",
+        "learning_curves": "Learning curves",
+        "parallel": "Parallel coordinates",
+        "importance": "Parameter importance",
+        "schedule": "LR and momentum of the best config",
+    }
     for key, title in titles.items():
         if key in plots:
             parts.append(f"<h2>{title}</h2><img src='{PLOTS[key]}' alt='{title}'>")
         if key == "importance":
             parts.append(f"<p>{html.escape(importance_note)}</p>")
-            parts.append(_table(["parameter", "importance"],
-                                [(k, f"{v:.3f}") for k, v in importances.items()]))
+            parts.append(
+                _table(
+                    ["parameter", "importance"], [(k, f"{v:.3f}") for k, v in importances.items()]
+                )
+            )
     parts.append(f"<h2>Top {min(top, len(scored))} trials</h2>")
-    parts.append(_table(
-        ["trial", metric, "epochs", "status", "params", "config diff against the base"],
-        [(rec.trial_id, f"{value:.6g}", rec.fidelity, rec.status,
-          json.dumps(rec.params, default=str, sort_keys=True), _diff_text(ctx, rec.trial_id))
-         for rec, value in scored[:top]],
-    ))
-    failed = [rec for rec in ctx.records.values() if rec.status in (recorder.DIVERGED, recorder.ERROR)]
+    parts.append(
+        _table(
+            ["trial", metric, "epochs", "status", "params", "config diff against the base"],
+            [
+                (
+                    rec.trial_id,
+                    f"{value:.6g}",
+                    rec.fidelity,
+                    rec.status,
+                    json.dumps(rec.params, default=str, sort_keys=True),
+                    _diff_text(ctx, rec.trial_id),
+                )
+                for rec, value in scored[:top]
+            ],
+        )
+    )
+    failed = [
+        rec for rec in ctx.records.values() if rec.status in (recorder.DIVERGED, recorder.ERROR)
+    ]
     if failed:
         parts.append("<h2>Diverged or failed trials</h2>")
-        parts.append(_table(["trial", "status", "error"],
-                            [(r.trial_id, r.status, r.error or "") for r in failed]))
+        parts.append(
+            _table(
+                ["trial", "status", "error"],
+                [(r.trial_id, r.status, r.error or "") for r in failed],
+            )
+        )
     parts.append("</body></html>")
     path = ctx.run_dir / REPORT_HTML
     path.write_text("\n".join(parts), encoding="utf-8")

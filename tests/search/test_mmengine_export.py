@@ -41,22 +41,36 @@ CASES = {
         dict(policy="step", warmup="constant", warmup_iters=3, warmup_ratio=0.25, step=2, gamma=0.5)
     ),
     "cosine_linear_warmup": _runtime(
-        dict(policy="CosineAnnealing", warmup="linear", warmup_iters=6, warmup_ratio=0.1,
-             min_lr_ratio=1e-5)
+        dict(
+            policy="CosineAnnealing",
+            warmup="linear",
+            warmup_iters=6,
+            warmup_ratio=0.1,
+            min_lr_ratio=1e-5,
+        )
     ),
     "cosine_by_iter": _runtime(dict(policy="CosineAnnealing", by_epoch=False, min_lr=1e-4)),
     "poly_by_iter": _runtime(dict(policy="poly", power=0.9, min_lr=1e-4, by_epoch=False)),
     "poly_by_epoch": _runtime(dict(policy="poly", power=2.0, min_lr=0.0)),
     "exp": _runtime(dict(policy="exp", gamma=0.8)),
-    "flat_cosine": _runtime(dict(policy="FlatCosineAnnealing", start_percent=0.5, min_lr_ratio=0.01)),
+    "flat_cosine": _runtime(
+        dict(policy="FlatCosineAnnealing", start_percent=0.5, min_lr_ratio=0.01)
+    ),
     "one_cycle": _runtime(dict(policy="OneCycle", max_lr=0.05, pct_start=0.25)),
     "one_cycle_three_phase": _runtime(
-        dict(policy="OneCycle", max_lr=0.05, pct_start=0.3, three_phase=True, anneal_strategy="linear")
+        dict(
+            policy="OneCycle",
+            max_lr=0.05,
+            pct_start=0.3,
+            three_phase=True,
+            anneal_strategy="linear",
+        )
     ),
     "cyclic_40e_style_adamw": _runtime(
         dict(policy="cyclic", target_ratio=(10, 1e-4), cyclic_times=1, step_ratio_up=0.4),
-        momentum_config=dict(policy="cyclic", target_ratio=(0.85 / 0.95, 1), cyclic_times=1,
-                             step_ratio_up=0.4),
+        momentum_config=dict(
+            policy="cyclic", target_ratio=(0.85 / 0.95, 1), cyclic_times=1, step_ratio_up=0.4
+        ),
         optimizer=dict(type="AdamW", lr=0.0018, betas=(0.95, 0.99), weight_decay=0.01),
         runner=dict(type="EpochBasedRunner", max_epochs=5),
     ),
@@ -69,16 +83,18 @@ CASES = {
 
 def _mmengine_curve(path, runtime) -> list[tuple[float, float | None]]:
     """Step mmengine's schedulers the way its ParamSchedulerHook does."""
+    import mmengine.optim  # noqa: F401  (registers the schedulers)
     from mmengine.config import Config as MMConfig
     from mmengine.registry import PARAM_SCHEDULERS
-    import mmengine.optim  # noqa: F401  (registers the schedulers)
 
     mcfg = MMConfig.fromfile(str(path))
     opt_cfg = dict(mcfg.optim_wrapper.optimizer)
     opt_cls = getattr(torch.optim, opt_cfg.pop("type"))
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = opt_cls([param], **opt_cfg)
-    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer)) for s in mcfg.param_scheduler]
+    schedulers = [
+        PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer)) for s in mcfg.param_scheduler
+    ]
     train_cfg = mcfg.train_cfg
     epochs = train_cfg.get("max_epochs", 1)
     iters = ITERS_PER_EPOCH if "max_epochs" in train_cfg else train_cfg.max_iters
@@ -136,8 +152,12 @@ def test_untranslatable_policies_are_named_not_approximated(tmp_path):
 
 def test_optim_wrapper_spelling():
     runtime = _runtime(dict(policy="Fixed"))
-    runtime["optimizer_config"] = dict(type="GradientCumulativeFp16OptimizerHook", cumulative_iters=4,
-                                       loss_scale=512.0, grad_clip=None)
+    runtime["optimizer_config"] = dict(
+        type="GradientCumulativeFp16OptimizerHook",
+        cumulative_iters=4,
+        loss_scale=512.0,
+        grad_clip=None,
+    )
     runtime["optimizer"]["paramwise_cfg"] = dict(bias_lr_mult=2.0)
     wrapper = to_mmengine(runtime, ITERS_PER_EPOCH).config["optim_wrapper"]
     assert wrapper == dict(

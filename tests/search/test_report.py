@@ -35,21 +35,25 @@ def run_dir(ray_local, tmp_path_factory) -> Path:
 
     tmp = tmp_path_factory.mktemp("report")
     space_file = tmp / "space.yaml"
-    space_file.write_text(yaml.safe_dump({
-        "base": str(POINTNET),
-        "metric": "accuracy",
-        "mode": "max",
-        "space": {"optimizer.lr": {"loguniform": [1.0e-4, 3.0e-2]},
-                  "optimizer.weight_decay": {"loguniform": [1.0e-6, 1.0e-2]}},
-        "search": {"algorithm": "random", "num_samples": 6, "seed": 3, "max_concurrent": 2},
-        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
-        "resources": {"cpu": 1},
-        "stop": {"max_epochs": 2},
-    }))
+    space_file.write_text(
+        yaml.safe_dump(
+            {
+                "base": str(POINTNET),
+                "metric": "accuracy",
+                "mode": "max",
+                "space": {
+                    "optimizer.lr": {"loguniform": [1.0e-4, 3.0e-2]},
+                    "optimizer.weight_decay": {"loguniform": [1.0e-6, 1.0e-2]},
+                },
+                "search": {"algorithm": "random", "num_samples": 6, "seed": 3, "max_concurrent": 2},
+                "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+                "resources": {"cpu": 1},
+                "stop": {"max_epochs": 2},
+            }
+        )
+    )
     result = run_search(load_space(space_file), output=tmp / "runs", name="rep", status=False)
     return result.run_dir
-
-
 
 
 @pytest.mark.ray
@@ -62,7 +66,7 @@ def test_report_plots_are_real_pngs_referenced_by_the_html(run_dir):
         assert 400 <= width <= 3000 and 200 <= height <= 3000, (name, width, height)
         assert f"src='{name}'" in html
     # the importance table names every parameter of the space
-    table = html[html.index("Parameter importance"):]
+    table = html[html.index("Parameter importance") :]
     for param in PARAMS:
         assert re.search(rf"<td>{re.escape(param)}</td><td>[01]\.\d{{3}}</td>", table), param
     # the top-trials table lists trials with their diff against the base
@@ -78,8 +82,10 @@ def test_study_reloads_from_sqlite_with_every_trial(run_dir):
     (summary,) = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     assert len(study.trials) == 6
-    assert {t.state for t in study.trials} <= {optuna.trial.TrialState.COMPLETE,
-                                                optuna.trial.TrialState.PRUNED}
+    assert {t.state for t in study.trials} <= {
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+    }
     assert all(set(PARAMS) <= set(t.params) for t in study.trials)
     records = recorder.load_records(run_dir, finished=True)
     best = recorder.best_record(records, "accuracy", "max")

@@ -20,15 +20,23 @@ def test_hooks_get_trial_names_and_params_but_user_settings_win():
     named = MlflowLoggerHook(exp_name="mine", run_name="kept")
     wandb_hook = WandbLoggerHook(init_kwargs={"project": "p", "config": {"seed": 1}})
     params = {"optimizer.lr": 0.01, "optimizer@choice": 1}
-    count = tag_trial_loggers([IterTimerHook(), mlflow_hook, named, wandb_hook],
-                              trial_id="t1", search_name="s", params=params)
+    count = tag_trial_loggers(
+        [IterTimerHook(), mlflow_hook, named, wandb_hook],
+        trial_id="t1",
+        search_name="s",
+        params=params,
+    )
     assert count == 3
     assert (mlflow_hook.run_name, mlflow_hook.exp_name) == ("t1", "s")
     assert mlflow_hook.params == {"optimizer.lr": "user", "optimizer@choice": 1}
     assert mlflow_hook.tags == {"team": "3d", "rt3d_tune.search": "s", "rt3d_tune.trial_id": "t1"}
     assert (named.run_name, named.exp_name) == ("kept", "mine")
-    assert wandb_hook.init_kwargs == {"project": "p", "name": "t1", "group": "s",
-                                      "config": {"seed": 1, **params}}
+    assert wandb_hook.init_kwargs == {
+        "project": "p",
+        "name": "t1",
+        "group": "s",
+        "config": {"seed": 1, **params},
+    }
 
 
 @pytest.mark.ray
@@ -46,12 +54,20 @@ def test_search_trials_log_to_their_own_mlflow_runs(ray_local, tmp_path):
         f"    dict(type='MlflowLoggerHook', tracking_uri={uri!r})])\n"
     )
     space_file = tmp_path / "space.yaml"
-    space_file.write_text(yaml.safe_dump({
-        "base": str(base), "metric": "accuracy", "mode": "max",
-        "space": {"optimizer.lr": {"loguniform": [1.0e-3, 1.0e-2]}},
-        "search": {"algorithm": "random", "num_samples": 2, "seed": 0, "max_concurrent": 2},
-        "scheduler": {"type": "fifo"}, "resources": {"cpu": 1}, "stop": {"max_epochs": 1},
-    }))
+    space_file.write_text(
+        yaml.safe_dump(
+            {
+                "base": str(base),
+                "metric": "accuracy",
+                "mode": "max",
+                "space": {"optimizer.lr": {"loguniform": [1.0e-3, 1.0e-2]}},
+                "search": {"algorithm": "random", "num_samples": 2, "seed": 0, "max_concurrent": 2},
+                "scheduler": {"type": "fifo"},
+                "resources": {"cpu": 1},
+                "stop": {"max_epochs": 1},
+            }
+        )
+    )
     result = run_search(load_space(space_file), output=tmp_path / "runs", name="mlf", status=False)
 
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -60,7 +76,9 @@ def test_search_trials_log_to_their_own_mlflow_runs(ray_local, tmp_path):
     assert set(runs) == set(result.records)
     for trial_id, run in runs.items():
         record = result.records[trial_id]
-        assert float(run.data.params["optimizer.lr"]) == pytest.approx(record.params["optimizer.lr"])
+        assert float(run.data.params["optimizer.lr"]) == pytest.approx(
+            record.params["optimizer.lr"]
+        )
         assert run.data.tags["rt3d_tune.trial_id"] == trial_id
         (val,) = client.get_metric_history(run.info.run_id, "val/accuracy")
         assert val.value == pytest.approx(record.metric("accuracy"))
