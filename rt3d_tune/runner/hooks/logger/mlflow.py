@@ -110,7 +110,14 @@ class MlflowLoggerHook(LoggerHook):
         experiment = client.get_experiment_by_name(self.exp_name)
         if experiment is not None:
             return str(experiment.experiment_id)
-        return str(client.create_experiment(self.exp_name))
+        try:
+            return str(client.create_experiment(self.exp_name))
+        except self.mlflow.exceptions.MlflowException:
+            # Trials of one search start side by side: another one created it first.
+            experiment = client.get_experiment_by_name(self.exp_name)
+            if experiment is None:
+                raise
+            return str(experiment.experiment_id)
 
     def log(self, runner: Any) -> None:
         metrics = {
