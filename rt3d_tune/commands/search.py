@@ -7,6 +7,7 @@ before Ray starts; a mistake exits 2 with one message.
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 __all__ = ["add_parser", "run"]
@@ -103,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     value = result.best.metric(space.metric)
     print(f"best {space.metric} ({space.mode}): {value:.6g}  trial {result.best.trial_id}, "
           f"{result.best.fidelity} epochs")
+    summary = json.loads(result.exported["summary"].read_text(encoding="utf-8"))
+    print(f"reproduce on CPU: {summary['reproduce']}")
     from rt3d_tune.config import Config
 
     best_cfg = Config.fromfile(str(result.exported["best_config"]), import_custom_modules=False)

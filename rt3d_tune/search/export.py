@@ -110,6 +110,16 @@ def runtime_diff(base: Any, trial: Any) -> dict[str, Any]:
     return diff
 
 
+def reproduce_command(info: dict[str, Any], best_config: Path) -> str:
+    """The command that retrains the best trial to the same metric on a CPU.
+
+    A trial runs with as many torch threads as CPUs it asked for (``resources.cpu``);
+    CPU float sums depend on the thread count, so the retraining must use the same.
+    """
+    cpus = float(dict(info.get("resources") or {}).get("cpu", 1))
+    return f"OMP_NUM_THREADS={max(1, round(cpus))} rt3d-tune train {best_config}"
+
+
 def _versions() -> dict[str, str]:
     found = {}
     for dist in ("rt3d-tune", "torch", "ray", "optuna"):
@@ -214,6 +224,7 @@ def _write_best(ctx: ExportContext) -> dict[str, Path]:
         "versions": _versions(),
         "compute": _compute(ctx.records),
         "trials": _counts(ctx.records),
+        "reproduce": reproduce_command(ctx.info, best_config),
     }
     summary_path = ctx.best_dir / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +85,18 @@ def test_asha_stops_trials_early_and_the_winner_reproduces_exactly(ray_local, tm
     runner.run()
     assert runner.eval_results["accuracy"] == best_value
     assert Config.fromfile(str(result.exported["best_runtime"])) == cfg
+
+    # ...and so does the command summary.json gives, through the CLI in a fresh process.
+    summary = json.loads(result.exported["summary"].read_text())
+    threads, *command = shlex.split(summary["reproduce"])
+    assert threads == "OMP_NUM_THREADS=1" and command[:2] == ["rt3d-tune", "train"]
+    work = tmp_path / "cli_rerun"
+    subprocess.run([sys.executable, "-m", "rt3d_tune", *command[1:], "--work-dir", str(work)],
+                   env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True,
+                   capture_output=True, timeout=300)
+    (log,) = work.glob("*.log.json")
+    val = [json.loads(line) for line in log.read_text().splitlines() if '"val"' in line]
+    assert val[-1]["accuracy"] == best_value
 
     # Same seed, same trial configs (the scheduler does not change what is sampled).
     again = search(tmp_path, "again")
