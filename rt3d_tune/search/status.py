@@ -82,7 +82,9 @@ class StatusLine(Callback):
         self.stream = stream
         self.running: set[str] = set()
         self.ended: dict[str, str] = {}
-        self.best: tuple[float, str] | None = None
+        # each trial's latest value: the best of these is what export will call the best
+        # (a trial's early peak that it later lost is not the winner)
+        self.latest: dict[str, float] = {}
         self.start = time.monotonic()
         self._last_draw = 0.0
         self._last_line = ""
@@ -92,13 +94,13 @@ class StatusLine(Callback):
         self.start = time.monotonic()
         self.running.clear()
         self.ended.clear()
-        self.best = None
+        self.latest.clear()
         for rec in load_records(self.run_dir).values():
             if rec.status in (TERMINATED, EARLY_STOPPED, DIVERGED, ERROR):
                 self.ended[rec.trial_id] = rec.status
             value = rec.metric(self.metric)
             if value is not None and rec.status not in (DIVERGED, ERROR):
-                self._offer(value, rec.trial_id)
+                self.latest[rec.trial_id] = value
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -109,12 +111,14 @@ class StatusLine(Callback):
     def _out(self) -> TextIO:
         return self.stream if self.stream is not None else sys.stderr
 
-    def _offer(self, value: float, trial_id: str) -> None:
-        better = self.best is None or (
-            value > self.best[0] if self.mode == "max" else value < self.best[0]
-        )
-        if better:
-            self.best = (value, trial_id)
+    @property
+    def best(self) -> tuple[float, str] | None:
+        """(value, trial id) of the best latest value, as export will choose it."""
+        if not self.latest:
+            return None
+        pick = max if self.mode == "max" else min
+        trial_id = pick(self.latest, key=self.latest.__getitem__)
+        return self.latest[trial_id], trial_id
 
     def _counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -157,13 +161,10 @@ class StatusLine(Callback):
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         value = result.get(self.metric)
-        if (
-            isinstance(value, (int, float))
-            and math.isfinite(value)
-            and not result.get("diverged")
-            and not result.get("fatal_error")
-        ):
-            self._offer(float(value), trial.trial_id)
+        if result.get("diverged") or result.get("fatal_error"):
+            self.latest.pop(trial.trial_id, None)  # export never picks such a trial
+        elif isinstance(value, (int, float)) and math.isfinite(value):
+            self.latest[trial.trial_id] = float(value)
         self._draw(event=False)
 
     def _end(self, trial: Any, status: str) -> None:

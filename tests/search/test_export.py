@@ -202,3 +202,21 @@ def test_trials_cut_by_the_time_budget_end_as_stopped_not_interrupted(run_dir: P
     records = recorder.load_records(run_dir, finished=True)
     assert records["t4"].status == recorder.EARLY_STOPPED and records["t4"].error == "budget"
     assert recorder.close_unfinished(run_dir, recorder.EARLY_STOPPED, "budget") == 0
+
+
+def test_status_best_is_the_best_latest_value_as_export_chooses(tmp_path: Path):
+    import io
+    from types import SimpleNamespace
+
+    from rt3d_tune.search.status import StatusLine
+
+    status = StatusLine("acc", "max", tmp_path, total=2, stream=io.StringIO())
+    a, b = SimpleNamespace(trial_id="a"), SimpleNamespace(trial_id="b")
+    status.on_trial_result(0, [], a, {"acc": 0.66})
+    status.on_trial_result(0, [], b, {"acc": 0.41})
+    assert status.best == (0.66, "a")
+    status.on_trial_result(0, [], a, {"acc": 0.45})  # a lost its early peak
+    status.on_trial_result(0, [], b, {"acc": 0.52})
+    assert status.best == (0.52, "b")
+    status.on_trial_result(0, [], b, {"acc": -1e9, "diverged": True})  # b is out
+    assert status.best == (0.45, "a")
