@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Hook"]
+__all__ = ["Hook", "schedule_progress"]
 
 
 class Hook:
@@ -122,3 +122,11 @@ class Hook:
             if getattr(type(self), name) is not getattr(Hook, name):
                 triggered.update(specific)
         return [stage for stage in self.stages if stage in triggered]
+
+
+def schedule_progress(runner: Any, by_epoch: bool) -> tuple[int, int]:
+    """``(p, P)`` of the spec's schedules: (epoch, max_epochs) when ``by_epoch``, else
+    (global iteration, max_iters), both 0-based progress."""
+    if by_epoch:
+        return runner.epoch, runner.max_epochs
+    return runner.iter, runner.max_iters

@@ -26,6 +26,7 @@ from rt3d_tune.tasks.centerhead import (
     gather_at,
     gaussian_focal_loss,
 )
+from rt3d_tune.tasks.model_contract import LossModel
 
 __all__ = ["BEVBackbone", "PillarBEVDetector", "PillarFeatureNet"]
 
@@ -210,7 +211,7 @@ def _check_grid(
 
 
 @MODELS.register_module()
-class PillarBEVDetector(nn.Module):
+class PillarBEVDetector(LossModel):
     """Pillar encoder + BEV backbone + center-heatmap head, following the runner's model contract.
 
     Args:
@@ -338,24 +339,8 @@ class PillarBEVDetector(nn.Module):
             "num_samples": len(batch["points"]),
         }
 
-    def train_step(
-        self, data_batch: dict[str, Any], optimizer: Any = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        """Losses of one training batch; the runner does backward and the optimizer step."""
-        return self.loss(data_batch)
-
-    def val_step(
-        self, data_batch: dict[str, Any], optimizer: Any = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        """Losses of one validation batch (the runner calls it without gradients)."""
-        return self.loss(data_batch)
-
     @torch.no_grad()
     def forward_test(self, data_batch: dict[str, Any]) -> list[dict[str, np.ndarray]]:
         """Per-sample ``dict(boxes=[K, 7], scores=[K], labels=[K])`` (numpy, LiDAR frame)."""
         logits, reg = self.predict_maps(data_batch["points"])
         return decode(torch.sigmoid(logits.float()), reg, self.grid, **self.test_cfg)
-
-    def forward(self, data_batch: dict[str, Any], return_loss: bool = True) -> Any:
-        """``loss(batch)`` when ``return_loss``, else ``forward_test(batch)``."""
-        return self.loss(data_batch) if return_loss else self.forward_test(data_batch)

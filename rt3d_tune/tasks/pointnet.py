@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import DATASETS, MODELS
+from rt3d_tune.tasks.model_contract import LossModel
 
 __all__ = ["SHAPES", "PointNetClassifier", "SyntheticShapesDataset", "sample_shape"]
 
@@ -193,7 +194,7 @@ class SyntheticShapesDataset(Dataset):
 
 
 @MODELS.register_module()
-class PointNetClassifier(nn.Module):
+class PointNetClassifier(LossModel):
     """PointNet without its transform nets: a shared per-point MLP, a max pool, an MLP head.
 
     Args:
@@ -234,7 +235,7 @@ class PointNetClassifier(nn.Module):
         features = self.point_mlp(points.transpose(1, 2))
         return self.head(features.amax(dim=2))
 
-    def _losses(self, data_batch: dict[str, Tensor]) -> dict[str, Any]:
+    def loss(self, data_batch: dict[str, Tensor]) -> dict[str, Any]:
         logits = self.logits(data_batch["points"])
         loss = F.cross_entropy(logits, data_batch["labels"])
         acc = (logits.argmax(1) == data_batch["labels"]).float().mean()
@@ -244,24 +245,8 @@ class PointNetClassifier(nn.Module):
             "num_samples": len(data_batch["labels"]),
         }
 
-    def train_step(
-        self, data_batch: dict[str, Tensor], optimizer: Any = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        """Cross-entropy loss of one batch; the runner does backward and step."""
-        return self._losses(data_batch)
-
-    def val_step(
-        self, data_batch: dict[str, Tensor], optimizer: Any = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        """Cross-entropy loss of one validation batch."""
-        return self._losses(data_batch)
-
     @torch.no_grad()
     def forward_test(self, data_batch: dict[str, Tensor]) -> list[dict[str, Any]]:
         """One ``dict(label=int, scores=np.float32 [num_classes])`` per sample."""
         probs = torch.softmax(self.logits(data_batch["points"]).float(), dim=1).cpu().numpy()
         return [{"label": int(p.argmax()), "scores": p} for p in probs]
-
-    def forward(self, data_batch: dict[str, Tensor], return_loss: bool = True) -> Any:
-        """Losses when ``return_loss``, else per-sample predictions."""
-        return self._losses(data_batch) if return_loss else self.forward_test(data_batch)

@@ -23,7 +23,7 @@ from typing import Any
 from rt3d_tune import schedules
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import HOOKS, build_from_cfg
-from rt3d_tune.runner.hook import Hook
+from rt3d_tune.runner.hook import Hook, schedule_progress
 
 __all__ = [
     "CosineAnnealingLrUpdaterHook",
@@ -137,9 +137,7 @@ class LrUpdaterHook(Hook):
     # values ----------------------------------------------------------------------
     def get_lr(self, runner: Any, base_lr: float) -> float:
         """The regular LR for a group whose base LR is ``base_lr``."""
-        if self.by_epoch:
-            return self.schedule(runner.epoch, runner.max_epochs, base_lr)
-        return self.schedule(runner.iter, runner.max_iters, base_lr)
+        return self.schedule(*schedule_progress(runner, self.by_epoch), base_lr)
 
     def get_regular_lr(self, runner: Any) -> Groups:
         return {name: [self.get_lr(runner, base) for base in bases]

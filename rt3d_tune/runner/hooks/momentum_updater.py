@@ -15,7 +15,7 @@ from typing import Any
 from rt3d_tune import schedules
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import HOOKS
-from rt3d_tune.runner.hook import Hook
+from rt3d_tune.runner.hook import Hook, schedule_progress
 from rt3d_tune.runner.hooks.lr_updater import (
     Groups,
     build_policy_hook,
@@ -95,9 +95,7 @@ class MomentumUpdaterHook(Hook):
 
     def get_momentum(self, runner: Any, base: Any) -> float:
         """The regular momentum for a group whose base momentum is ``base``."""
-        if self.by_epoch:
-            return self.schedule(runner.epoch, runner.max_epochs, base)
-        return self.schedule(runner.iter, runner.max_iters, base)
+        return self.schedule(*schedule_progress(runner, self.by_epoch), base)
 
     def get_regular_momentum(self, runner: Any) -> Groups:
         return {name: [self.get_momentum(runner, base) for base in bases]

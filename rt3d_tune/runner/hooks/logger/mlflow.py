@@ -49,10 +49,7 @@ class MlflowLoggerHook(LoggerHook):
             restored at its end.
         run_name: name of the run this hook starts. If a run is already active (the
             caller started one), the hook logs into it and leaves it open.
-        interval: log every ``interval`` iterations.
-        ignore_last: skip the last iterations of an epoch when fewer than ``interval``.
-        reset_flag: clear the buffer's output after logging.
-        by_epoch: the runner is epoch based.
+        interval, ignore_last, reset_flag, by_epoch: as for :class:`LoggerHook`.
 
     Raises:
         ConfigError: (at ``before_run``) mlflow is not installed.

@@ -22,10 +22,7 @@ class TensorboardLoggerHook(LoggerHook):
 
     Args:
         log_dir: where the event files go; default ``work_dir/tf_logs``.
-        interval: log every ``interval`` iterations.
-        ignore_last: skip the last iterations of an epoch when fewer than ``interval``.
-        reset_flag: clear the buffer's output after logging.
-        by_epoch: the runner is epoch based.
+        interval, ignore_last, reset_flag, by_epoch: as for :class:`LoggerHook`.
 
     Raises:
         ConfigError: (at ``before_run``) tensorboardX is not installed.

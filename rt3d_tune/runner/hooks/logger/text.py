@@ -64,10 +64,7 @@ class TextLoggerHook(LoggerHook):
     """Log to ``work_dir/<timestamp>.log.json`` and to ``runner.logger``.
 
     Args:
-        by_epoch: the runner is epoch based.
-        interval: log every ``interval`` iterations.
-        ignore_last: skip the last iterations of an epoch when fewer than ``interval``.
-        reset_flag: clear the buffer's output after logging.
+        interval, ignore_last, reset_flag, by_epoch: as for :class:`LoggerHook`.
         interval_exp_name: print ``Exp name: ...`` (when ``runner.meta`` has
             ``exp_name``) every this many iterations.
         out_dir: when given, the files of ``work_dir`` ending with ``out_suffix`` are

@@ -26,13 +26,10 @@ class WandbLoggerHook(LoggerHook):
         init_kwargs: arguments of ``wandb.init`` (``project``, ``name``, ``config``,
             ``dir``, ``mode``, ...). If a run is already active (the caller started
             one), the hook logs into it and leaves it open.
-        interval: log every ``interval`` iterations.
-        ignore_last: skip the last iterations of an epoch when fewer than ``interval``.
-        reset_flag: clear the buffer's output after logging.
+        interval, ignore_last, reset_flag, by_epoch: as for :class:`LoggerHook`.
         commit: passed to ``wandb.log`` when ``with_step`` is False. With a step, the
             rows of a step are merged (training values and eval metrics logged at the
             same iteration) and committed when a later step arrives or the run ends.
-        by_epoch: the runner is epoch based.
         with_step: log with ``step=<1-based global iteration>``; otherwise the
             iteration goes into the row as ``global_step``.
         log_artifact: at the end of the run, upload the files of ``work_dir`` ending
