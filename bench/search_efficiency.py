@@ -154,6 +154,16 @@ def best_so_far(run_dir: Path, metric: str) -> list[float]:
     return curve
 
 
+def trial_curves(run_dir: Path, metric: str) -> list[tuple[dict[str, Any], list[float]]]:
+    """Each trial's parameters and its metric after every epoch, in start order."""
+    from rt3d_tune.search.recorder import load_records
+
+    return [
+        (record.params, [float(record.results[f].get(metric, math.nan)) for f in sorted(record.results)])
+        for record in load_records(run_dir).values()
+    ]
+
+
 def compute_to_reach(curve: list[float], threshold: float) -> float:
     """Trial-epochs until the best-so-far first reaches ``threshold`` (inf: never)."""
     for i, value in enumerate(curve, start=1):
@@ -164,8 +174,8 @@ def compute_to_reach(curve: list[float], threshold: float) -> float:
 
 def run_method(
     folder: Path, base: Path, args: argparse.Namespace, method: str, seed: int
-) -> tuple[list[float], float]:
-    """Run one search; returns (best-so-far curve, wall seconds)."""
+) -> tuple[Path, float]:
+    """Run one search; returns (its run folder, wall seconds)."""
     from rt3d_tune.search.space import load_space
     from rt3d_tune.search.tuner import run_search
 
@@ -177,12 +187,15 @@ def run_method(
     start = time.perf_counter()
     result = run_search(space, output=folder / "runs", name=f"{method}_{seed}", status=False)
     wall = time.perf_counter() - start
-    return best_so_far(result.run_dir, TASKS[args.task][1]), wall
+    return result.run_dir, wall
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=sorted(TASKS), default="pointnet")
+    parser.add_argument("--task", choices=sorted(TASKS), default="bev")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="keep the run folders here (default: a temporary folder)"
+    )
     parser.add_argument("--epochs", type=int, default=6, help="full schedule, epochs")
     parser.add_argument(
         "--grid",
@@ -205,12 +218,18 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="samplers under ASHA get this many times the grid's trial count",
     )
+    parser.add_argument(
+        "--grid-run",
+        type=Path,
+        default=None,
+        help="reuse the grid's run folder of an earlier run (same task and options)",
+    )
     parser.add_argument("--scenes", type=int, default=None, help="bev: train scenes")
     parser.add_argument(
         "--grace",
         type=int,
-        default=1,
-        help="ASHA's grace period, epochs (the question's definition: 1)",
+        default=2,
+        help="ASHA's grace period, epochs (see the module docstring)",
     )
     parser.add_argument(
         "--val-samples",
@@ -234,9 +253,17 @@ def main(argv: list[str] | None = None) -> int:
     _common.start_ray(2)
     fractions: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="rt3d_bench_") as tmp:
-        folder = Path(tmp)
+        folder = args.keep or Path(tmp)
         base = write_base(folder, args.task, args.scenes, args.val_samples)
-        grid_curve, wall = run_method(folder, base, args, "grid", 0)
+        if args.grid_run:
+            grid_dir, wall = args.grid_run, math.nan
+        else:
+            grid_dir, wall = run_method(folder, base, args, "grid", 0)
+        grid_curve = best_so_far(grid_dir, metric)
+        print(f"grid trials, {metric} after each epoch:")
+        for params, values in trial_curves(grid_dir, metric):
+            setting = " ".join(f"{k.split('.')[-1]} {v:.3g}" for k, v in params.items())
+            print(f"    {setting}: " + " ".join(f"{v:.3f}" for v in values))
         grid_best, grid_compute = grid_curve[-1], len(grid_curve)
         threshold = 0.99 * grid_best
         _common.figure(
@@ -246,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             if method == "grid":
                 continue
             for seed in range(args.seeds):
-                curve, wall = run_method(folder, base, args, method, seed)
+                run_dir, wall = run_method(folder, base, args, method, seed)
+                curve = best_so_far(run_dir, metric)
                 need = compute_to_reach(curve, threshold)
                 fractions.setdefault(method, []).append(need / grid_compute)
                 _common.figure(

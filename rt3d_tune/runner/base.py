@@ -272,7 +272,7 @@ class BaseRunner:
         with self.autocast_context():
             step = self.model.train_step if train_mode else self.model.val_step
             outputs = step(batch, self.optimizer)
-        if not isinstance(outputs, Mapping):
+        if not isinstance(outputs, (dict, Mapping)):  # dict first: no ABC check
             raise TypeError(
                 f"{type(self.model).__name__}.{step.__name__} must return "
                 f"dict(loss=..., log_vars=..., num_samples=...), got {type(outputs).__name__}"

@@ -43,7 +43,7 @@ class LogBuffer:
         Raises:
             TypeError: ``vars`` is not a mapping.
         """
-        if not isinstance(vars, Mapping):
+        if not isinstance(vars, (dict, Mapping)):  # dict first: no ABC check per iteration
             raise TypeError(f"LogBuffer.update needs a dict, got {type(vars).__name__}")
         for key, var in vars.items():
             if key not in self.val_history:

@@ -19,6 +19,7 @@ every registered exporter after the files above exist.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import json
 import os
@@ -62,6 +63,8 @@ class ExportContext:
         info: ``run.json`` (metric, mode, base_path, space_file, seed, algorithm, ...).
         records: every trial by id, statuses final (``recorder.TrialRecord``).
         best: the best trial's record (None when no trial reported the metric).
+        study: the run's Optuna study in memory when this export built it (what
+            ``study.db`` holds); None otherwise (read ``study.db``).
     """
 
     run_dir: Path
@@ -69,6 +72,7 @@ class ExportContext:
     info: dict[str, Any]
     records: dict[str, recorder.TrialRecord]
     best: recorder.TrialRecord | None
+    study: Any = None
 
 
 def register_exporter(
@@ -278,7 +282,7 @@ def export_run(run_dir: str | Path) -> dict[str, Path]:
     Raises:
         ConfigError: not a run directory, or its best trial's config is missing.
     """
-    from rt3d_tune.search.study import write_study
+    from rt3d_tune.search.study import build_study, write_study
 
     ctx = load_context(run_dir)
     run_dir, info, records = ctx.run_dir, ctx.info, ctx.records
@@ -286,8 +290,9 @@ def export_run(run_dir: str | Path) -> dict[str, Path]:
     paths = {"results_csv": _write_results_csv(ctx)}
     paths.update(_write_best(ctx))
     if records:
-        space = load_run_space(run_dir, info)
-        paths["study"] = write_study(run_dir, space, records, run_dir.name)
+        study = build_study(load_run_space(run_dir, info), records)
+        paths["study"] = write_study(run_dir, study, run_dir.name)
+        ctx = dataclasses.replace(ctx, study=study)
     for module in EXPORTER_MODULES:
         importlib.import_module(module)
     for exporter in _EXPORTERS:

@@ -15,8 +15,9 @@ it assumed, since a different dataset size or batch size changes them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["MmengineRuntime", "to_mmengine", "write_best_mmengine"]
 

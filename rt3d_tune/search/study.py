@@ -24,21 +24,17 @@ from typing import Any
 
 from rt3d_tune.search import recorder
 
-__all__ = ["STUDY_DB", "write_study"]
+__all__ = ["STUDY_DB", "build_study", "write_study"]
 
 STUDY_DB = "study.db"
 
 
-def write_study(
-    run_dir: Path, space: Any, records: dict[str, recorder.TrialRecord], study_name: str
-) -> Path:
-    """(Re)write ``run_dir/study.db`` from the records; returns its path.
+def build_study(space: Any, records: dict[str, recorder.TrialRecord]) -> Any:
+    """The run's Optuna study, in memory: one trial per record, in start order.
 
     Args:
-        run_dir: the run directory.
         space: the run's parsed SearchSpace (for the parameter distributions).
         records: every trial, statuses final.
-        study_name: the study's name (the run's name).
     """
     import optuna
 
@@ -46,7 +42,6 @@ def write_study(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     direction = "maximize" if space.mode == "max" else "minimize"
-    # Built in memory (fast), then written to SQLite in one transaction.
     study = optuna.create_study(direction=direction, sampler=optuna.samplers.RandomSampler(0))
     for rec in records.values():
         study.enqueue_trial(rec.params, skip_if_exists=False)
@@ -65,6 +60,14 @@ def write_study(
             study.tell(trial, value)
         else:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return study
+
+
+def write_study(run_dir: Path, study: Any, study_name: str) -> Path:
+    """(Re)write ``run_dir/study.db`` from a study built by :func:`build_study`.
+
+    Written to a temporary file in one transaction, then renamed over the old one.
+    """
     path = Path(run_dir, STUDY_DB)
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)

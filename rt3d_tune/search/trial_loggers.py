@@ -6,7 +6,8 @@ names); the logger hooks the runner built are tagged after the build instead.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = ["tag_trial_loggers"]
 

@@ -146,13 +146,15 @@ from rt3d_tune.runner.builder import build_runner
 
 real_save = torch.save
 def cut_save(obj, f, *args, **kwargs):
-    if 'epoch_2' not in os.readlink(f'/proc/self/fd/{f.fileno()}'):
+    name = os.fspath(f) if isinstance(f, (str, os.PathLike)) else os.readlink(
+        f'/proc/self/fd/{f.fileno()}')
+    if 'epoch_2' not in name:
         return real_save(obj, f, *args, **kwargs)
     buf = io.BytesIO()
     real_save(obj, buf, *args, **kwargs)
     data = buf.getvalue()
-    f.write(data[: len(data) // 2])
-    f.flush()
+    with open(name, 'wb') as out:
+        out.write(data[: len(data) // 2])
     print('WRITING', flush=True)
     time.sleep(120)  # killed here, half written
 torch.save = cut_save

@@ -18,13 +18,22 @@ from rt3d_tune.runner.checkpoint_io import (
 )
 
 
+def _write_partial(f, data: bytes) -> None:
+    """What a torch.save cut short leaves in ``f`` (a path or an open file)."""
+    if isinstance(f, (str, os.PathLike)):
+        with open(f, "ab") as handle:
+            handle.write(data)
+    else:
+        f.write(data)
+
+
 def test_atomic_save_interrupted_mid_write_keeps_the_old_file(tmp_path, monkeypatch) -> None:
     path = tmp_path / "epoch_1.pth"
     atomic_save({"state_dict": {"w": torch.ones(3)}}, path)
     real_save = torch.save
 
     def half_then_crash(obj, f, *args, **kwargs):
-        f.write(b"PK\x03\x04 half a zip")
+        _write_partial(f, b"PK\x03\x04 half a zip")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", half_then_crash)
@@ -48,7 +57,7 @@ def test_checkpoint_interrupted_during_training_leaves_latest_loadable(
     def crash_on_second(obj, f, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
-            f.write(b"garbage")
+            _write_partial(f, b"garbage")
             raise KeyboardInterrupt
         real_save(obj, f, *args, **kwargs)
 

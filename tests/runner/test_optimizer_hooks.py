@@ -34,6 +34,37 @@ def test_grad_clip_logs_grad_norm_every_iteration_and_clips(tmp_path) -> None:
     assert runner.log_buffer.n_history["grad_norm"] == [4] * 8
 
 
+def test_clip_sees_parameters_added_or_frozen_mid_training() -> None:
+    """The clip's parameter list is kept between iterations, yet a parameter a hook
+    adds (or a module it attaches) is clipped at the next iteration, and a frozen one
+    is left out: the grad norm equals mmcv's walk of model.parameters() each time."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    hook = OptimizerHook(grad_clip=dict(max_norm=1.0e6))
+
+    def clipped_norm() -> float:
+        model.zero_grad()
+        extra = sum((p.sum() for n, p in model.named_parameters() if n != "0.weight"), 0.0)
+        (model(torch.ones(1, 3)).sum() + extra).backward()
+        expected = torch.nn.utils.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad and p.grad is not None], 1.0e6
+        )
+        got = hook.clip_grads(hook.model_parameters(model))
+        assert float(got) == pytest.approx(float(expected))
+        return float(got)
+
+    first = clipped_norm()
+    assert len(hook.model_parameters(model)) == 2
+    model.register_parameter("scale", torch.nn.Parameter(torch.full((4,), 5.0)))
+    assert len(hook.model_parameters(model)) == 3
+    assert clipped_norm() > first  # the new parameter's gradient counts
+    model.append(torch.nn.Linear(2, 2))
+    assert len(hook.model_parameters(model)) == 5
+    clipped_norm()
+    model.scale.requires_grad_(False)
+    model.scale.grad = None
+    clipped_norm()  # frozen: filtered out, as mmcv does
+
+
 def test_no_grad_clip_logs_no_grad_norm(tmp_path) -> None:
     assert "grad_norm" not in _train(tmp_path).log_buffer.val_history
 

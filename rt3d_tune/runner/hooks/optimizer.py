@@ -28,6 +28,21 @@ __all__ = [
 ]
 
 
+# Bumped by torch whenever any module registers a parameter or a child module (the
+# public ways a model's parameter set changes), so a hook can keep its model's
+# parameter list between iterations instead of walking every module each time.
+_registrations = 0
+
+
+def _count_registration(*_args: Any) -> None:
+    global _registrations
+    _registrations += 1
+
+
+torch.nn.modules.module.register_module_parameter_registration_hook(_count_registration)
+torch.nn.modules.module.register_module_module_registration_hook(_count_registration)
+
+
 def _optimizers(optimizer: Any) -> list[torch.optim.Optimizer]:
     return list(optimizer.values()) if isinstance(optimizer, Mapping) else [optimizer]
 
@@ -95,10 +110,19 @@ class OptimizerHook(Hook):
             return clip_grad_norm_(params, **self.grad_clip)
         return None
 
+    def model_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """``list(model.parameters())``, walked again only after a module or parameter
+        was registered anywhere (or for another model)."""
+        key = (id(model), _registrations)
+        if getattr(self, "_params_key", None) != key:
+            self._params = list(model.parameters())
+            self._params_key = key
+        return self._params
+
     def clip_and_log(self, runner: Any) -> None:
         if self.grad_clip is None:
             return
-        grad_norm = self.clip_grads(runner.model.parameters())
+        grad_norm = self.clip_grads(self.model_parameters(runner.model))
         if grad_norm is not None:
             runner.log_buffer.update(
                 {"grad_norm": float(grad_norm)}, runner.outputs.get("num_samples", 1)
