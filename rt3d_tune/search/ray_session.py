@@ -13,6 +13,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rt3d_tune.errors import ConfigError
 
@@ -42,6 +43,7 @@ def ray_session(address: str | None = None, *, debug: bool = False) -> Iterator[
 
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
+    _skip_unsent_usage_tags()
     # Without Tune's loggers, ResultGrid warns that it cannot read metrics; we never ask it.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -70,6 +72,25 @@ def ray_session(address: str | None = None, *, debug: bool = False) -> Iterator[
         yield
     finally:
         ray.shutdown()
+
+
+def _skip_unsent_usage_tags() -> None:
+    """Skip Tune's callback count for usage statistics while those are off.
+
+    ``Tuner.fit`` counts the callbacks it was given by importing Ray's MLflow, W&B,
+    Comet and Aim integrations, which import mlflow and wandb when installed: 1-2 s at
+    the start of every search, for a tag that is never sent with usage statistics off
+    (the search turns them off unless RAY_USAGE_STATS_ENABLED says otherwise).
+    """
+    from ray._common.usage import usage_lib
+    from ray.air._internal import usage as air_usage
+
+    if not usage_lib.usage_stats_enabled() and hasattr(air_usage, "tag_callbacks"):
+        air_usage.tag_callbacks = _no_usage_tag
+
+
+def _no_usage_tag(callbacks: Any) -> bool:
+    return False
 
 
 def check_gpus(gpu_per_trial: float) -> None:

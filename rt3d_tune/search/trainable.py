@@ -102,6 +102,9 @@ class TuneReportHook(Hook):
         checkpoint_final: whether the last report gets one too. Nothing resumes a
             finished trial, so it is skipped, except under PBT, where a finished trial
             can still be the donor another trial exploits.
+        defer_final: keep the last report (one without a checkpoint) in
+            ``pending_final`` instead of sending it: ``train_trial`` sends it once the
+            runner has finished, marked ``done``.
     """
 
     def __init__(
@@ -111,12 +114,15 @@ class TuneReportHook(Hook):
         report: Any = None,
         checkpoint: bool = True,
         checkpoint_final: bool = False,
+        defer_final: bool = False,
     ) -> None:
         self.metric = metric
         self.extra = dict(extra or {})
         self._report = report
         self.checkpoint = checkpoint
         self.checkpoint_final = checkpoint_final
+        self.defer_final = defer_final
+        self.pending_final: dict[str, Any] | None = None
         self.last_round = 0
         self.last_fidelity = 0
         self.last_metrics: dict[str, Any] | None = None
@@ -163,6 +169,9 @@ class TuneReportHook(Hook):
             **self.extra,
         )
         self.last_metrics = metrics
+        if final and self.defer_final and not (self.checkpoint and self.checkpoint_final):
+            self.pending_final = metrics
+            return
         if not self.checkpoint or (final and not self.checkpoint_final):
             # A driver restored before Tune saw the end reruns from the checkpoint before.
             self._send(metrics, None)
@@ -300,7 +309,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     metric = setup.space.metric
     device, gpu_ids = trial_device(setup.cpus)
     hook = TuneReportHook(metric, extra={"gpu_ids": ",".join(gpu_ids), "device": device},
-                          checkpoint_final=setup.space.scheduler.type == "pbt")
+                          checkpoint_final=setup.space.scheduler.type == "pbt", defer_final=True)
     try:
         cfg = build_trial_config(setup, trial_params(config))
         # build_runner writes work_dir/config.py with the seed it used: best_config.py
@@ -332,10 +341,13 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
                 "no evaluation ran in the trial; the base config needs data.val and "
                 "evaluation = dict(interval=..., metric=...)"
             )
-        if not hook.last_metrics["final"] or not hook.reported:
-            # The schedule ended between two evaluations, or a resumed trial had nothing
-            # left to run: report its last evaluation again, marked as the end.
-            tune.report({**hook.last_metrics, "final": True})
+        if hook.pending_final is not None or not hook.last_metrics["final"] or not hook.reported:
+            # The last evaluation goes out once the runner has finished (its loggers
+            # closed, its files written), marked done: Tune ends the trial on it instead
+            # of asking for one more result (a round trip per trial, ~10 ms). Also when
+            # the schedule ended between two evaluations, or a resumed trial had nothing
+            # left to run: its last evaluation again, marked as the end.
+            tune.report({**hook.last_metrics, "final": True, "done": True})
     except DivergenceError as err:
         tune.report(
             {
@@ -347,8 +359,9 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
                 "training_iteration": hook.last_fidelity + 1,
                 "gpu_ids": ",".join(gpu_ids),
                 "device": device,
+                "done": True,
             }
         )
     except _FatalSearchError as err:
-        tune.report({metric: worst_value(setup.space.mode), "fatal_error": str(err)})
+        tune.report({metric: worst_value(setup.space.mode), "fatal_error": str(err), "done": True})
 
