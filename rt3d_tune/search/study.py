@@ -82,80 +82,100 @@ def _write_sqlite(path: Path, study_name: str, study: Any) -> None:
     Optuna's public ``add_trials`` commits every trial several times (about 0.1 s a
     trial here, minutes for a large search), and even its one-session internal
     (``_get_prepared_new_trial``) queries and flushes per trial (5 ms a trial, 5 s for
-    1,000). The file is new and written once, so every row is built up front and
-    inserted in one flush (1.4 s for 1,000). That uses RDBStorage's table models, so
-    any change there falls back to the public path.
+    1,000). The file is new and written once, so every row of every table is built up
+    front and inserted with one multi-row INSERT per table, in one transaction. That
+    uses RDBStorage's table models, so any change there falls back to the public path.
     """
     import optuna
+    from sqlalchemy import insert
+    from sqlalchemy.exc import SQLAlchemyError
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
     study_id = storage.create_new_study(list(study.directions), study_name)
     trials = study.get_trials(deepcopy=False)
     session = storage.scoped_session()
     try:
-        session.add_all(_trial_rows(study_id, trials))
+        for model, rows in _table_rows(study_id, trials):
+            if rows:
+                session.execute(insert(model.__table__), rows)
         session.commit()
         return
-    except (AttributeError, TypeError):
+    except (AttributeError, KeyError, TypeError, SQLAlchemyError):
         session.rollback()
     finally:
         session.close()
     optuna.load_study(study_name=study_name, storage=storage).add_trials(trials)
 
 
-def _trial_rows(study_id: int, trials: list[Any]) -> list[Any]:
-    """One ``TrialModel`` per trial, numbered in order, with its child rows attached.
+def _table_rows(study_id: int, trials: list[Any]) -> list[tuple[Any, list[dict[str, Any]]]]:
+    """(table model, rows) for the trials and each of their child tables.
 
-    Stored exactly as RDBStorage stores them (values and intermediate values through
-    the models' stored representations, params in internal representation with their
-    distribution's JSON, attributes as JSON).
+    The file holds this one new study, so its trials get ids 1, 2, ... in order.
+    Values are stored exactly as RDBStorage stores them (values and intermediate values
+    through the models' stored representations, params in internal representation
+    with their distribution's JSON, attributes as JSON).
     """
     import json
 
     from optuna.distributions import distribution_to_json
     from optuna.storages._rdb import models
 
-    rows = []
-    for number, trial in enumerate(trials):
-        row = models.TrialModel(
-            number=number,
-            study_id=study_id,
-            state=trial.state,
-            datetime_start=trial.datetime_start,
-            datetime_complete=trial.datetime_complete,
+    tables: dict[Any, list[dict[str, Any]]] = {
+        model: []
+        for model in (
+            models.TrialModel,
+            models.TrialValueModel,
+            models.TrialParamModel,
+            models.TrialUserAttributeModel,
+            models.TrialSystemAttributeModel,
+            models.TrialIntermediateValueModel,
         )
-        values = trial.values or []
-        stored = [models.TrialValueModel.value_to_stored_repr(v) for v in values]
-        row.values = [
-            models.TrialValueModel(objective=i, value=v, value_type=kind)
-            for i, (v, kind) in enumerate(stored)
-        ]
-        row.params = [
-            models.TrialParamModel(
-                param_name=name,
-                param_value=trial.distributions[name].to_internal_repr(value),
-                distribution_json=distribution_to_json(trial.distributions[name]),
+    }
+    for number, trial in enumerate(trials):
+        trial_id = number + 1
+        tables[models.TrialModel].append(
+            {
+                "trial_id": trial_id,
+                "number": number,
+                "study_id": study_id,
+                "state": trial.state,
+                "datetime_start": trial.datetime_start,
+                "datetime_complete": trial.datetime_complete,
+            }
+        )
+        for objective, value in enumerate(trial.values or []):
+            stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+            tables[models.TrialValueModel].append(
+                {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
             )
-            for name, value in trial.params.items()
-        ]
-        row.user_attributes = [
-            models.TrialUserAttributeModel(key=key, value_json=json.dumps(value))
-            for key, value in trial.user_attrs.items()
-        ]
-        row.system_attributes = [
-            models.TrialSystemAttributeModel(key=key, value_json=json.dumps(value))
-            for key, value in trial.system_attrs.items()
-        ]
-        steps = trial.intermediate_values.items()
-        inter = [
-            (step, models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(v))
-            for step, v in steps
-        ]
-        row.intermediate_values = [
-            models.TrialIntermediateValueModel(
-                step=step, intermediate_value=v, intermediate_value_type=kind
+        for name, value in trial.params.items():
+            distribution = trial.distributions[name]
+            tables[models.TrialParamModel].append(
+                {
+                    "trial_id": trial_id,
+                    "param_name": name,
+                    "param_value": distribution.to_internal_repr(value),
+                    "distribution_json": distribution_to_json(distribution),
+                }
             )
-            for step, (v, kind) in inter
-        ]
-        rows.append(row)
-    return rows
+        for model, attrs in (
+            (models.TrialUserAttributeModel, trial.user_attrs),
+            (models.TrialSystemAttributeModel, trial.system_attrs),
+        ):
+            tables[model].extend(
+                {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                for key, value in attrs.items()
+            )
+        for step, value in trial.intermediate_values.items():
+            stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(
+                value
+            )
+            tables[models.TrialIntermediateValueModel].append(
+                {
+                    "trial_id": trial_id,
+                    "step": step,
+                    "intermediate_value": stored,
+                    "intermediate_value_type": kind,
+                }
+            )
+    return list(tables.items())

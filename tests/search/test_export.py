@@ -165,6 +165,53 @@ def test_study_db_holds_every_trial_with_its_branch_distributions(run_dir: Path)
     assert len(again.trials) == 4
 
 
+@pytest.mark.parametrize("path", ["bulk", "fallback"])
+def test_study_file_reads_back_equal_to_the_study_in_memory(tmp_path: Path, monkeypatch, path):
+    """study.db is written in bulk, not through Optuna's add_trials (which it falls back
+    to if Optuna's tables change); what optuna.load_study reads back must be the same
+    trials, field for field."""
+    import math
+
+    import optuna
+
+    from rt3d_tune.search import study as study_module
+    from rt3d_tune.search.study import write_study
+
+    if path == "fallback":
+        def changed_tables(*args):
+            raise AttributeError("'TrialModel' has no attribute 'number'")
+
+        monkeypatch.setattr(study_module, "_table_rows", changed_tables)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+    for i in range(7):
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+        trial.suggest_categorical("opt", ["SGD", "AdamW", None])
+        trial.suggest_int("steps", 1, 9, step=2)
+        trial.set_user_attr("status", ["TERMINATED", "ERROR"][i % 2])
+        study._storage.set_trial_system_attr(trial._trial_id, "note", {"i": i})
+        for step, value in enumerate([0.1 * i, math.inf, math.nan, -math.inf][: i % 5]):
+            trial.report(value, step + 1)
+        if i == 3:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        elif i == 4:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, [0.5 * i, math.inf, -math.inf][i % 3])
+    db = write_study(tmp_path, study, "bulk")
+    loaded = optuna.load_study(study_name="bulk", storage=f"sqlite:///{db}").trials
+
+    def fields(t: optuna.trial.FrozenTrial) -> tuple:
+        inter = {k: "nan" if math.isnan(v) else v for k, v in t.intermediate_values.items()}
+        return (t.number, t.state, t.values, t.params, t.distributions, t.user_attrs,
+                t.system_attrs, inter, t.datetime_start, t.datetime_complete)
+
+    assert [fields(t) for t in loaded] == [fields(t) for t in study.trials]
+    assert [t._trial_id for t in loaded] == list(range(1, 8))
+
+
 def test_export_refuses_a_directory_that_is_not_a_run(tmp_path: Path):
     with pytest.raises(ConfigError, match="not a search run directory"):
         export_run(tmp_path)
