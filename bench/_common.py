@@ -199,6 +199,26 @@ def write_noop_space(folder: Path, n: int, sleep: float = 0.0) -> Path:
     return path
 
 
+def search_phases(run_dir: Path, started: float, wall: float) -> dict[str, float]:
+    """Start-up, trials and export of one search, from its recorded trial start/end times.
+
+    Args:
+        run_dir: the search's run directory.
+        started: ``time.time()`` when the search was called.
+        wall: seconds the call took.
+    """
+    import json
+
+    events = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    starts = [e["time"] for e in events if e["event"] == "start"]
+    ends = [e["time"] for e in events if e["event"] == "end"]
+    return {
+        "start-up to the first trial start": min(starts) - started,
+        "first trial start to last trial end": max(ends) - min(starts),
+        "last trial end to return (export)": started + wall - max(ends),
+    }
+
+
 def run_rt3d_noop(folder: Path, n: int, name: str, sleep: float = 0.0) -> float:
     """Wall seconds of ``run_search`` (export included) over ``n`` no-op trials.
 
@@ -220,12 +240,20 @@ def run_rt3d_noop(folder: Path, n: int, name: str, sleep: float = 0.0) -> float:
 def _raw_trainable(config: dict[str, Any]) -> None:
     from ray import tune
 
+    if config["torch"]:  # what any torch trial pays: the import and a first optimizer step
+        weight = torch.nn.Parameter(torch.ones(1))
+        optimizer = torch.optim.SGD([weight], lr=config["x"])
+        optimizer.zero_grad()
+        weight.sum().backward()
+        optimizer.step()
     if config["sleep"]:
         time.sleep(config["sleep"])
     tune.report({NOOP_METRIC: config["x"]})
 
 
-def run_raw_tune(folder: Path, n: int, name: str, reuse: bool, sleep: float = 0.0) -> float:
+def run_raw_tune(
+    folder: Path, n: int, name: str, reuse: bool, sleep: float = 0.0, with_torch: bool = False
+) -> float:
     """Wall seconds of raw ``Tuner.fit`` (OptunaSearch, Tune's defaults) over ``n`` trials.
 
     Args:
@@ -234,6 +262,7 @@ def run_raw_tune(folder: Path, n: int, name: str, reuse: bool, sleep: float = 0.
         name: experiment name.
         reuse: ``reuse_actors`` (Tune's default is False).
         sleep: seconds each trial sleeps before its one report.
+        with_torch: each trial builds a one-weight SGD optimizer and steps it first.
     """
     import optuna
     from ray import tune
@@ -243,7 +272,11 @@ def run_raw_tune(folder: Path, n: int, name: str, reuse: bool, sleep: float = 0.
     with tune_defaults():
         tuner = tune.Tuner(
             _raw_trainable,
-            param_space={"x": tune.loguniform(1.0e-3, 1.0e-1), "sleep": sleep},
+            param_space={
+                "x": tune.loguniform(1.0e-3, 1.0e-1),
+                "sleep": sleep,
+                "torch": with_torch,
+            },
             tune_config=tune.TuneConfig(
                 search_alg=OptunaSearch(metric=NOOP_METRIC, mode="max", seed=0),
                 num_samples=n,

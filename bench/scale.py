@@ -15,7 +15,6 @@ Target: rt3d wall / minimum <= 1.3.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         started = time.time()
         ours = _common.run_rt3d_noop(folder, args.n, "scale", args.sleep)
-        phases = _phases(folder / "runs" / "scale", started, ours)
+        phases = _common.search_phases(folder / "runs" / "scale", started, ours)
         raw = _common.run_raw_tune(folder, base_n, "raw_scale", True, args.sleep) if base_n else 0
     floor = args.n * args.sleep / 2
     _common.figure("theoretical minimum", floor, "s", f"{args.n} x {args.sleep} s / 2 CPUs")
@@ -60,18 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         _common.ratio("rt3d/raw_reuse (per trial)", (ours / args.n) / (raw / base_n))
     _common.ratio("rt3d/minimum", ours / floor, 1.3)
     return 0
-
-
-def _phases(run_dir: Path, started: float, wall: float) -> dict[str, float]:
-    """Start-up, trials and export of one search, from the recorded trial start/end times."""
-    events = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
-    starts = [e["time"] for e in events if e["event"] == "start"]
-    ends = [e["time"] for e in events if e["event"] == "end"]
-    return {
-        "start-up to the first trial start": min(starts) - started,
-        "first trial start to last trial end": max(ends) - min(starts),
-        "last trial end to return (export)": started + wall - max(ends),
-    }
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """Orchestration overhead per trial: N no-op trials through rt3d-tune's search path.
 
 Each trial trains a one-weight model for one iteration and reports one evaluation
-(``_common.NOOP_CONFIG``), through ``run_search`` (space file, OptunaSearch with the
-study in SQLite, reused actors, the trial builds its runner, the report hook saves a
-checkpoint). Baselines, measured in the same run on the same local Ray (2 CPUs):
-raw Ray Tune with its defaults (fresh actor per trial, default loggers), raw Ray Tune
-with ``reuse_actors=True``, both with OptunaSearch on one loguniform parameter, and a
-plain Optuna loop in one process (the floor). Ray starts once before all of them, and
+(``_common.NOOP_CONFIG``), through ``run_search`` (space file, OptunaSearch, reused
+actors, the trial builds its runner, export at the end: results CSV, best config,
+study.db, report with plots). Baselines, measured in the same run on the same local
+Ray (2 CPUs): raw Ray Tune with its defaults (fresh actor per trial, default loggers),
+raw Ray Tune with ``reuse_actors=True``, both with OptunaSearch on one loguniform
+parameter, the same with each trial building and stepping a one-weight torch
+optimizer (what every torch trial pays: importing torch in each new worker process,
+torch._dynamo at the first optimizer), and a plain Optuna loop in one process (the
+floor). The search's phases (start-up, trials, export) come from the recorded trial
+start and end times. Ray starts once before all of them, and
 a one-trial run of each goes first, unmeasured, so that one-off imports in the driver
 (ray.tune; mlflow and wandb, imported by Ray's callback tagging) count for none of them.
 A second rt3d run with n/4 trials splits the cost into a fixed cost per search and a
@@ -116,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="rt3d_bench_") as tmp:
         folder = Path(tmp)
-        raw_d, raw_r, ours = [], [], []
+        raw_d, raw_r, raw_t, ours = [], [], [], []
+        phases: dict[str, float] = {}
         # Warm-up: one-off driver imports (ray.tune, and the mlflow/wandb imports of
         # Ray's callback tagging) must not land on whichever measurement comes first.
         if not args.quick:
@@ -126,14 +131,30 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.repeats):
             raw_d.append(_common.run_raw_tune(folder, args.n, f"raw_default_{rep}", False) / args.n)
             raw_r.append(_common.run_raw_tune(folder, args.n, f"raw_reuse_{rep}", True) / args.n)
+            raw_t.append(
+                _common.run_raw_tune(folder, args.n, f"raw_torch_{rep}", True, with_torch=True)
+                / args.n
+            )
+            started = time.time()
             ours.append(_common.run_rt3d_noop(folder, args.n, f"rt3d_{rep}") / args.n)
+            if ours[-1] == min(ours):
+                run = folder / "runs" / f"rt3d_{rep}"
+                phases = _common.search_phases(run, started, ours[-1] * args.n)
         few = _common.run_rt3d_noop(folder, small, "rt3d_small")
         marginal = (min(ours) * args.n - few) / (args.n - small) if args.n > small else 0.0
         floor = time_optuna(max(args.n, 100))
         _common.figure("raw Ray Tune, defaults", min(raw_d), "s/trial", f"n={args.n}")
         _common.figure("raw Ray Tune, reuse_actors=True", min(raw_r), "s/trial", f"n={args.n}")
+        _common.figure(
+            "raw Ray Tune, reuse_actors=True, each trial builds and steps a torch optimizer",
+            min(raw_t),
+            "s/trial",
+            f"n={args.n}",
+        )
         _common.figure("plain Optuna loop (floor)", floor, "s/trial")
         _common.figure("rt3d-tune run_search", min(ours), "s/trial", f"n={args.n}, export included")
+        for phase, seconds in phases.items():
+            _common.figure(f"rt3d-tune {phase}", seconds, "s", f"n={args.n}")
         _common.figure(
             "rt3d-tune marginal cost of one more trial",
             marginal,
@@ -148,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             profile_trial_body(folder, args.profile)
     _common.ratio("rt3d/raw_reuse", min(ours) / min(raw_r))
+    _common.ratio("rt3d/raw_reuse_torch", min(ours) / min(raw_t))
     _common.ratio("rt3d s/trial", min(ours), 0.3)
     _common.ratio("rt3d/raw_defaults", min(ours) / min(raw_d), 0.15)
     return 0

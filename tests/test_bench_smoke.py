@@ -83,5 +83,5 @@ def test_search_efficiency_compares_methods_with_the_grid(ray_local, capsys):
 
     assert search_efficiency.main(["--quick"]) == 0
     out = capsys.readouterr().out
-    assert "grid best accuracy" in out and "tpe_asha seed 0 best accuracy" in out
+    assert "grid best bev_mAP" in out and "tpe_asha seed 0 best bev_mAP" in out
     last_line_is(out, "tpe_asha/grid compute to 99% of grid best")
