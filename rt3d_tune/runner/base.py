@@ -21,7 +21,12 @@ import numpy as np
 import torch
 
 from rt3d_tune.errors import ConfigError, DivergenceError
-from rt3d_tune.runner.checkpoint_io import atomic_save, load_checkpoint_file, update_latest
+from rt3d_tune.runner.checkpoint_io import (
+    atomic_save,
+    load_checkpoint_file,
+    update_latest,
+    wait_for_saves,
+)
 from rt3d_tune.runner.hook import Hook
 from rt3d_tune.runner.log_buffer import LogBuffer
 from rt3d_tune.runner.priority import Priority, get_priority
@@ -335,11 +340,14 @@ class BaseRunner:
         save_optimizer: bool = True,
         meta: dict[str, Any] | None = None,
         create_symlink: bool = True,
+        background: bool = False,
     ) -> Path:
         """Write ``out_dir/<filename_tmpl.format(n)>`` atomically and point latest.pth at it.
 
         ``n`` is the number of finished epochs (iterations for the iteration runner).
-        Returns the path written.
+        ``background``: return once serialized; the file gets its name (and latest.pth
+        its target) in a background thread, before any later save or load and before
+        ``run`` returns (``checkpoint_io.wait_for_saves``). Returns the path written.
         """
         number, progress = self._checkpoint_progress()
         full_meta = dict(meta or {})
@@ -356,9 +364,8 @@ class BaseRunner:
             else:
                 ckpt["optimizer"] = self.optimizer.state_dict()
         path = Path(out_dir) / (filename_tmpl or self.default_ckpt_tmpl).format(number)
-        atomic_save(ckpt, path)
-        if create_symlink:
-            update_latest(path)
+        latest = update_latest if create_symlink else None
+        atomic_save(ckpt, path, then=latest, background=background)
         return path
 
     def load_checkpoint(self, path: str | Path, strict: bool = False) -> dict[str, Any]:
@@ -421,9 +428,12 @@ class BaseRunner:
         try:
             self._run(loaders, flows)
         finally:
-            for handler in self.logger.handlers:
-                if isinstance(handler, logging.FileHandler):
-                    handler.close()
+            try:
+                wait_for_saves()  # every checkpoint of the run is on disk when it returns
+            finally:
+                for handler in self.logger.handlers:
+                    if isinstance(handler, logging.FileHandler):
+                        handler.close()
 
     def _run(self, data_loaders: list[Any], flows: list[tuple[str, int]]) -> None:
         raise NotImplementedError

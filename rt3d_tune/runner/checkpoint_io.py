@@ -3,6 +3,12 @@
 A checkpoint is ``{'meta': {...}, 'state_dict': {...}, 'optimizer': {...}}`` holding
 only tensors and plain containers, so it loads with ``torch.load(weights_only=True)``
 (no pickled code runs when a checkpoint is opened).
+
+A save serializes in the caller's thread; waiting for the disk (fsync) and renaming
+the file into place can go to a background thread (``background=True``, what
+CheckpointHook does), so training does not stop for the disk. Every later save,
+load or lookup in this process first waits for those (:func:`wait_for_saves`), and
+so does the end of a run.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import pickle
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +29,7 @@ from rt3d_tune.errors import ConfigError
 
 __all__ = [
     "atomic_save",
+    "wait_for_saves",
     "update_latest",
     "load_checkpoint_file",
     "find_latest_checkpoint",
@@ -30,20 +39,64 @@ __all__ = [
 LATEST = "latest.pth"
 
 
-def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+_finisher: ThreadPoolExecutor | None = None
+_pending: list[Future[None]] = []
+
+
+def atomic_save(
+    obj: Any,
+    path: str | os.PathLike[str],
+    *,
+    then: Callable[[Path], Any] | None = None,
+    background: bool = False,
+) -> Path:
     """Save ``obj`` with ``torch.save`` so that ``path`` is either the old or the new file.
 
-    The data go to a temporary file in the same folder, are flushed to disk, and the
-    file is renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows). A
-    crash or an exception mid-write leaves ``path`` as it was and no temporary file.
+    The data go to a temporary file in the same folder, are flushed to disk (fsync),
+    and the file is renamed over ``path`` (``os.replace`` is atomic on POSIX and
+    Windows). A crash or an exception mid-write leaves ``path`` as it was.
+
+    Args:
+        obj: what to save.
+        path: the final file name.
+        then: called with ``path`` once the file carries its name (e.g. update_latest).
+        background: return once ``obj`` is serialized; fsync, rename and ``then`` run
+            in a background thread (in order with other saves). Failures there are
+            raised by the next :func:`wait_for_saves`.
     """
+    wait_for_saves()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        os.close(fd)
         # Saved by name: torch's own file writer, ~2x faster than through a Python handle.
         torch.save(obj, tmp_name)
+    except BaseException:
+        _unlink_quietly(tmp_name)
+        raise
+    if not background:
+        _finish(tmp_name, path, then)
+        return path
+    global _finisher
+    if _finisher is None:
+        _finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rt3d-ckpt")
+    _pending.append(_finisher.submit(_finish, tmp_name, path, then))
+    return path
+
+
+def wait_for_saves() -> None:
+    """Block until every background save is on disk under its name.
+
+    Raises:
+        OSError: (or whatever the background step raised) for the first failed save.
+    """
+    while _pending:
+        _pending.pop(0).result()
+
+
+def _finish(tmp_name: str, path: Path, then: Callable[[Path], Any] | None) -> None:
+    try:
         fd = os.open(tmp_name, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -51,15 +104,20 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
             os.close(fd)
         os.replace(tmp_name, path)
     except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
+        _unlink_quietly(tmp_name)
         raise
     # No fsync of the folder: after a power loss the rename may be lost, which leaves
     # the previous, complete checkpoint in place; the file's own fsync above is what
     # keeps a half-written file from ever carrying the final name.
-    return path
+    if then is not None:
+        then(path)
+
+
+def _unlink_quietly(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
 
 
 def update_latest(
@@ -94,6 +152,7 @@ def load_checkpoint_file(path: str | os.PathLike[str], map_location: Any = "cpu"
         ConfigError: the file is missing, or holds something other than tensors and
             plain containers (a checkpoint written by other code that pickled objects).
     """
+    wait_for_saves()
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
@@ -126,6 +185,7 @@ def find_latest_checkpoint(work_dir: str | os.PathLike[str]) -> Path | None:
     ``latest.pth`` when it exists and resolves to a file; else the ``epoch_N.pth`` or
     ``iter_N.pth`` with the largest N; else None.
     """
+    wait_for_saves()
     work_dir = Path(work_dir)
     latest = work_dir / LATEST
     if latest.is_file():

@@ -10,11 +10,13 @@ import torch
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.runner.builder import build_runner
+from rt3d_tune.runner import checkpoint_io
 from rt3d_tune.runner.checkpoint_io import (
     atomic_save,
     find_latest_checkpoint,
     load_checkpoint_file,
     update_latest,
+    wait_for_saves,
 )
 
 
@@ -148,3 +150,37 @@ def test_out_dir_gets_a_work_dir_named_subfolder(tmp_path) -> None:
     cfg = fx.toy_config(checkpoint_config=dict(interval=2, out_dir=str(tmp_path / "store")))
     build_runner(cfg, work_dir=tmp_path / "run7").run()
     assert (tmp_path / "store" / "run7" / "epoch_2.pth").is_file()
+
+
+def test_background_save_gets_its_name_and_latest_before_any_later_load(tmp_path) -> None:
+    linked = []
+    for epoch in (1, 2):
+        atomic_save(
+            {"state_dict": {"w": torch.full((2,), float(epoch))}},
+            tmp_path / f"epoch_{epoch}.pth",
+            then=lambda path: linked.append(update_latest(path)),
+            background=True,
+        )
+    # A load in the same process waits for the saves still finishing in the background.
+    ckpt = load_checkpoint_file(tmp_path / "latest.pth")
+    assert torch.equal(ckpt["state_dict"]["w"], torch.full((2,), 2.0))
+    assert os.readlink(tmp_path / "latest.pth") == "epoch_2.pth"
+    assert len(linked) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_1.pth", "epoch_2.pth", "latest.pth"]
+
+
+def test_background_save_failure_is_raised_and_keeps_the_old_file(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "epoch_1.pth"
+    atomic_save({"state_dict": {"w": torch.ones(3)}}, path)
+
+    def no_space(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_io.os, "fsync", no_space)
+    atomic_save({"state_dict": {"w": torch.zeros(3)}}, path, background=True)
+    with pytest.raises(OSError, match="No space left"):
+        wait_for_saves()
+    monkeypatch.undo()
+    wait_for_saves()  # nothing left pending: the failure was raised once
+    assert torch.equal(load_checkpoint_file(path)["state_dict"]["w"], torch.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_1.pth"]  # no temp file left

@@ -101,6 +101,7 @@ class CheckpointHook(Hook):
             filename_tmpl=filename.replace("{", "{{").replace("}", "}}"),
             save_optimizer=self.save_optimizer,
             create_symlink=self.args.get("create_symlink", True),
+            background=True,  # training goes on while the file is synced to disk
         )
         runner.meta.setdefault("hook_msgs", {})["last_ckpt"] = os.path.join(out_dir, filename)
         if self.max_keep_ckpts > 0:

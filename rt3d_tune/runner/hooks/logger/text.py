@@ -92,6 +92,7 @@ class TextLoggerHook(LoggerHook):
         self.time_sec_tot = 0.0
         self.start_iter = 0
         self.json_log_path: Path | None = None
+        self._json_file: Any = None  # open from the first JSON line to after_run
         self._file_handler: logging.FileHandler | None = None
 
     def before_run(self, runner: Any) -> None:
@@ -109,6 +110,9 @@ class TextLoggerHook(LoggerHook):
             self._dump_log(runner.meta)
 
     def after_run(self, runner: Any) -> None:
+        if self._json_file is not None:
+            self._json_file.close()
+            self._json_file = None
         if self._file_handler is not None:
             runner.logger.removeHandler(self._file_handler)
             self._file_handler.close()
@@ -128,8 +132,13 @@ class TextLoggerHook(LoggerHook):
 
     def _dump_log(self, log_dict: Any) -> None:
         assert self.json_log_path is not None, "before_run sets the JSON log path"
-        with open(self.json_log_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(to_plain(log_dict)) + "\n")
+        if self._json_file is not None and self._json_file.name != str(self.json_log_path):
+            self._json_file.close()  # a new run of this hook logs to a new file
+            self._json_file = None
+        if self._json_file is None:
+            self._json_file = open(self.json_log_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._json_file.write(json.dumps(to_plain(log_dict)) + "\n")
+        self._json_file.flush()  # each line is on disk as it is logged
 
     def _log_info(self, log_dict: dict[str, Any], runner: Any) -> None:
         meta = runner.meta or {}
