@@ -427,6 +427,9 @@ class BaseRunner:
         flows = check_workflow(self.workflow if workflow is None else workflow, len(loaders))
         try:
             self._run(loaders, flows)
+        except BaseException:
+            self._close_loggers_after_error()
+            raise
         finally:
             try:
                 wait_for_saves()  # every checkpoint of the run is on disk when it returns
@@ -437,3 +440,14 @@ class BaseRunner:
 
     def _run(self, data_loaders: list[Any], flows: list[tuple[str, int]]) -> None:
         raise NotImplementedError
+
+    def _close_loggers_after_error(self) -> None:
+        """Let every logger hook flush and close (its after_run will not come)."""
+        for hook in self._hooks:
+            close = getattr(hook, "close_after_error", None)
+            if close is None:
+                continue
+            try:
+                close(self)
+            except Exception as err:  # the run's own error is the one to raise
+                self.logger.warning("%s could not close: %s", type(hook).__name__, err)

@@ -117,6 +117,17 @@ class Recorder(Hook):
         self._note_eval(runner, runner.epoch + 1)
 
 
+class FailAt(Hook):
+    """Raises at the end of train iteration ``at`` (1-based), as a diverged loss would."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def after_train_iter(self, runner: Any) -> None:
+        if runner.iter + 1 == self.at:
+            raise RuntimeError(f"blew up at iteration {self.at}")
+
+
 def make_logger() -> logging.Logger:
     logger = logging.getLogger(f"rt3d_tune.tests.{uuid.uuid4().hex}")
     logger.setLevel(logging.INFO)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
-from hooks_testkit import LineDataset, loader, make_runner
+from hooks_testkit import FailAt, LineDataset, loader, make_runner
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.runner.hooks.evaluation import EvalHook
@@ -61,6 +61,19 @@ def test_metrics_params_and_tags_read_back(tmp_path):
     ]
     assert {m.value for m in client.get_metric_history(run.info.run_id, "learning_rate")} == {0.05}
     assert {m.value for m in client.get_metric_history(run.info.run_id, "momentum")} == {0.9}
+
+
+def test_a_failed_run_ends_its_mlflow_run_as_failed(tmp_path):
+    uri = (tmp_path / "mlruns").as_uri()
+    hook = MlflowLoggerHook(exp_name="rt3d-fail", tracking_uri=uri, interval=2)
+    runner = make_runner(tmp_path / "work", [(hook, "VERY_LOW"), (FailAt(5), "LOWEST")])
+    with pytest.raises(RuntimeError, match="iteration 5"):
+        runner.run([loader()], [("train", 1)])
+    assert mlflow.active_run() is None and mlflow.get_tracking_uri() != uri
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("rt3d-fail").experiment_id])
+    assert run.info.status == "FAILED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [2, 4]
 
 
 def test_logs_into_an_active_run_and_leaves_it_open(tmp_path):

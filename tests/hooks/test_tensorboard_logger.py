@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from hooks_testkit import LineDataset, Recorder, loader, make_runner
+from hooks_testkit import FailAt, LineDataset, Recorder, loader, make_runner
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.runner.hooks.evaluation import EvalHook
@@ -53,6 +53,15 @@ def test_scalars_read_back_with_mmcv_tags(tmp_path):
     assert all(value == pytest.approx(0.05) for _, value in scalars["learning_rate"])
     assert all(value == pytest.approx(0.9) for _, value in scalars["momentum"])
     assert not any(tag.endswith(("time", "eval_iter_num")) for tag in scalars)
+
+
+def test_a_failed_run_still_leaves_its_scalars_on_disk(tmp_path):
+    hook = TensorboardLoggerHook(interval=2)
+    runner = make_runner(tmp_path, [(hook, "VERY_LOW"), (FailAt(5), "LOWEST")])
+    with pytest.raises(RuntimeError, match="iteration 5"):
+        runner.run([loader()], [("train", 1)])
+    assert hook.writer is None  # closed (flushed) although after_run never came
+    assert [step for step, _ in read_scalars(tmp_path / "tf_logs")["train/loss"]] == [2, 4]
 
 
 def test_custom_log_dir(tmp_path):

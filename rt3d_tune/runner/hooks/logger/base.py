@@ -125,6 +125,11 @@ class LoggerHook(Hook, ABC):
     def log(self, runner: Any) -> Any:
         """Write ``runner.log_buffer.output`` (plus lr, momentum) to the backend."""
 
+    def close_after_error(self, runner: Any) -> None:
+        """The run stopped on an exception (a diverged loss, an interrupt): flush and
+        close what ``after_run`` would, skip its end-of-run uploads, and mark the
+        backend's run as failed where it has that notion. Called by the runner."""
+
     # what to log -----------------------------------------------------------------
     @staticmethod
     def is_scalar(value: Any) -> bool:

@@ -129,8 +129,15 @@ class MlflowLoggerHook(LoggerHook):
             return
         if self._mlflow_pytorch is not None:
             self._mlflow_pytorch.log_model(runner.model, "models")
+        self._end("FINISHED")
+
+    def close_after_error(self, runner: Any) -> None:
+        if self.mlflow is not None:
+            self._end("FAILED")
+
+    def _end(self, status: str) -> None:
         if self._owns_run:
-            self.mlflow.end_run()
+            self.mlflow.end_run(status=status)
             self._owns_run = False
         if self._previous_uri is not None:
             self.mlflow.set_tracking_uri(self._previous_uri)

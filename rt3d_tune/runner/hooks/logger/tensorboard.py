@@ -59,3 +59,6 @@ class TensorboardLoggerHook(LoggerHook):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+    def close_after_error(self, runner: Any) -> None:
+        self.after_run(runner)

@@ -110,6 +110,11 @@ class TextLoggerHook(LoggerHook):
             self._dump_log(runner.meta)
 
     def after_run(self, runner: Any) -> None:
+        self.close_after_error(runner)
+        if self.out_dir is not None:
+            self._copy_out(Path(runner.work_dir), runner.logger)
+
+    def close_after_error(self, runner: Any) -> None:
         if self._json_file is not None:
             self._json_file.close()
             self._json_file = None
@@ -117,8 +122,6 @@ class TextLoggerHook(LoggerHook):
             runner.logger.removeHandler(self._file_handler)
             self._file_handler.close()
             self._file_handler = None
-        if self.out_dir is not None:
-            self._copy_out(Path(runner.work_dir), runner.logger)
 
     def _copy_out(self, work_dir: Path, logger: logging.Logger) -> None:
         target = Path(self.out_dir) / work_dir.name  # type: ignore[arg-type]

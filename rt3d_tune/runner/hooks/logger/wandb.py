@@ -103,3 +103,8 @@ class WandbLoggerHook(LoggerHook):
         if self._owns_run:
             self.wandb.finish()
             self._owns_run = False
+
+    def close_after_error(self, runner: Any) -> None:
+        if self.wandb is not None and self._owns_run:
+            self.wandb.finish(exit_code=1)
+            self._owns_run = False
