@@ -169,6 +169,26 @@ def trial_curves(run_dir: Path, metric: str) -> list[tuple[dict[str, Any], list[
     ]
 
 
+def rank_correlation(xs: list[float], ys: list[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties)."""
+    import numpy as np
+
+    def ranks(values: list[float]) -> np.ndarray:
+        arr = np.asarray(values, dtype=float)
+        order = arr.argsort(kind="stable")
+        out = np.empty(len(arr))
+        out[order] = np.arange(len(arr), dtype=float)
+        for value in np.unique(arr):  # ties share their mean rank
+            tied = arr == value
+            out[tied] = out[tied].mean()
+        return out
+
+    a, b = ranks(xs), ranks(ys)
+    if a.std() == 0 or b.std() == 0:
+        return math.nan
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 def compute_to_reach(curve: list[float], threshold: float) -> float:
     """Trial-epochs until the best-so-far first reaches ``threshold`` (inf: never)."""
     for i, value in enumerate(curve, start=1):
@@ -267,9 +287,20 @@ def main(argv: list[str] | None = None) -> int:
             grid_dir, wall = run_method(folder, base, args, "grid", 0)
         grid_curve = best_so_far(grid_dir, metric)
         print(f"grid trials, {metric} after each epoch:")
-        for params, values in trial_curves(grid_dir, metric):
+        curves = trial_curves(grid_dir, metric)
+        for params, values in curves:
             setting = " ".join(f"{k.split('.')[-1]} {v:.3g}" for k, v in params.items())
             print(f"    {setting}: " + " ".join(f"{v:.3f}" for v in values))
+        # What an early-stopping rung at epoch e can see: how the grid's ranking after
+        # e epochs agrees with its ranking at the end.
+        full = [values for _, values in curves if len(values) == args.epochs]
+        for epoch in range(1, args.epochs):
+            _common.figure(
+                f"grid rank correlation, {metric} after epoch {epoch} vs the last",
+                rank_correlation([v[epoch - 1] for v in full], [v[-1] for v in full]),
+                "",
+                f"Spearman over {len(full)} trials",
+            )
         grid_best, grid_compute = grid_curve[-1], len(grid_curve)
         threshold = 0.99 * grid_best
         _common.figure(
