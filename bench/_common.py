@@ -241,6 +241,10 @@ def _raw_trainable(config: dict[str, Any]) -> None:
     from ray import tune
 
     if config["torch"]:  # what any torch trial pays: the import and a first optimizer step
+        # Imported here: a module-level name would make every raw trial's worker import
+        # torch to unpickle this function (it is shipped by value).
+        import torch
+
         weight = torch.nn.Parameter(torch.ones(1))
         optimizer = torch.optim.SGD([weight], lr=config["x"])
         optimizer.zero_grad()
