@@ -24,7 +24,7 @@ compute at which its best-so-far first reaches 99% of the grid's best, as a frac
 the grid's total compute (the median over seeds; ``inf`` when never reached).
 
     python bench/search_efficiency.py [--task bev|pointnet] [--epochs 6] [--grid 4 3]
-        [--seeds 3] [--asha-factor 3] [--grace 2] [--scenes N] [--val-samples 1000]
+        [--seeds 3] [--asha-factor 2] [--grace 2] [--scenes N] [--val-samples 1000]
         [--methods grid random_fifo tpe_asha qmc_asha] [--keep DIR] [--grid-run DIR]
 
 Target: tpe + asha needs at most 25% of the grid's compute.
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--asha-factor",
         type=int,
-        default=3,
+        default=2,
         help="samplers under ASHA get this many times the grid's trial count",
     )
     parser.add_argument(
