@@ -344,7 +344,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         if hook.pending_final is not None or not hook.last_metrics["final"] or not hook.reported:
             # The last evaluation goes out once the runner has finished (its loggers
             # closed, its files written), marked done: Tune ends the trial on it instead
-            # of asking for one more result (a round trip per trial, ~10 ms). Also when
+            # of asking for one more result (one round trip less per trial). Also when
             # the schedule ended between two evaluations, or a resumed trial had nothing
             # left to run: its last evaluation again, marked as the end.
             tune.report({**hook.last_metrics, "final": True, "done": True})

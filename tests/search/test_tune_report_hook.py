@@ -87,6 +87,27 @@ def test_last_epoch_is_marked_final():
     assert sent[0][0]["final"] is True and sent[0][0]["training_iteration"] == 3
 
 
+@pytest.mark.parametrize("pbt", [False, True])
+def test_deferred_last_report_is_kept_for_the_trainable_unless_it_carries_a_checkpoint(pbt):
+    """train_trial sends the last evaluation itself after the run, marked done; under
+    PBT the last report carries a donor checkpoint and goes out from the hook."""
+    sent, report = collect()
+    hook = TuneReportHook("acc", report=report, checkpoint_final=pbt, defer_final=True)
+    runner = make_runner(epoch=1)
+    hook.before_run(runner)
+    evaluate(runner, acc=0.6)
+    hook.after_train_epoch(runner)  # epoch 2 of 3: sent now, with its checkpoint
+    evaluate(runner, acc=0.7)
+    runner.epoch = 2
+    hook.after_train_epoch(runner)  # the last epoch
+    assert [m["acc"] for m, _ in sent] == ([0.6, 0.7] if pbt else [0.6])
+    if pbt:
+        assert hook.pending_final is None and sent[-1][1] is not None
+    else:
+        assert hook.pending_final == hook.last_metrics
+        assert hook.pending_final["acc"] == 0.7 and hook.pending_final["final"] is True
+
+
 def test_iteration_based_evaluation_counts_rounds():
     sent, report = collect()
     hook = TuneReportHook("acc", report=report, checkpoint=False)
