@@ -103,6 +103,7 @@ def _plots(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
+    from matplotlib.ticker import MaxNLocator
 
     metric, mode = ctx.info["metric"], ctx.info["mode"]
     out: dict[str, Path] = {}
@@ -153,6 +154,7 @@ def _plots(
     for marker, (xs, ys, marker_colors) in cuts.items():
         ax.scatter(xs, ys, marker=marker, c=marker_colors, s=81, zorder=3)
     ax.autoscale_view()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch (evaluation round)")
     ax.set_ylabel(metric)
     ax.set_title("learning curves (dashed, x: stopped early; dotted, X: diverged/failed)")
