@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hooks_testkit import TIMESTAMP, LineDataset, loader, make_runner
+from hooks_testkit import TIMESTAMP, FailAt, LineDataset, loader, make_runner
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.runner.hooks.evaluation import EvalHook
@@ -104,6 +104,22 @@ def test_offline_run_holds_metrics_and_the_log_artifact(tmp_path):
         f"{TIMESTAMP}.log",
         f"{TIMESTAMP}.log.json",
     ]
+
+
+@pytest.mark.slow
+def test_a_failed_run_finishes_with_exit_code_1_and_no_artifact(tmp_path):
+    hook = WandbLoggerHook(
+        init_kwargs={"mode": "offline", "dir": str(tmp_path), "project": "rt3d"}, interval=2
+    )
+    runner = make_runner(tmp_path / "work", [(hook, "VERY_LOW"), (FailAt(5), "LOWEST")])
+    with pytest.raises(RuntimeError, match="iteration 5"):
+        runner.run([loader()], [("train", 1)])
+    assert wandb.run is None  # finished although after_run never came
+    records = finished_run(tmp_path)
+    (exit_record,) = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
+    assert exit_record.exit_code == 1
+    assert sorted(history(records)) == [2, 4]
+    assert not [r for r in records if r.WhichOneof("record_type") == "artifact"]
 
 
 @pytest.mark.slow
