@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+from space_files import write_space  # noqa: F401  (re-exported for the reliability tests)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -50,23 +50,6 @@ def write_base(folder: Path, *, max_epochs: int = 3, probe: Path | None = None,
     ])
     path = folder / "fault_base.py"
     path.write_text(text, encoding="utf-8")
-    return path
-
-
-def write_space(folder: Path, name: str, base: Path, **sections: Any) -> Path:
-    """A space file over ``base``; ``sections`` replace the defaults."""
-    data: dict[str, Any] = {
-        "base": str(base),
-        "metric": "accuracy",
-        "mode": "max",
-        "space": {"optimizer.lr": {"loguniform": [1.0e-3, 1.0e-2]}},
-        "search": {"algorithm": "random", "num_samples": 2, "seed": 0, "max_concurrent": 2},
-        "scheduler": {"type": "fifo"},
-        "resources": {"cpu": 1},
-    }
-    data.update(sections)
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
 
 

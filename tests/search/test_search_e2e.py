@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import space_files
 
 from rt3d_tune.config import Config
 from rt3d_tune.errors import ConfigError
@@ -31,21 +31,13 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(Path(path).read_text(encoding="utf-8").splitlines()))
 
 def write_space(tmp_path: Path, name: str, **sections: Any) -> Path:
-    """A space file over the PointNet task; ``sections`` replace the defaults."""
-    data: dict[str, Any] = {
-        "base": str(POINTNET),
-        "metric": "accuracy",
-        "mode": "max",
+    """A space file over the PointNet task: six one-epoch trials; ``sections`` replace."""
+    defaults: dict[str, Any] = {
         "space": {"optimizer.lr": {"loguniform": [1.0e-4, 3.0e-2]}},
         "search": {"algorithm": "random", "num_samples": 6, "seed": 0, "max_concurrent": 2},
-        "scheduler": {"type": "fifo"},
-        "resources": {"cpu": 1},
         "stop": {"max_epochs": 1},
     }
-    data.update(sections)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
+    return space_files.write_space(tmp_path, name, POINTNET, **{**defaults, **sections})
 
 
 def search(tmp_path: Path, name: str, **sections: Any) -> Any:

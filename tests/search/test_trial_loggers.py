@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
+from space_files import write_space
 
 from rt3d_tune.runner.hooks.logger import MlflowLoggerHook, WandbLoggerHook
 from rt3d_tune.runner.hooks.timer import IterTimerHook
@@ -53,21 +53,7 @@ def test_search_trials_log_to_their_own_mlflow_runs(ray_local, tmp_path):
         "log_config = dict(interval=5, hooks=[dict(type='TextLoggerHook'),\n"
         f"    dict(type='MlflowLoggerHook', tracking_uri={uri!r})])\n"
     )
-    space_file = tmp_path / "space.yaml"
-    space_file.write_text(
-        yaml.safe_dump(
-            {
-                "base": str(base),
-                "metric": "accuracy",
-                "mode": "max",
-                "space": {"optimizer.lr": {"loguniform": [1.0e-3, 1.0e-2]}},
-                "search": {"algorithm": "random", "num_samples": 2, "seed": 0, "max_concurrent": 2},
-                "scheduler": {"type": "fifo"},
-                "resources": {"cpu": 1},
-                "stop": {"max_epochs": 1},
-            }
-        )
-    )
+    space_file = write_space(tmp_path, "space", base, stop={"max_epochs": 1})
     result = run_search(load_space(space_file), output=tmp_path / "runs", name="mlf", status=False)
 
     client = mlflow.MlflowClient(tracking_uri=uri)

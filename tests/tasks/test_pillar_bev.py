@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -86,15 +85,6 @@ def tiny_batch(seeds: tuple[int, ...] = (0, 1)) -> dict:
         "gt_labels": [s[2] for s in scenes],
         "sample_idx": list(seeds),
     }
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny models train faster on one thread, and a loaded machine does not stall them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 GRID = BEVGrid(x_min=0.0, y_min=-8.0, cell_x=0.5, cell_y=0.5, width=32, height=32)
@@ -213,7 +203,7 @@ def test_pillar_features_ignore_points_outside_the_range() -> None:
     assert 0 < occupied < 64 * 64
 
 
-def test_training_steps_on_a_fixed_batch_reduce_the_loss(one_thread: None) -> None:
+def test_training_steps_on_a_fixed_batch_reduce_the_loss() -> None:
     torch.manual_seed(0)
     model = PillarBEVDetector(**SMALL)
     batch = tiny_batch()
