@@ -10,9 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from space_files import write_space  # noqa: F401  (re-exported for the reliability tests)
-
 HERE = Path(__file__).resolve().parent
+# The shared test helpers live in tests/; subprocess drivers import this module alone.
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
+
+from space_files import write_space  # noqa: E402, F401  (re-exported for the reliability tests)
+
 REPO = HERE.parents[1]
 POINTNET = REPO / "configs" / "pointnet" / "pointnet_shapes.py"
 
