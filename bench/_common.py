@@ -224,7 +224,7 @@ def run_rt3d_noop(folder: Path, n: int, name: str, sleep: float = 0.0) -> float:
 
     Uses the running Ray (``start_ray``); warns when not every trial terminated.
     """
-    from rt3d_tune.search.space import load_space
+    from rt3d_tune.space.space import load_space
     from rt3d_tune.search.tuner import run_search
 
     space = load_space(write_noop_space(folder, n, sleep))

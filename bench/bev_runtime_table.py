@@ -21,7 +21,7 @@ import torch
 
 from rt3d_tune import Config
 from rt3d_tune.runner.builder import build_runner
-from rt3d_tune.search.sampling import apply_overrides
+from rt3d_tune.space.sampling import apply_overrides
 
 CONFIG = "configs/pillar_bev/pillar_bev_synthetic.py"
 

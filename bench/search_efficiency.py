@@ -161,7 +161,7 @@ def best_so_far(run_dir: Path, metric: str) -> list[float]:
 
 def trial_curves(run_dir: Path, metric: str) -> list[tuple[dict[str, Any], list[float]]]:
     """Each trial's parameters and its metric after every epoch, in start order."""
-    from rt3d_tune.search.recorder import load_records
+    from rt3d_tune.results.recorder import load_records
 
     return [
         (record.params, [float(record.results[f].get(metric, math.nan)) for f in sorted(record.results)])
@@ -201,7 +201,7 @@ def run_method(
     folder: Path, base: Path, args: argparse.Namespace, method: str, seed: int
 ) -> tuple[Path, float]:
     """Run one search; returns (its run folder, wall seconds)."""
-    from rt3d_tune.search.space import load_space
+    from rt3d_tune.space.space import load_space
     from rt3d_tune.search.tuner import run_search
 
     space = load_space(

@@ -26,7 +26,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Export and print the written paths. Raises ConfigError for a wrong directory."""
-    from rt3d_tune.search.export import export_run
+    from rt3d_tune.results.export import export_run
 
     paths = export_run(args.run_dir)
     if "best_config" not in paths:

@@ -23,8 +23,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Write the report and print its path. Raises ConfigError for a wrong directory."""
-    from rt3d_tune.search.export import load_context
-    from rt3d_tune.search.report import write_report
+    from rt3d_tune.results.export import load_context
+    from rt3d_tune.results.report import write_report
 
     paths = write_report(load_context(args.run_dir))
     print(f"report: {paths['report']}")

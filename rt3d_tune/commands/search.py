@@ -58,7 +58,7 @@ def _check_trial_configs(space: Any, space_file: str) -> None:
     Raises:
         ConfigError: the first problem ``rt3d-tune validate`` would report.
     """
-    from rt3d_tune.search.validate import validate_space
+    from rt3d_tune.space.validate import validate_space
 
     problems = validate_space(space, samples=0).problems
     if problems:
@@ -72,8 +72,8 @@ def _check_trial_configs(space: Any, space_file: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate, search, export, and print the best trial. Raises ConfigError."""
     from rt3d_tune.errors import ConfigError
-    from rt3d_tune.search.sampling import config_diff, format_diff
-    from rt3d_tune.search.space import load_space
+    from rt3d_tune.space.sampling import config_diff, format_diff
+    from rt3d_tune.space.space import load_space
     from rt3d_tune.search.tuner import run_search
 
     _check_args(args)

@@ -35,9 +35,9 @@ def run(args: argparse.Namespace) -> int:
         ConfigError: the space file itself is malformed (the CLI prints it, exit 2).
     """
     from rt3d_tune.errors import ConfigError
-    from rt3d_tune.search.sampling import format_diff, num_trials
-    from rt3d_tune.search.space import load_space
-    from rt3d_tune.search.validate import validate_space
+    from rt3d_tune.space.sampling import format_diff, num_trials
+    from rt3d_tune.space.space import load_space
+    from rt3d_tune.space.validate import validate_space
 
     for name in ("samples", "iters_per_epoch"):
         value = getattr(args, name)

@@ -8,7 +8,7 @@ interrupted one, and a run copied from another machine::
     best/best_runtime.py   only what differs from the base, ``_base_`` = the base config
     best/summary.json      metric, best value, trial, params, seed, versions, compute
     results.csv            one row per trial: params, metric per fidelity, status, time
-    study.db               the Optuna study (``rt3d_tune.search.study``)
+    study.db               the Optuna study (``rt3d_tune.results.study``)
 
 Extension point: a module that writes more (the mmengine spelling, the HTML report)
 decorates ``write(ctx) -> dict[name, Path]`` with :func:`register_exporter` and adds
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search import recorder
+from rt3d_tune.results import recorder
 
 __all__ = [
     "EXPORTER_MODULES",
@@ -48,8 +48,8 @@ BEST_DIR = "best"
 RESULTS_CSV = "results.csv"
 # Modules that register more exporters (imported by export_run).
 EXPORTER_MODULES: tuple[str, ...] = (
-    "rt3d_tune.search.mmengine_export",
-    "rt3d_tune.search.report",
+    "rt3d_tune.results.mmengine_export",
+    "rt3d_tune.results.report",
 )
 _EXPORTERS: list[Callable[[ExportContext], dict[str, Path]]] = []
 
@@ -255,8 +255,8 @@ def load_run_info(run_dir: str | Path) -> dict[str, Any]:
 def load_run_space(run_dir: Path, info: dict[str, Any]) -> Any:
     """The run's SearchSpace, from its copies (valid even if the originals moved)."""
     from rt3d_tune.config import Config
-    from rt3d_tune.search.schema import read_yaml
-    from rt3d_tune.search.space import parse_space
+    from rt3d_tune.space.schema import read_yaml
+    from rt3d_tune.space.space import parse_space
 
     base = Config.fromfile(str(run_dir / "base_config.py"), import_custom_modules=False)
     space_file = run_dir / "space.yaml"
@@ -282,7 +282,7 @@ def export_run(run_dir: str | Path) -> dict[str, Path]:
     Raises:
         ConfigError: not a run directory, or its best trial's config is missing.
     """
-    from rt3d_tune.search.study import build_study, write_study
+    from rt3d_tune.results.study import build_study, write_study
 
     ctx = load_context(run_dir)
     run_dir, info, records = ctx.run_dir, ctx.info, ctx.records

@@ -408,7 +408,7 @@ def write_best_mmengine(ctx: Any) -> dict[str, Any]:
 
 
 def _register() -> None:
-    from rt3d_tune.search.export import register_exporter
+    from rt3d_tune.results.export import register_exporter
 
     register_exporter(write_best_mmengine)
 

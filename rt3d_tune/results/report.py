@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from rt3d_tune.search import recorder
-from rt3d_tune.search.export import ExportContext, register_exporter
+from rt3d_tune.results import recorder
+from rt3d_tune.results.export import ExportContext, register_exporter
 
 __all__ = ["PLOTS", "best_so_far", "write_report"]
 
@@ -285,7 +285,7 @@ def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
 
 def _diff_text(ctx: ExportContext, trial_id: str) -> str:
     from rt3d_tune.config import Config
-    from rt3d_tune.search.export import runtime_diff
+    from rt3d_tune.results.export import runtime_diff
 
     base = ctx.run_dir / "base_config.py"
     trial = ctx.run_dir / "trials" / trial_id / "config.py"

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rt3d_tune.search import recorder
+from rt3d_tune.results import recorder
 
 __all__ = ["STUDY_DB", "build_study", "write_study"]
 
@@ -38,7 +38,7 @@ def build_study(space: Any, records: dict[str, recorder.TrialRecord]) -> Any:
     """
     import optuna
 
-    from rt3d_tune.search.sampling import define_by_run
+    from rt3d_tune.space.sampling import define_by_run
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     direction = "maximize" if space.mode == "max" else "minimize"

@@ -9,14 +9,14 @@ from typing import Any
 
 from ray.tune import Callback, Stopper
 
-from rt3d_tune.search.recorder import (
+from rt3d_tune.results.recorder import (
     ERROR,
     RESULTS_JSONL,
     append_event,
     classify,
     load_records,
 )
-from rt3d_tune.search.trainable import trial_params
+from rt3d_tune.space.params import trial_params
 
 __all__ = ["FatalErrorStopper", "ResultRecorder"]
 

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search.domains import Choice, Grid, Int, LogInt, LogUniform, Uniform, is_primitive
-from rt3d_tune.search.space import SCHEDULERS
-from rt3d_tune.search.trainable import PARAMS_KEY
+from rt3d_tune.space.domains import Choice, Grid, Int, LogInt, LogUniform, Uniform, is_primitive
+from rt3d_tune.space.space import SCHEDULERS
+from rt3d_tune.space.params import PARAMS_KEY
 
 __all__ = ["build_scheduler", "clip_to_domains", "mutable_params", "pbt_mutations"]
 
@@ -85,7 +85,7 @@ def build_scheduler(
 def mutable_params(space: Any) -> list[tuple[str, Any]]:
     """(param name, domain) of the parameters every trial has: PBT can perturb these.
 
-    Names follow ``rt3d_tune.search.sampling``: a top-level numeric domain or a choice
+    Names follow ``rt3d_tune.space.sampling``: a top-level numeric domain or a choice
     among plain values is named by its key path; a choice among lists by
     ``<path>@choice`` (the option index). Parameters inside conditional branches
     exist only in some trials and are left out.

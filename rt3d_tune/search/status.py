@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from rt3d_tune.search.recorder import (
+from rt3d_tune.results.recorder import (
     DIVERGED,
     EARLY_STOPPED,
     ERROR,

@@ -38,6 +38,7 @@ from rt3d_tune.errors import ConfigError, DivergenceError
 from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.hook import Hook
 from rt3d_tune.runner.priority import Priority
+from rt3d_tune.space.params import trial_params
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -53,8 +54,6 @@ CHECKPOINT_FILE = "trial.pth"
 METRICS_FILE = "metrics.json"  # the report a checkpoint belongs to, beside it
 # Optuna refuses inf; a diverged trial reports this magnitude with the worst sign.
 DIVERGED_MAGNITUDE = 1.0e9
-# Grid and PBT trial configs nest the sampled params under this key; Optuna's are flat.
-PARAMS_KEY = "params"
 
 
 def worst_value(mode: str) -> float:
@@ -70,7 +69,7 @@ class TrialSetup:
         run_dir: absolute path of the search run directory; trials write under
             ``run_dir/trials/<trial id>/``.
         base_config: absolute path of the base config file.
-        space: the parsed SearchSpace (``rt3d_tune.search.space``).
+        space: the parsed SearchSpace (``rt3d_tune.space.space``).
         cpus: CPUs per trial (sets torch's thread count).
         cwd: the driver's working directory; trials run there so that relative paths
             in the user's config mean what they mean to ``rt3d-tune train``.
@@ -265,7 +264,7 @@ def build_trial_config(setup: TrialSetup, params: dict[str, Any]) -> Any:
     Raises:
         ConfigError: an override the base config cannot take.
     """
-    from rt3d_tune.search.sampling import apply_overrides, overrides_from_params
+    from rt3d_tune.space.sampling import apply_overrides, overrides_from_params
 
     base = _load_base(setup.base_config, os.path.getmtime(setup.base_config))
     return apply_overrides(base, overrides_from_params(setup.space, params))
@@ -280,13 +279,6 @@ def trial_device(cpus: float) -> tuple[str, list[str]]:
     gpu_ids = [str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else []
     device = "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
     return device, gpu_ids
-
-
-def trial_params(config: dict[str, Any]) -> dict[str, Any]:
-    """The sampled params of a trial: nested under ``params`` (grid, PBT) or flat (Optuna)."""
-    if PARAMS_KEY in config and isinstance(config[PARAMS_KEY], dict):
-        return dict(config[PARAMS_KEY])
-    return dict(config)
 
 
 def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search import recorder
-from rt3d_tune.search.export import export_run, write_run_info
-from rt3d_tune.search.trainable import PARAMS_KEY, TrialSetup
+from rt3d_tune.results import recorder
+from rt3d_tune.results.export import export_run, write_run_info
+from rt3d_tune.search.trainable import TrialSetup
+from rt3d_tune.space.params import PARAMS_KEY
 
 __all__ = ["RAY_DIR", "SearchResult", "resolve_run_dir", "run_search"]
 
@@ -131,7 +132,7 @@ def _sample_points(space: Any, count: int) -> list[dict[str, Any]]:
     """``count`` params sampled up front with the space's sampler (PBT's population)."""
     import optuna
 
-    from rt3d_tune.search.sampling import define_by_run, make_sampler
+    from rt3d_tune.space.sampling import define_by_run, make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = make_sampler(space.search.algorithm, space.search.seed, space)
@@ -150,7 +151,7 @@ def _search_setup(space: Any, num_samples: int) -> tuple[Any, dict, int, Any]:
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from rt3d_tune.search.sampling import grid_params, make_sampler
+    from rt3d_tune.space.sampling import grid_params, make_sampler
     from rt3d_tune.search.schedulers import build_scheduler, mutable_params, pbt_mutations
 
     algorithm = space.search.algorithm
@@ -201,7 +202,7 @@ def _optuna_search_class() -> type:
 
 def _define_by_run_for_ray(trial: Any, space: Any) -> None:
     """OptunaSearch's define-by-run: Ray takes the params the trial suggested."""
-    from rt3d_tune.search.sampling import define_by_run
+    from rt3d_tune.space.sampling import define_by_run
 
     define_by_run(trial, space)
 
@@ -222,7 +223,7 @@ def run_search(
     """Run (or resume) a search and export its results.
 
     Args:
-        space: the parsed SearchSpace (``rt3d_tune.search.space.parse_space``).
+        space: the parsed SearchSpace (``rt3d_tune.space.space.parse_space``).
         address: None for an embedded local Ray; ``auto`` / ``ray://host:port`` to join.
         name: the run's directory name under ``output`` (default: space stem + time).
         output: where run directories go.
@@ -244,8 +245,8 @@ def run_search(
 
     from rt3d_tune.search.callbacks import FatalErrorStopper, ResultRecorder
     from rt3d_tune.search.ray_session import ray_session
-    from rt3d_tune.search.sampling import num_trials
-    from rt3d_tune.search.space import check_resources
+    from rt3d_tune.space.sampling import num_trials
+    from rt3d_tune.space.space import check_resources
     from rt3d_tune.search.status import StatusLine
     from rt3d_tune.search.trainable import train_trial
 

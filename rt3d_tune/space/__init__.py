@@ -1,12 +1,17 @@
-"""The search layer's pure half: space files, domains, sampling and validation (no Ray).
+"""The search space file, pure: schema, domains, key paths, sampling, overrides, validate.
 
-The Ray side (trainable, tuner, export) builds on these.
+Everything here runs before Ray starts and imports neither Ray nor torch at import time
+(``validate`` imports torch inside the functions that build optimizers and hooks):
+``load_space`` parses and checks a space file against its base config, ``sampling``
+turns sampled params into config overrides and diffs, ``validate`` builds sample trial
+configs against the real model. The Ray side is :mod:`rt3d_tune.search`; what a run
+leaves on disk is read and written by :mod:`rt3d_tune.results`.
 """
 
 from __future__ import annotations
 
-from rt3d_tune.search.domains import Choice, Domain, Grid, Int, LogInt, LogUniform, Uniform
-from rt3d_tune.search.sampling import (
+from rt3d_tune.space.domains import Choice, Domain, Grid, Int, LogInt, LogUniform, Uniform
+from rt3d_tune.space.sampling import (
     ABSENT,
     apply_overrides,
     config_diff,
@@ -18,7 +23,8 @@ from rt3d_tune.search.sampling import (
     num_trials,
     overrides_from_params,
 )
-from rt3d_tune.search.space import (
+from rt3d_tune.space.params import PARAMS_KEY, trial_params
+from rt3d_tune.space.space import (
     ALGORITHMS,
     SCHEDULERS,
     Resources,
@@ -34,6 +40,7 @@ from rt3d_tune.search.space import (
 __all__ = [
     "ABSENT",
     "ALGORITHMS",
+    "PARAMS_KEY",
     "SCHEDULERS",
     "Choice",
     "Domain",
@@ -59,4 +66,5 @@ __all__ = [
     "num_trials",
     "overrides_from_params",
     "parse_space",
+    "trial_params",
 ]

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search.domains import (
+from rt3d_tune.space.domains import (
     Choice,
     Domain,
     Grid,
@@ -33,8 +33,8 @@ from rt3d_tune.search.domains import (
     Uniform,
     is_primitive,
 )
-from rt3d_tune.search.keypaths import plain_dict
-from rt3d_tune.search.space import SearchSpace
+from rt3d_tune.space.keypaths import plain_dict
+from rt3d_tune.space.space import SearchSpace
 
 __all__ = [
     "ABSENT",

@@ -3,7 +3,7 @@
 Everything here is pure and fast (no torch, no Ray). ``load_space`` reports the first
 structural mistake as a ConfigError naming the file and the key path in it
 (``space.lr_config.choice[1].warmup_iters``); semantic checks that need torch (is the
-optimizer known, does the schedule build) live in ``rt3d_tune.search.validate``.
+optimizer known, does the schedule build) live in ``rt3d_tune.space.validate``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search.domains import Choice, Domain, Grid, domain_name, parse_domain, walk_domains
-from rt3d_tune.search.keypaths import check_key_path, plain_dict
-from rt3d_tune.search.schema import (
+from rt3d_tune.space.domains import Choice, Domain, Grid, domain_name, parse_domain, walk_domains
+from rt3d_tune.space.keypaths import check_key_path, plain_dict
+from rt3d_tune.space.schema import (
     check_bool,
     check_known_keys,
     check_mapping,

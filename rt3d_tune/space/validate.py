@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search.domains import Choice, Domain, Grid, walk_domains
-from rt3d_tune.search.keypaths import plain_dict
-from rt3d_tune.search.sampling import (
+from rt3d_tune.space.domains import Choice, Domain, Grid, walk_domains
+from rt3d_tune.space.keypaths import plain_dict
+from rt3d_tune.space.sampling import (
     apply_overrides,
     config_diff,
     define_by_run,
@@ -28,7 +28,7 @@ from rt3d_tune.search.sampling import (
     resolve_overrides,
     uses_index,
 )
-from rt3d_tune.search.space import SearchSpace
+from rt3d_tune.space.space import SearchSpace
 
 __all__ = [
     "TrialCheck",

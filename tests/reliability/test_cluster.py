@@ -19,7 +19,7 @@ import pytest
 from fault_fixtures import read_probe
 from reliability_kit import json_log_lines, search_command, write_base, write_space
 
-from rt3d_tune.search import recorder
+from rt3d_tune.results import recorder
 
 pytestmark = [pytest.mark.ray, pytest.mark.cluster, pytest.mark.slow]
 

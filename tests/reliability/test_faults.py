@@ -15,8 +15,8 @@ import pytest
 from fault_fixtures import read_probe
 from reliability_kit import REPO, events, json_log_lines, search_command, write_base, write_space
 
-from rt3d_tune.search import recorder
-from rt3d_tune.search.space import load_space
+from rt3d_tune.results import recorder
+from rt3d_tune.space.space import load_space
 from rt3d_tune.search.tuner import run_search
 
 pytestmark = [pytest.mark.slow]

@@ -22,7 +22,7 @@ SEARCH_SCRIPT = r"""
 import json, os, sys, threading, time
 sys.path.insert(0, sys.argv[4])
 from reliability_kit import cmdline, descendants, listening_sockets
-from rt3d_tune.search.space import load_space
+from rt3d_tune.space.space import load_space
 from rt3d_tune.search.tuner import run_search
 
 space_file, output, probe = sys.argv[1:4]

@@ -12,8 +12,8 @@ import yaml
 
 from rt3d_tune.config import Config
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search import recorder
-from rt3d_tune.search.export import export_run, runtime_diff, write_run_info
+from rt3d_tune.results import recorder
+from rt3d_tune.results.export import export_run, runtime_diff, write_run_info
 from rt3d_tune.search.status import format_status
 
 BASE = {
@@ -174,8 +174,8 @@ def test_study_file_reads_back_equal_to_the_study_in_memory(tmp_path: Path, monk
 
     import optuna
 
-    from rt3d_tune.search import study as study_module
-    from rt3d_tune.search.study import write_study
+    from rt3d_tune.results import study as study_module
+    from rt3d_tune.results.study import write_study
 
     if path == "fallback":
         def changed_tables(*args):

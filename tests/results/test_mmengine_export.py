@@ -10,7 +10,7 @@ import torch
 
 from rt3d_tune import Config
 from rt3d_tune.runner.simulate import simulate_schedule
-from rt3d_tune.search.mmengine_export import to_mmengine
+from rt3d_tune.results.mmengine_export import to_mmengine
 
 mmengine = pytest.importorskip("mmengine")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rt3d_tune.search import recorder
-from rt3d_tune.search.report import PLOTS, best_so_far
+from rt3d_tune.results import recorder
+from rt3d_tune.results.report import PLOTS, best_so_far
 
 REPO = Path(__file__).resolve().parents[2]
 POINTNET = REPO / "configs" / "pointnet" / "pointnet_shapes.py"
@@ -30,7 +30,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def run_dir(ray_local, tmp_path_factory) -> Path:
-    from rt3d_tune.search.space import load_space
+    from rt3d_tune.space.space import load_space
     from rt3d_tune.search.tuner import run_search
 
     tmp = tmp_path_factory.mktemp("report")
@@ -106,8 +106,8 @@ def test_best_mmengine_loads_in_mmengine(run_dir):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_report_without_matplotlib_says_how_to_install(run_dir, monkeypatch):
-    from rt3d_tune.search.export import load_context
-    from rt3d_tune.search.report import write_report
+    from rt3d_tune.results.export import load_context
+    from rt3d_tune.results.report import write_report
 
     real_import = builtins.__import__
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rt3d_tune.search import recorder
+from rt3d_tune.results import recorder
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -21,7 +21,7 @@ POINTNET = REPO / "configs" / "pointnet" / "pointnet_shapes.py"
 CHILD = """
 import json, sys, ray
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search.space import load_space
+from rt3d_tune.space.space import load_space
 from rt3d_tune.search.tuner import run_search
 ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False,
          log_to_driver=False)

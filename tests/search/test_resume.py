@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rt3d_tune.search import recorder
+from rt3d_tune.results import recorder
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from rt3d_tune.config import Config
-from rt3d_tune.search.domains import Choice, Int, LogUniform
+from rt3d_tune.space.domains import Choice, Int, LogUniform
 from rt3d_tune.search.schedulers import build_scheduler, clip_to_domains, pbt_mutations
-from rt3d_tune.search.space import SchedulerSettings, load_space
+from rt3d_tune.space.space import SchedulerSettings, load_space
 
 REPO = Path(__file__).resolve().parents[2]
 POINTNET = REPO / "configs" / "pointnet" / "pointnet_shapes.py"

@@ -16,7 +16,7 @@ import space_files
 
 from rt3d_tune.config import Config
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search.space import load_space
+from rt3d_tune.space.space import load_space
 from rt3d_tune.search.tuner import run_search
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -43,7 +43,7 @@ def test_hooks_get_trial_names_and_params_but_user_settings_win():
 @pytest.mark.slow
 def test_search_trials_log_to_their_own_mlflow_runs(ray_local, tmp_path):
     mlflow = pytest.importorskip("mlflow")
-    from rt3d_tune.search.space import load_space
+    from rt3d_tune.space.space import load_space
     from rt3d_tune.search.tuner import run_search
 
     uri = (tmp_path / "mlruns").as_uri()

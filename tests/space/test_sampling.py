@@ -13,7 +13,7 @@ import pytest
 
 from rt3d_tune.config import Config
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search import (
+from rt3d_tune.space import (
     ABSENT,
     apply_overrides,
     config_diff,
@@ -247,7 +247,7 @@ def test_config_diff_lists_changed_added_and_removed_leaves():
 
 def test_yaml_lists_become_tuples_where_the_base_has_tuples():
     from rt3d_tune.config import Config
-    from rt3d_tune.search.sampling import apply_overrides, config_diff
+    from rt3d_tune.space.sampling import apply_overrides, config_diff
 
     base = Config(dict(optimizer=dict(type="AdamW", lr=0.1, betas=(0.9, 0.99)),
                        lr_config=dict(policy="cyclic", target_ratio=(10, 1e-4)),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search import (
+from rt3d_tune.space import (
     Choice,
     Grid,
     Int,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from rt3d_tune import cli
-from rt3d_tune.search import load_space
-from rt3d_tune.search.validate import sample_params, validate_space
+from rt3d_tune.space import load_space
+from rt3d_tune.space.validate import sample_params, validate_space
 
 REPO = Path(__file__).resolve().parents[2]
 POINTNET = REPO / "configs" / "pointnet" / "pointnet_shapes.py"
