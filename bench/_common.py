@@ -1,9 +1,13 @@
-"""Shared pieces of the benchmarks: Ray setup, printing, and two tiny registered tasks.
+"""Shared pieces of the benchmarks: Ray setup, the raw Tune baselines, printing, tiny tasks.
 
 This module is also copied next to the generated configs of the search benchmarks
 (as ``rt3d_bench_task.py``) and imported there through ``custom_imports``, so the Ray
 trials register the same classes: it imports only the standard library, torch and
 rt3d_tune, and nothing from ``bench/``.
+
+Baselines (:class:`RawTune`): ``RAW_FAIR``, the one every target line compares against
+(Tune with the environment variables the search sets, ``reuse_actors=True``, a trial
+that imports torch and steps an optimizer), ``RAW_DEFAULTS`` and ``RAW_NO_TORCH``.
 
 Tasks:
     * ``BenchNoopDataset`` / ``BenchNoopModel``: one sample, one parameter; a trial on
@@ -21,6 +25,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +34,22 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from rt3d_tune.registry import DATASETS, MODELS
+from rt3d_tune.search.ray_session import TUNE_ENV
 
 TASK_MODULE = "rt3d_bench_task"
 NOOP_METRIC = "score"
-# What Ray needs on this machine (DESIGN.md, "Ray") and what keeps it quiet.
-RAY_ENV = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_AIR_NEW_OUTPUT": "0",
-}
-# Set by rt3d-tune's ray_session; raw Tune baselines run without them (Tune's defaults).
-TUNE_SPEEDUPS = (
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S",
-)
+# Ray on loopback only (DESIGN.md, "Ray"), as the search's embedded instance runs.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 # --- Ray -------------------------------------------------------------------------------
 def start_ray(num_cpus: int = 2) -> None:
-    """A local Ray with ``num_cpus`` CPUs on loopback, unless one is already running."""
-    for key, value in RAY_ENV.items():
+    """A local Ray with ``num_cpus`` CPUs on loopback, unless one is already running.
+
+    The process gets the environment rt3d-tune's search sets (``TUNE_ENV``, only where
+    unset, as the search does), so every measurement after this starts from it.
+    """
+    for key, value in {**LOOPBACK_ENV, **TUNE_ENV}.items():
         os.environ.setdefault(key, value)
     import ray
     from ray import cloudpickle
@@ -67,15 +68,27 @@ def start_ray(num_cpus: int = 2) -> None:
 
 
 @contextlib.contextmanager
-def tune_defaults() -> Iterator[None]:
-    """Run the body with Tune's own defaults: the speed-up variables unset, then restored."""
-    saved = {key: os.environ.pop(key) for key in TUNE_SPEEDUPS if key in os.environ}
+def tune_environment(search_env: bool) -> Iterator[None]:
+    """Run the body with Tune's variables as the search sets them, or with Tune's defaults.
+
+    Args:
+        search_env: True: ``TUNE_ENV`` where unset (what ``ray_session`` does); False:
+            its ``TUNE_*`` variables unset (Tune's own defaults). Restored afterwards.
+    """
+    saved = {key: os.environ.get(key) for key in TUNE_ENV}
     try:
+        for key, value in TUNE_ENV.items():
+            if search_env:
+                os.environ.setdefault(key, value)
+            elif key.startswith("TUNE_"):
+                os.environ.pop(key, None)
         yield
     finally:
-        for key in TUNE_SPEEDUPS:
-            os.environ.pop(key, None)
-        os.environ.update(saved)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 # --- printing --------------------------------------------------------------------------
@@ -224,8 +237,8 @@ def run_rt3d_noop(folder: Path, n: int, name: str, sleep: float = 0.0) -> float:
 
     Uses the running Ray (``start_ray``); warns when not every trial terminated.
     """
-    from rt3d_tune.space.space import load_space
     from rt3d_tune.search.tuner import run_search
+    from rt3d_tune.space.space import load_space
 
     space = load_space(write_noop_space(folder, n, sleep))
     start = time.perf_counter()
@@ -237,10 +250,62 @@ def run_rt3d_noop(folder: Path, n: int, name: str, sleep: float = 0.0) -> float:
     return wall
 
 
+@dataclass(frozen=True)
+class RawTune:
+    """How a raw Ray Tune baseline runs (:func:`run_raw_tune`): OptunaSearch on one
+    loguniform parameter, two trials at a time, each trial one report.
+
+    Attributes:
+        name: its FIGURE label.
+        reuse_actors: Tune's ``reuse_actors`` (its default is False).
+        torch_trial: each trial imports torch and steps a one-weight SGD optimizer first
+            (what every torch trial pays, as rt3d-tune's trials do).
+        search_env: Tune's variables as rt3d-tune's search sets them (``TUNE_ENV``: no
+            auto-callback loggers, ...); False: Tune's own defaults.
+    """
+
+    name: str
+    reuse_actors: bool
+    torch_trial: bool
+    search_env: bool
+
+
+# The fairest baseline, which every benchmark's target line compares against: Tune run
+# as rt3d-tune's search runs it, on a trial that does what every torch trial does.
+RAW_FAIR = RawTune(
+    "raw Ray Tune as the search runs it (its environment, reuse_actors=True, torch trial)",
+    reuse_actors=True,
+    torch_trial=True,
+    search_env=True,
+)
+# What a user gets from Tune out of the box (fresh actor per trial, default loggers).
+RAW_DEFAULTS = RawTune(
+    "raw Ray Tune, defaults (no torch in the trial)",
+    reuse_actors=False,
+    torch_trial=False,
+    search_env=False,
+)
+# Tune's own floor as the search runs it: the fair baseline without torch.
+RAW_NO_TORCH = RawTune(
+    "raw Ray Tune as the search runs it, no torch in the trial",
+    reuse_actors=True,
+    torch_trial=False,
+    search_env=True,
+)
+
+
+def warm_up(folder: Path) -> None:
+    """One unmeasured trial of rt3d-tune and of the fair baseline, so that one-off imports
+    in the driver (ray.tune; mlflow and wandb, imported by Ray's callback tagging; the
+    report's matplotlib) land on no measurement."""
+    run_raw_tune(folder, 1, "warm_raw", RAW_FAIR)
+    run_rt3d_noop(folder, 1, "warm_rt3d")
+
+
 def _raw_trainable(config: dict[str, Any]) -> None:
     from ray import tune
 
-    if config["torch"]:  # what any torch trial pays: the import and a first optimizer step
+    if config["torch"]:
         # Imported here: a module-level name would make every raw trial's worker import
         # torch to unpickle this function (it is shipped by value).
         import torch
@@ -256,36 +321,35 @@ def _raw_trainable(config: dict[str, Any]) -> None:
 
 
 def run_raw_tune(
-    folder: Path, n: int, name: str, reuse: bool, sleep: float = 0.0, with_torch: bool = False
+    folder: Path, n: int, name: str, baseline: RawTune, sleep: float = 0.0
 ) -> float:
-    """Wall seconds of raw ``Tuner.fit`` (OptunaSearch, Tune's defaults) over ``n`` trials.
+    """Wall seconds of raw ``Tuner.fit`` over ``n`` trials, run as ``baseline`` says.
 
     Args:
         folder: storage root.
         n: trials (two at a time).
         name: experiment name.
-        reuse: ``reuse_actors`` (Tune's default is False).
+        baseline: how Tune runs (:class:`RawTune`).
         sleep: seconds each trial sleeps before its one report.
-        with_torch: each trial builds a one-weight SGD optimizer and steps it first.
     """
     import optuna
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with tune_defaults():
+    with tune_environment(baseline.search_env):
         tuner = tune.Tuner(
             _raw_trainable,
             param_space={
                 "x": tune.loguniform(1.0e-3, 1.0e-1),
                 "sleep": sleep,
-                "torch": with_torch,
+                "torch": baseline.torch_trial,
             },
             tune_config=tune.TuneConfig(
                 search_alg=OptunaSearch(metric=NOOP_METRIC, mode="max", seed=0),
                 num_samples=n,
                 max_concurrent_trials=2,
-                reuse_actors=reuse,
+                reuse_actors=baseline.reuse_actors,
             ),
             run_config=tune.RunConfig(name=name, storage_path=str(folder / "raw"), verbose=0),
         )

@@ -25,7 +25,6 @@ Target: runner/hand wall time <= 1.03, and no more memory.
 
 from __future__ import annotations
 
-# ruff: noqa: C408  (the config is spelled with dict(), as mmcv configs are)
 import argparse
 import cProfile
 import io

@@ -164,7 +164,10 @@ def trial_curves(run_dir: Path, metric: str) -> list[tuple[dict[str, Any], list[
     from rt3d_tune.results.recorder import load_records
 
     return [
-        (record.params, [float(record.results[f].get(metric, math.nan)) for f in sorted(record.results)])
+        (
+            record.params,
+            [float(record.results[f].get(metric, math.nan)) for f in sorted(record.results)],
+        )
         for record in load_records(run_dir).values()
     ]
 
@@ -201,8 +204,8 @@ def run_method(
     folder: Path, base: Path, args: argparse.Namespace, method: str, seed: int
 ) -> tuple[Path, float]:
     """Run one search; returns (its run folder, wall seconds)."""
-    from rt3d_tune.space.space import load_space
     from rt3d_tune.search.tuner import run_search
+    from rt3d_tune.space.space import load_space
 
     space = load_space(
         write_space(
@@ -219,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), default="bev")
     parser.add_argument(
-        "--keep", type=Path, default=None, help="keep the run folders here (default: a temporary folder)"
+        "--keep",
+        type=Path,
+        default=None,
+        help="keep the run folders here (default: a temporary folder)",
     )
     parser.add_argument("--epochs", type=int, default=6, help="full schedule, epochs")
     parser.add_argument(

@@ -1,26 +1,31 @@
 """Orchestration overhead per trial: N no-op trials through rt3d-tune's search path.
 
-Each trial trains a one-weight model for one iteration and reports one evaluation
-(``_common.NOOP_CONFIG``), through ``run_search`` (space file, OptunaSearch, reused
-actors, the trial builds its runner, export at the end: results CSV, best config,
-study.db, report with plots). Baselines, measured in the same run on the same local
-Ray (2 CPUs): raw Ray Tune with its defaults (fresh actor per trial, default loggers),
-raw Ray Tune with ``reuse_actors=True``, both with OptunaSearch on one loguniform
-parameter, the same with each trial building and stepping a one-weight torch
-optimizer (what every torch trial pays: importing torch in each new worker process,
-torch._dynamo at the first optimizer), and a plain Optuna loop in one process (the
-floor). The search's phases (start-up, trials, export) come from the recorded trial
-start and end times. Ray starts once before all of them, and
-a one-trial run of each goes first, unmeasured, so that one-off imports in the driver
-(ray.tune; mlflow and wandb, imported by Ray's callback tagging) count for none of them.
-A second rt3d run with n/4 trials splits the cost into a fixed cost per search and a
-marginal cost per trial (a noisy estimate on a loaded machine).
+Runs, on one local Ray (2 CPUs, started once, loopback only):
+
+* rt3d-tune: ``run_search`` over N no-op trials (``_common.NOOP_CONFIG``: one weight,
+  one iteration, one evaluation, one report): space file, OptunaSearch, reused actors,
+  the trial builds its config and runner, export at the end (results CSV, best config,
+  study.db, report with plots). Its phases (start-up, trials, export) come from the
+  recorded trial start and end times; a second run with N/4 trials splits the cost into
+  a fixed cost per search and a marginal cost per trial (noisy on a loaded machine).
+* the fair baseline (``_common.RAW_FAIR``), at the same N: raw ``Tuner.fit`` with the
+  environment variables the search sets (``TUNE_ENV``), ``reuse_actors=True``,
+  OptunaSearch on one loguniform parameter, two at a time, each trial importing torch
+  and stepping a one-weight SGD optimizer before its one report (what every torch trial
+  pays: torch in each new worker, torch._dynamo at the first optimizer step).
+* for context, same N: raw Tune with its defaults (``RAW_DEFAULTS``: fresh actor per
+  trial, default loggers, no torch), raw Tune as the search runs it without torch
+  (``RAW_NO_TORCH``), and a plain Optuna loop in one process (the floor).
+
+Outside ``--quick``, a one-trial run of rt3d-tune and of the fair baseline goes first,
+unmeasured (``_common.warm_up``), so that one-off imports in the driver count for none
+of them. ``--repeats`` keeps the minimum.
 
     python bench/trial_overhead.py [--n 20] [--repeats 1] [--profile TOP]
     python bench/trial_overhead.py --profile-driver 40   # where run_search's time goes
 
 Prints one FIGURE line per measurement (seconds per trial) and RATIO lines; the last
-line is ``RATIO rt3d/raw_defaults``. Target: rt3d <= 0.3 s/trial and <= 0.15x raw.
+line is ``RATIO rt3d/raw_fair``. Target: rt3d-tune <= 1.25x the fair baseline.
 """
 
 from __future__ import annotations
@@ -50,8 +55,8 @@ def time_optuna(n: int) -> float:
 def profile_trial_body(folder: Path, top: int) -> None:
     """Profile what one no-op trial does inside its actor, outside Ray (warm process)."""
     from rt3d_tune.runner.builder import build_runner
-    from rt3d_tune.space.space import load_space
     from rt3d_tune.search.trainable import TrialSetup, build_trial_config
+    from rt3d_tune.space.space import load_space
 
     space = load_space(_common.write_noop_space(folder, 1))
     setup = TrialSetup(run_dir=str(folder), base_config=str(space.base_path), space=space)
@@ -120,21 +125,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="rt3d_bench_") as tmp:
         folder = Path(tmp)
-        raw_d, raw_r, raw_t, ours = [], [], [], []
+        baselines = (_common.RAW_DEFAULTS, _common.RAW_NO_TORCH, _common.RAW_FAIR)
+        raw: dict[_common.RawTune, list[float]] = {baseline: [] for baseline in baselines}
+        ours: list[float] = []
         phases: dict[str, float] = {}
-        # Warm-up: one-off driver imports (ray.tune, and the mlflow/wandb imports of
-        # Ray's callback tagging) must not land on whichever measurement comes first.
         if not args.quick:
-            _common.run_raw_tune(folder, 1, "warm_raw", True)
-            _common.run_rt3d_noop(folder, 1, "warm_rt3d")
+            _common.warm_up(folder)
         small = max(1, args.n // 4)
         for rep in range(args.repeats):
-            raw_d.append(_common.run_raw_tune(folder, args.n, f"raw_default_{rep}", False) / args.n)
-            raw_r.append(_common.run_raw_tune(folder, args.n, f"raw_reuse_{rep}", True) / args.n)
-            raw_t.append(
-                _common.run_raw_tune(folder, args.n, f"raw_torch_{rep}", True, with_torch=True)
-                / args.n
-            )
+            for i, baseline in enumerate(baselines):
+                wall = _common.run_raw_tune(folder, args.n, f"raw_{i}_{rep}", baseline)
+                raw[baseline].append(wall / args.n)
             started = time.time()
             ours.append(_common.run_rt3d_noop(folder, args.n, f"rt3d_{rep}") / args.n)
             if ours[-1] == min(ours):
@@ -143,14 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         few = _common.run_rt3d_noop(folder, small, "rt3d_small")
         marginal = (min(ours) * args.n - few) / (args.n - small) if args.n > small else 0.0
         floor = time_optuna(max(args.n, 100))
-        _common.figure("raw Ray Tune, defaults", min(raw_d), "s/trial", f"n={args.n}")
-        _common.figure("raw Ray Tune, reuse_actors=True", min(raw_r), "s/trial", f"n={args.n}")
-        _common.figure(
-            "raw Ray Tune, reuse_actors=True, each trial builds and steps a torch optimizer",
-            min(raw_t),
-            "s/trial",
-            f"n={args.n}",
-        )
+        for baseline in baselines:
+            _common.figure(baseline.name, min(raw[baseline]), "s/trial", f"n={args.n}")
         _common.figure("plain Optuna loop (floor)", floor, "s/trial")
         _common.figure("rt3d-tune run_search", min(ours), "s/trial", f"n={args.n}, export included")
         for phase, seconds in phases.items():
@@ -168,12 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.profile:
             profile_trial_body(folder, args.profile)
-    _common.ratio("rt3d/raw_reuse", min(ours) / min(raw_r))
-    _common.ratio("rt3d/raw_reuse_torch", min(ours) / min(raw_t))
-    _common.ratio("rt3d s/trial", min(ours), 0.3)
-    _common.ratio("rt3d/raw_defaults", min(ours) / min(raw_d), 0.15)
+    _common.ratio("rt3d/raw_defaults", min(ours) / min(raw[_common.RAW_DEFAULTS]))
+    _common.ratio("rt3d/raw_no_torch", min(ours) / min(raw[_common.RAW_NO_TORCH]))
+    _common.ratio("rt3d/raw_fair", min(ours) / min(raw[_common.RAW_FAIR]), 1.25)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

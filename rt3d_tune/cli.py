@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 import traceback
-from typing import Sequence
+from collections.abc import Sequence
 
 from rt3d_tune import __version__
 from rt3d_tune.errors import ConfigError

@@ -12,22 +12,30 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from rt3d_tune.config_dict import ConfigDict, plain_values, wrap_values
 from rt3d_tune.config_imports import import_custom_modules
 from rt3d_tune.config_options import DictAction, parse_cfg_options
-from rt3d_tune.config_text import config_format, dumps, mark_base_refs, parse_text
-from rt3d_tune.config_text import substitute_file_vars
+from rt3d_tune.config_text import (
+    config_format,
+    dumps,
+    mark_base_refs,
+    parse_text,
+    substitute_file_vars,
+)
 from rt3d_tune.errors import ConfigError
+from rt3d_tune.limits import MAX_BASE_FILES, MAX_INDEX_DIGITS, read_user_file
 
-__all__ = ["Config", "ConfigDict", "DictAction", "parse_cfg_options", "import_custom_modules"]
+__all__ = ["Config", "ConfigDict", "DictAction", "import_custom_modules", "parse_cfg_options"]
 
 BASE_KEY = "_base_"
 DELETE_KEY = "_delete_"
 _MISSING = object()
-_INDEX = re.compile(r"-?\d+")
+# A list index; longer digit runs are out of range of any list (and of int()'s limit).
+_INDEX = re.compile(r"-?[0-9]+")
 _REF_MARK = "__rt3d_base_ref_"
 
 
@@ -71,12 +79,18 @@ def _lookup(data: Any, dotted: str) -> Any:
     for segment in dotted.split("."):
         if isinstance(data, Mapping) and segment in data:
             data = data[segment]
-        elif isinstance(data, (list, tuple)) and _INDEX.fullmatch(segment) \
-                and -len(data) <= int(segment) < len(data):
+        elif isinstance(data, (list, tuple)) and _in_range(segment, data):
             data = data[int(segment)]
         else:
             return _MISSING
     return data
+
+
+def _in_range(segment: str, items: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether ``segment`` is an index of ``items`` (checked before any int() of it)."""
+    return (_INDEX.fullmatch(segment) is not None
+            and len(segment.lstrip("-")) <= MAX_INDEX_DIGITS
+            and -len(items) <= int(segment) < len(items))
 
 
 def _resolve_refs(value: Any, refs: dict[str, str], base: Mapping[str, Any], file: Path) -> Any:
@@ -104,7 +118,8 @@ def _resolve_refs(value: Any, refs: dict[str, str], base: Mapping[str, Any], fil
 def _base_paths(data: dict[str, Any], path: Path) -> list[Path]:
     bases = data.pop(BASE_KEY, [])
     bases = [bases] if isinstance(bases, str) else bases
-    if not isinstance(bases, (list, tuple)) or not all(isinstance(b, str) for b in bases):
+    if not isinstance(bases, (list, tuple)) or not all(
+            isinstance(b, str) and b and "\0" not in b for b in bases):
         raise ConfigError(
             "_base_ must name config files", key_path=BASE_KEY, file=str(path),
             expected="a path or a list of paths, relative to this file", given=bases,
@@ -112,35 +127,43 @@ def _base_paths(data: dict[str, Any], path: Path) -> list[Path]:
     return [(path.parent / Path(base).expanduser()).resolve() for base in bases]
 
 
-def _load_file(path: Path, stack: tuple[Path, ...]) -> tuple[dict[str, Any], list[Path]]:
+def _load_file(path: Path, stack: tuple[Path, ...], loaded: list[Path]
+               ) -> tuple[dict[str, Any], list[Path]]:
     """One file merged over its bases; also the folders of files that set custom_imports.
 
+    ``loaded`` collects every file read for this config (bounded by MAX_BASE_FILES:
+    bases that name each other twice over double the files at every level).
+
     Raises:
-        ConfigError: a missing file, a base cycle, two sibling bases defining the same
-            top-level key, or any parse or merge error.
+        ConfigError: a missing or unreadable file, a base cycle, too many files, two
+            sibling bases defining the same top-level key, or any parse or merge error.
     """
     if path in stack:
         cycle = " -> ".join(str(p) for p in stack[stack.index(path):] + (path,))
         raise ConfigError(f"the _base_ files form a cycle: {cycle}", key_path=BASE_KEY,
                           file=str(stack[-1]), hint="remove one of the _base_ entries")
-    if not path.is_file():
+    if not path.exists():
         if not stack:
             raise ConfigError("config file not found", file=str(path))
         raise ConfigError(f"base config file not found: {path}", key_path=BASE_KEY,
                           file=str(stack[-1]),
                           hint="_base_ paths are relative to the file naming them")
+    loaded.append(path)
+    if len(loaded) > MAX_BASE_FILES:
+        raise ConfigError(
+            f"the _base_ chains load more than {MAX_BASE_FILES} files", key_path=BASE_KEY,
+            file=str(stack[-1]) if stack else str(path),
+            hint="a base named by several files is read once per naming file; "
+            "flatten the chain")
     fmt = config_format(path)
-    try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read the config: {err}", file=str(path)) from err
+    source = read_user_file(path, "config file")
     text, refs = mark_base_refs(substitute_file_vars(source, path))
     data = parse_text(text, fmt, path)
     import_dirs = [path.parent] if "custom_imports" in data else []
     merged: dict[str, Any] = {}
     owner: dict[str, Path] = {}
     for base_path in _base_paths(data, path):
-        base_data, base_dirs = _load_file(base_path, stack + (path,))
+        base_data, base_dirs = _load_file(base_path, stack + (path,), loaded)
         for key in base_data:
             if key in owner:
                 raise ConfigError(
@@ -179,13 +202,13 @@ class Config:
         object.__setattr__(self, "_import_dirs", dirs)
 
     @classmethod
-    def fromfile(cls, path: str | Path, import_custom_modules: bool = True) -> "Config":
+    def fromfile(cls, path: str | Path, import_custom_modules: bool = True) -> Config:
         """Load a .py/.yaml/.yml/.json config with its bases, and import its custom_imports.
 
         Raises:
             ConfigError: see the module docstring; every error names the file.
         """
-        data, import_dirs = _load_file(Path(path).expanduser().resolve(), ())
+        data, import_dirs = _load_file(Path(path).expanduser().resolve(), (), [])
         cfg = cls(data, filename=path)
         object.__setattr__(cfg, "_import_dirs", import_dirs + cfg._import_dirs)
         if import_custom_modules:
@@ -300,10 +323,10 @@ class Config:
         object.__setattr__(self, "_filename", state["filename"])
         object.__setattr__(self, "_import_dirs", list(state["dirs"]))
 
-    def __copy__(self) -> "Config":
+    def __copy__(self) -> Config:
         return self.__deepcopy__({})
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "Config":
+    def __deepcopy__(self, memo: dict[int, Any]) -> Config:
         new = Config.__new__(Config)
         new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
         return new
@@ -314,12 +337,11 @@ def _index(node: list[Any] | tuple[Any, ...], segment: str, path: str) -> int:
         raise ConfigError(f"this value is a {type(node).__name__}, so the key must be an index",
                           key_path=path, expected=f"an integer from 0 to {len(node) - 1}",
                           given=segment)
-    index = int(segment)
-    if not -len(node) <= index < len(node):
+    if not _in_range(segment, node):
         raise ConfigError("list index out of range", key_path=path,
-                          expected=f"an index from 0 to {len(node) - 1}", given=index,
+                          expected=f"an index from 0 to {len(node) - 1}", given=segment,
                           hint=f"the {type(node).__name__} has {len(node)} items")
-    return index
+    return int(segment)
 
 
 def _set_path(node: Any, segments: list[str], depth: int, value: Any) -> Any:

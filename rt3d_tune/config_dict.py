@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["ConfigDict", "wrap_values", "plain_values"]
+__all__ = ["ConfigDict", "plain_values", "wrap_values"]
 
 
 def wrap_values(value: Any) -> Any:
@@ -67,7 +68,7 @@ class ConfigDict(dict):
             self[key] = default
         return self[key]
 
-    def copy(self) -> "ConfigDict":
+    def copy(self) -> ConfigDict:
         return ConfigDict(self)
 
     def to_dict(self) -> dict[Any, Any]:

@@ -6,8 +6,9 @@ import contextlib
 import importlib
 import sys
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from rt3d_tune.errors import ConfigError
 
@@ -37,7 +38,8 @@ def import_custom_modules(custom_imports: Any, search_dirs: Sequence[Path] = (),
         the modules imported.
 
     Raises:
-        ConfigError: a malformed ``custom_imports``, or a failed import without
+        ConfigError: a malformed ``custom_imports`` (a name that is a path or a file name
+            rather than a dotted module name included), or a failed import without
             ``allow_failed_imports`` (then a warning is issued instead).
     """
     key = "custom_imports"
@@ -51,6 +53,15 @@ def import_custom_modules(custom_imports: Any, search_dirs: Sequence[Path] = (),
     if not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) and m for m in modules):
         raise ConfigError("custom_imports.imports must name modules", key_path=f"{key}.imports",
                           file=file, expected="a module name or a list of them", given=modules)
+    for i, name in enumerate(modules):
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ConfigError(
+                "custom_imports names modules, not files or paths",
+                key_path=f"{key}.imports.{i}", file=file,
+                expected="a dotted module name such as my_project.hooks", given=name,
+                hint="put the module next to the config (or on PYTHONPATH) and name it "
+                "without '.py' or '/'",
+            )
     allow_failed = custom_imports.get("allow_failed_imports", False)
     if not isinstance(allow_failed, bool):
         raise ConfigError("allow_failed_imports must be true or false", file=file,

@@ -7,11 +7,13 @@ stays a string (``work_dir='123'`` is the string ``'123'``, where mmcv gives the
 from __future__ import annotations
 
 import argparse
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rt3d_tune.errors import ConfigError
+from rt3d_tune.limits import MAX_NESTING
 
-__all__ = ["parse_cfg_options", "parse_value", "DictAction"]
+__all__ = ["DictAction", "parse_cfg_options", "parse_value"]
 
 _PAIRS = {"[": "]", "(": ")"}
 _HINT = (
@@ -65,28 +67,33 @@ def _split_top_level(text: str, item: str) -> list[str]:
     return parts
 
 
-def parse_value(text: str, item: str | None = None) -> Any:
+def parse_value(text: str, item: str | None = None, depth: int = 0) -> Any:
     """Parse one override value: int, float, bool, None, list, tuple (nested) or string.
 
     ``a,b`` and ``[a,b]`` are lists, ``(a,b)`` a tuple, ``[(1,2),(3,4)]`` nests.
-    ``item`` is the whole ``KEY=VALUE`` text, shown in errors.
+    ``item`` is the whole ``KEY=VALUE`` text, shown in errors; ``depth`` is how deep in
+    brackets ``text`` is.
 
     Raises:
-        ConfigError: unbalanced brackets or quotes, or an empty element.
+        ConfigError: unbalanced brackets or quotes, an empty element, or brackets nested
+            more than MAX_NESTING deep.
     """
     item = text if item is None else item
+    if depth > MAX_NESTING:
+        raise ConfigError(f"the value nests brackets more than {MAX_NESTING} deep",
+                          given=item, hint=_HINT)
     text = text.strip()
     parts = _split_top_level(text, item)
     if len(parts) > 1:
         if not parts[-1].strip():
             parts.pop()  # a trailing comma: a,
-        return [_element(part, item) for part in parts]
+        return [_element(part, item, depth + 1) for part in parts]
     if text[:1] in _PAIRS and _closes_at_end(text):
         inner = text[1:-1].strip()
         parts = _split_top_level(inner, item) if inner else []
         if parts and not parts[-1].strip():
             parts.pop()  # a trailing comma: (1,) or [a,]
-        values = [_element(part, item) for part in parts]
+        values = [_element(part, item, depth + 1) for part in parts]
         return tuple(values) if text[0] == "(" else values
     return _scalar(text)
 
@@ -112,11 +119,11 @@ def _closes_at_end(text: str) -> bool:
     return False
 
 
-def _element(text: str, item: str) -> Any:
+def _element(text: str, item: str, depth: int) -> Any:
     if not text.strip():
         raise ConfigError("the value has an empty element between commas", given=item,
                           hint=_HINT)
-    return parse_value(text, item)
+    return parse_value(text, item, depth)
 
 
 def parse_cfg_options(items: Sequence[str]) -> dict[str, Any]:
@@ -135,6 +142,9 @@ def parse_cfg_options(items: Sequence[str]) -> dict[str, Any]:
         if not key or any(not segment for segment in key.split(".")):
             raise ConfigError("a config override needs a dotted key without empty parts",
                               given=item, hint=_HINT)
+        if key.count(".") >= MAX_NESTING:
+            raise ConfigError(f"the key has more than {MAX_NESTING} parts", given=item,
+                              hint=_HINT)
         options[key] = parse_value(value, item)
     return options
 

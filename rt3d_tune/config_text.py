@@ -12,39 +12,28 @@ import keyword
 import math
 import re
 import types
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
+from rt3d_tune import yaml_io
 from rt3d_tune.errors import ConfigError
+from rt3d_tune.limits import MAX_NESTING
 
-__all__ = ["FORMATS", "config_format", "substitute_file_vars", "mark_base_refs", "parse_text",
-           "dumps"]
+__all__ = [
+    "FORMATS",
+    "config_format",
+    "dumps",
+    "mark_base_refs",
+    "parse_text",
+    "substitute_file_vars",
+]
 
 FORMATS = {".py": "py", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 _BASE_REF = re.compile(r"""(["']?)\{\{\s*_base_\.([\w.]+)\s*\}\}\1""")
-_FLOAT_1_2 = re.compile(
-    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""",
-    re.X,
-)
 _PY_WIDTH = 88
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-4`` (no dot) as a float, as YAML 1.2 does."""
-
-
-class _Dumper(yaml.SafeDumper):
-    """SafeDumper that quotes strings ``_Loader`` would read as floats (``'1e-4'``)."""
-
-
-for _cls in (_Loader, _Dumper):
-    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
 
 
 def config_format(path: str | Path) -> str:
@@ -110,7 +99,7 @@ def _parse_py(text: str, path: Path) -> dict[str, Any]:
         ) from err
     namespace: dict[str, Any] = {"__file__": str(path), "__name__": "__rt3d_config__"}
     try:
-        exec(code, namespace)  # noqa: S102 - a .py config is trusted code, as in mmcv
+        exec(code, namespace)
     except ConfigError:
         raise
     except Exception as err:
@@ -133,30 +122,52 @@ def _traceback_line(err: BaseException, filename: str) -> str:
 
 
 def _parse_yaml(text: str, path: Path) -> Any:
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-    except yaml.constructor.ConstructorError as err:
-        mark = err.problem_mark
-        raise ConfigError(
-            f"unsupported YAML tag at line {mark.line + 1 if mark else '?'}: {err.problem}",
-            file=str(path),
-            hint="only plain YAML is accepted (mappings, lists, strings, numbers, booleans, "
-            "null); remove !!python/... tags",
-        ) from err
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"invalid YAML{where}: {problem}", file=str(path)) from err
+    return yaml_io.load_yaml(text, file=str(path))
+
+
+_DUPLICATE = object()  # marks a JSON object that repeated a key (its value: the key)
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[Any, Any]:
+    obj: dict[Any, Any] = {}
+    for key, value in pairs:
+        if key in obj and _DUPLICATE not in obj:
+            obj[_DUPLICATE] = key
+        obj[key] = value
+    return obj
+
+
+def _child(key_path: str, key: Any) -> str:
+    return f"{key_path}.{key}" if key_path else str(key)
+
+
+def _check_json(value: Any, key_path: str, depth: int, path: Path) -> None:
+    """Refuse a repeated key (json keeps the last silently) and nesting past MAX_NESTING."""
+    if not isinstance(value, (dict, list)):
+        return
+    if depth >= MAX_NESTING:
+        raise ConfigError(f"nested more than {MAX_NESTING} levels deep", key_path=key_path,
+                          file=str(path))
+    if isinstance(value, dict) and _DUPLICATE in value:
+        key = value.pop(_DUPLICATE)
+        raise ConfigError(f"duplicate key {key!r}", key_path=_child(key_path, key),
+                          file=str(path), hint="JSON keeps only the last of them; remove one")
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        _check_json(item, _child(key_path, key), depth + 1, path)
 
 
 def _parse_json(text: str, path: Path) -> Any:
     try:
-        return json.loads(text)
+        data = json.loads(text, object_pairs_hook=_json_object)
     except json.JSONDecodeError as err:
         raise ConfigError(
             f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}", file=str(path)
         ) from err
+    except RecursionError:
+        raise ConfigError(f"nested more than {MAX_NESTING} levels deep", file=str(path)) from None
+    _check_json(data, "", 0, path)
+    return data
 
 
 def parse_text(text: str, fmt: str, path: Path) -> dict[str, Any]:
@@ -258,7 +269,7 @@ def dumps(data: Mapping[str, Any], fmt: str) -> str:
     if fmt == "yaml":
         # allow_unicode=False: YAML reads some characters written raw (NEL, U+0085) as
         # line breaks; escaped, every string loads back exactly.
-        return yaml.dump(_plain(data, tuples=False), Dumper=_Dumper, sort_keys=False,
+        return yaml.dump(_plain(data, tuples=False), Dumper=yaml_io.YamlDumper, sort_keys=False,
                          default_flow_style=False, allow_unicode=False, width=_PY_WIDTH)
     if fmt == "json":
         return json.dumps(_plain(data, tuples=False), indent=2, ensure_ascii=False) + "\n"

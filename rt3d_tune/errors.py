@@ -71,7 +71,7 @@ class ConfigError(ValueError):
 
     def with_context(
         self, *, key_path: str | None = None, file: str | None = None, hint: str | None = None
-    ) -> "ConfigError":
+    ) -> ConfigError:
         """Return a copy with a key-path prefix and/or file filled in (the inner path is
         kept), and ``hint`` in place of the hint when given."""
         path = self.key_path

@@ -11,19 +11,20 @@ import copy
 import difflib
 import importlib
 import inspect
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from rt3d_tune.errors import ConfigError
 
 __all__ = [
-    "Registry",
-    "build_from_cfg",
-    "MODELS",
     "DATASETS",
     "HOOKS",
+    "MODELS",
     "OPTIMIZERS",
     "OPTIMIZER_BUILDERS",
     "RUNNERS",
+    "Registry",
+    "build_from_cfg",
 ]
 
 
@@ -48,7 +49,7 @@ class Registry:
         self,
         name: str,
         builtin_modules: tuple[str, ...] = (),
-        populate: Callable[["Registry"], None] | None = None,
+        populate: Callable[[Registry], None] | None = None,
     ) -> None:
         self.name = name
         self._modules: dict[str, Any] = {}
@@ -260,9 +261,9 @@ def _add_torch_optimizers(registry: Registry) -> None:
             inspect.isclass(obj)
             and issubclass(obj, torch.optim.Optimizer)
             and obj is not torch.optim.Optimizer
+            and name not in registry._modules
         ):
-            if name not in registry._modules:
-                registry.register_module(module=obj)
+            registry.register_module(module=obj)
 
 
 MODELS = Registry("model", builtin_modules=("rt3d_tune.tasks",))

@@ -29,6 +29,14 @@ def ratios(out: str) -> list[tuple[str, float]]:
     return found
 
 
+def figure_note(out: str, name: str) -> str:
+    """The note in parentheses of the FIGURE line named ``name``."""
+    for line in out.splitlines():
+        if line.startswith(f"FIGURE {name} = "):
+            return line.rsplit("  (", 1)[1].rstrip(")")
+    raise AssertionError(f"no figure {name!r} in:\n{out}")
+
+
 def last_line_is(out: str, name: str) -> None:
     last = [line for line in out.splitlines() if line.strip()][-1]
     assert last.startswith(f"RATIO {name} = "), last
@@ -60,20 +68,24 @@ def test_gpu_packing_says_so_without_a_gpu(capsys):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_trial_overhead_and_scale_measure_rt3d_against_raw_tune(ray_local, capsys):
+    import _common
     import scale
     import trial_overhead
 
     assert trial_overhead.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "WARNING" not in out  # every no-op trial terminated
-    names = [name for name, _ in ratios(out)]
-    assert names[-1] == "rt3d/raw_defaults" and "rt3d s/trial" in names
-    last_line_is(out, "rt3d/raw_defaults")
+    # The target line is against the fair baseline, measured at the same n.
+    last_line_is(out, "rt3d/raw_fair")
+    assert figure_note(out, _common.RAW_FAIR.name) == "n=2"
+    assert figure_note(out, "rt3d-tune run_search").startswith("n=2,")
 
     assert scale.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "WARNING" not in out
-    last_line_is(out, "rt3d/minimum")
+    last_line_is(out, "rt3d/raw_fair")
+    assert figure_note(out, f"{_common.RAW_FAIR.name}, wall") == "n=4"
+    assert figure_note(out, "rt3d-tune run_search wall").startswith("n=4,")
 
 
 @pytest.mark.ray

@@ -2,6 +2,13 @@
 
 Prints a compact table (the first iterations, the end of warmup, the start of each
 epoch, the last iteration); ``--csv`` writes every iteration, ``--plot`` a PNG.
+
+With ``--trial-epochs N`` (``--trial-iters N`` for an iteration runner) it shows a
+search trial of that length instead: its schedule scaled to the budget
+(:func:`rt3d_tune.budget.scale_schedule`), or with ``--truncated`` the config as is
+with a shorter runner. The table puts the full-budget values at the same fraction of
+training beside each trial row, the CSV too, and the plot draws both curves against
+the fraction of training.
 """
 
 from __future__ import annotations
@@ -13,13 +20,30 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rt3d_tune.budget import Budget, budget_of, describe_scaling, scale_schedule
+from rt3d_tune.config import Config
 from rt3d_tune.config_options import DictAction
 from rt3d_tune.errors import ConfigError
 
-__all__ = ["add_parser", "format_table", "key_rows", "plot_schedule", "run", "write_csv"]
+__all__ = [
+    "add_parser",
+    "beside_full",
+    "format_table",
+    "key_rows",
+    "plot_comparison",
+    "plot_schedule",
+    "run",
+    "write_csv",
+]
 
 _FIRST_ITERS = 3
 _MAX_EPOCH_ROWS = 50
+# Table columns (row key -> header, width), in order; a table shows those its rows have.
+_COLUMNS = {"iter": ("iter", 8), "epoch": ("epoch", 6), "lr": ("lr", 12),
+            "momentum": ("momentum", 10), "full_iter": ("full iter", 9),
+            "full_lr": ("full lr", 12), "full_momentum": ("full mom.", 10)}
+_COUNT_COLUMNS = ("iter", "epoch", "full_iter")
+_CURVE_COLUMNS = ("iter", "epoch", "lr", "momentum")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -39,6 +63,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="plot the curve (needs matplotlib: pip install rt3d-tune[plot])")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
                         metavar="KEY=VALUE", help="override dotted keys: lr_config.step=[8,11]")
+    trial = parser.add_mutually_exclusive_group()
+    trial.add_argument("--trial-epochs", type=int, default=None, metavar="N",
+                       help="show a search trial of N epochs beside the full budget "
+                       "(epoch-based runner)")
+    trial.add_argument("--trial-iters", type=int, default=None, metavar="N",
+                       help="show a search trial of N iterations beside the full budget "
+                       "(iteration runner)")
+    parser.add_argument("--truncated", action="store_true",
+                        help="the trial keeps the config's schedule and only stops early "
+                        "(default: its schedule is scaled to the trial's budget)")
     return parser
 
 
@@ -74,26 +108,51 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [key for key in _COLUMNS if key in rows[0]] if rows else list(_CURVE_COLUMNS)
+
+
 def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows as an aligned text table: iter, epoch, lr, momentum."""
-    lines = [f"{'iter':>8} {'epoch':>6} {'lr':>12} {'momentum':>10}"]
+    """Rows as an aligned text table: iter, epoch, lr, momentum, and the full-budget
+    columns (full iter, full lr, full mom.) when the rows have them (:func:`beside_full`)."""
+    keys = _columns(rows)
+    lines = [" ".join(f"{_COLUMNS[key][0]:>{_COLUMNS[key][1]}}" for key in keys)]
     for row in rows:
-        lines.append(f"{row['iter']:>8} {row['epoch']:>6} {_fmt(row['lr']):>12} "
-                     f"{_fmt(row['momentum']):>10}")
+        cells = ((key, str(row[key]) if key in _COUNT_COLUMNS else _fmt(row[key]))
+                 for key in keys)
+        lines.append(" ".join(f"{cell:>{_COLUMNS[key][1]}}" for key, cell in cells))
     return "\n".join(lines)
 
 
+def beside_full(rows: Sequence[Mapping[str, Any]], full_rows: Sequence[Mapping[str, Any]]
+                ) -> list[dict[str, Any]]:
+    """Each trial row with the full-budget row at the same fraction of training: trial
+    iteration ``j`` of ``M`` beside full iteration ``round(j * N / M)`` of ``N`` (halves
+    up), as ``full_iter``, ``full_lr``, ``full_momentum``."""
+    trial_len, full_len = len(rows), len(full_rows)
+    out = []
+    for row in rows:
+        full = full_rows[min(full_len - 1, (2 * row["iter"] * full_len + trial_len)
+                             // (2 * trial_len))]
+        out.append({**row, "full_iter": full["iter"], "full_lr": full["lr"],
+                    "full_momentum": full["momentum"]})
+    return out
+
+
 def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
-    """Every row to ``path`` (columns iter, epoch, lr, momentum; empty momentum when none)."""
+    """Every row to ``path`` (columns iter, epoch, lr, momentum, and full_iter, full_lr,
+    full_momentum when the rows have them; empty cells for a missing momentum)."""
+    keys = _columns(rows)
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["iter", "epoch", "lr", "momentum"])
+        writer = csv.DictWriter(handle, fieldnames=keys)
         writer.writeheader()
         for row in rows:
-            writer.writerow({**row, "momentum": "" if row["momentum"] is None else row["momentum"]})
+            writer.writerow({key: "" if row[key] is None else row[key] for key in keys})
 
 
-def plot_schedule(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> None:
-    """LR (and momentum, when there is one) against the iteration, saved as an image.
+def _plot(curves: Sequence[tuple[str | None, Sequence[float], Sequence[Mapping[str, Any]]]],
+          path: Path, title: str, xlabel: str) -> None:
+    """LR (and momentum, when any curve has one) of each ``(label, x, rows)``, as an image.
 
     Raises:
         ConfigError: matplotlib is not installed.
@@ -105,16 +164,20 @@ def plot_schedule(rows: Sequence[Mapping[str, Any]], path: Path, title: str = ""
         import matplotlib.pyplot as plt
     except ImportError as err:
         raise ConfigError("--plot needs matplotlib", hint="pip install rt3d-tune[plot]") from err
-    iters = [row["iter"] for row in rows]
-    has_momentum = any(row["momentum"] is not None for row in rows)
+    has_momentum = any(row["momentum"] is not None for _, _, rows in curves for row in rows)
     fig, axes = plt.subplots(2 if has_momentum else 1, 1, sharex=True, squeeze=False,
                              figsize=(8, 5 if has_momentum else 3))
-    axes[0][0].plot(iters, [row["lr"] for row in rows])
+    for index, (label, xs, rows) in enumerate(curves):
+        axes[0][0].plot(xs, [row["lr"] for row in rows], label=label)
+        if has_momentum:
+            color = "tab:orange" if len(curves) == 1 else f"C{index}"
+            axes[1][0].plot(xs, [row["momentum"] for row in rows], color=color, label=label)
     axes[0][0].set_ylabel("lr")
     if has_momentum:
-        axes[1][0].plot(iters, [row["momentum"] for row in rows], color="tab:orange")
         axes[1][0].set_ylabel("momentum")
-    axes[-1][0].set_xlabel("iteration")
+    if any(label for label, _, _ in curves):
+        axes[0][0].legend()
+    axes[-1][0].set_xlabel(xlabel)
     if title:
         axes[0][0].set_title(title)
     fig.tight_layout()
@@ -122,11 +185,59 @@ def plot_schedule(rows: Sequence[Mapping[str, Any]], path: Path, title: str = ""
     plt.close(fig)
 
 
+def plot_schedule(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> None:
+    """LR (and momentum, when there is one) against the iteration, saved as an image.
+
+    Raises:
+        ConfigError: matplotlib is not installed.
+    """
+    _plot([(None, [row["iter"] for row in rows], rows)], path, title, "iteration")
+
+
+def plot_comparison(curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], path: Path,
+                    title: str = "") -> None:
+    """Several ``(label, rows)`` curves (the full budget and a trial) against the fraction
+    of training (iteration / iterations, 0..1), saved as an image.
+
+    Raises:
+        ConfigError: matplotlib is not installed.
+    """
+    _plot([(label, [row["iter"] / len(rows) for row in rows], rows) for label, rows in curves],
+          path, title, "fraction of training")
+
+
+def _warmup_iters(cfg: Mapping[str, Any], iters_per_epoch: int) -> int | None:
+    """The LR warm-up's length in iterations, None without one."""
+    lr_cfg = cfg.get("lr_config") or {}
+    warmup_iters = lr_cfg.get("warmup_iters") if lr_cfg.get("warmup") else None
+    if warmup_iters and lr_cfg.get("warmup_by_epoch"):
+        warmup_iters *= iters_per_epoch
+    return warmup_iters
+
+
+def _trial_budget(args: argparse.Namespace, base: Budget) -> Budget:
+    """The trial's budget from ``--trial-epochs``/``--trial-iters``, checked against the
+    runner of the config (``base``)."""
+    flag, value = (("--trial-epochs", args.trial_epochs) if args.trial_epochs is not None
+                   else ("--trial-iters", args.trial_iters))
+    if value < 1:
+        raise ConfigError(f"{flag} is too small", expected="1 or more", given=value)
+    if (flag == "--trial-iters") != base.iter_based:
+        other = "--trial-iters" if base.iter_based else "--trial-epochs"
+        raise ConfigError(f"{flag} does not fit the config's runner ({base.describe()})",
+                          key_path="runner", hint=f"use {other} N")
+    if base.iter_based:
+        return Budget(iters=value, iters_per_epoch=base.iters_per_epoch)
+    return Budget(epochs=value, iters_per_epoch=base.iters_per_epoch)
+
+
 def run(args: argparse.Namespace) -> int:
     """Simulate the schedule and print/write it. Raises ConfigError for user mistakes."""
-    from rt3d_tune.config import Config
     from rt3d_tune.runner.simulate import simulate_schedule
 
+    if args.truncated and args.trial_epochs is None and args.trial_iters is None:
+        raise ConfigError("--truncated needs a trial length",
+                          hint="add --trial-epochs N (or --trial-iters N)")
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     iters_per_epoch = args.iters_per_epoch
@@ -134,15 +245,43 @@ def run(args: argparse.Namespace) -> int:
         iters_per_epoch = _iters_from_data(cfg)
         print(f"iterations per epoch: {iters_per_epoch} (from data.train)")
     rows = simulate_schedule(cfg, iters_per_epoch)
-    lr_cfg = cfg.get("lr_config") or {}
-    warmup_iters = lr_cfg.get("warmup_iters") if lr_cfg.get("warmup") else None
-    if warmup_iters and lr_cfg.get("warmup_by_epoch"):
-        warmup_iters *= iters_per_epoch
-    print(format_table(key_rows(rows, warmup_iters)))
+    if args.trial_epochs is None and args.trial_iters is None:
+        print(format_table(key_rows(rows, _warmup_iters(cfg, iters_per_epoch))))
+        if args.csv is not None:
+            write_csv(rows, args.csv)
+            print(f"wrote {len(rows)} rows to {args.csv}")
+        if args.plot is not None:
+            plot_schedule(rows, args.plot, title=Path(args.config).name)
+            print(f"wrote {args.plot}")
+        return 0
+    return _run_trial(args, cfg, iters_per_epoch, rows)
+
+
+def _run_trial(args: argparse.Namespace, cfg: Config, iters_per_epoch: int,
+               full_rows: list[dict[str, Any]]) -> int:
+    """Print/write the trial's curve (scaled, or truncated) beside the full-budget one."""
+    from rt3d_tune.runner.simulate import simulate_schedule
+
+    base = budget_of(cfg, iters_per_epoch)
+    trial = _trial_budget(args, base)
+    how = "truncated" if args.truncated else "scaled"
+    trial_cfg = cfg if args.truncated else scale_schedule(cfg, base, trial)
+    if not args.truncated:
+        changes = describe_scaling(cfg, trial_cfg) or ["(unchanged)"]
+        print(f"schedule scaled from {base.describe()} to {trial.describe()}:")
+        print("\n".join(f"  {line}" for line in changes))
+    rows = simulate_schedule(trial_cfg, iters_per_epoch, max_epochs=trial.epochs,
+                             max_iters=trial.iters)
+    print(f"trial ({trial.describe()}, {how}) beside the full budget ({base.describe()}) "
+          "at the same fraction of training:")
+    compared = beside_full(rows, full_rows)
+    print(format_table(key_rows(compared, _warmup_iters(trial_cfg, iters_per_epoch))))
     if args.csv is not None:
-        write_csv(rows, args.csv)
-        print(f"wrote {len(rows)} rows to {args.csv}")
+        write_csv(compared, args.csv)
+        print(f"wrote {len(compared)} rows to {args.csv}")
     if args.plot is not None:
-        plot_schedule(rows, args.plot, title=Path(args.config).name)
+        plot_comparison([(f"full budget ({base.describe()})", full_rows),
+                         (f"trial ({trial.describe()}, {how})", rows)],
+                        args.plot, title=Path(args.config).name)
         print(f"wrote {args.plot}")
     return 0

@@ -1,14 +1,24 @@
 """``rt3d-tune search SPACE``: run a search on Ray and export the winner.
 
-Every check that does not need Ray (the space, its base config, every key path) runs
-before Ray starts; a mistake exits 2 with one message.
+Every check that does not need Ray runs before Ray starts, quickest first: the
+arguments (counts, ``--name`` is one folder name, ``--output`` a folder this process
+can write in), the run directory's lock (one driver per run), the cluster at
+``--address`` (a probe of seconds, not Ray's minutes of retries), then the space (its
+base config, every key path, the work it asks for, every problem of its trial configs,
+all printed). A mistake exits 2 with its message.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rt3d_tune.errors import ConfigError
+    from rt3d_tune.space.space import SearchSpace
 
 __all__ = ["add_parser", "run"]
 
@@ -41,58 +51,80 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    from rt3d_tune.errors import ConfigError
+# Retries of one failing trial; each reruns it from its last checkpoint.
+MAX_RETRIES = 100
 
-    if args.num_samples is not None and args.num_samples < 1:
+
+def _check_args(args: argparse.Namespace) -> None:
+    """The arguments on their own: counts, the run name, the output folder."""
+    from rt3d_tune.errors import ConfigError
+    from rt3d_tune.paths import check_run_name, check_writable_folder
+
+    if args.num_samples is not None and args.num_samples < 1:  # the most: check_search_size
         raise ConfigError("must be at least 1", key_path="--num-samples",
                           expected="an integer >= 1", given=args.num_samples)
-    if args.max_failures < 0:
-        raise ConfigError("cannot be negative", key_path="--max-failures",
-                          expected="an integer >= 0", given=args.max_failures)
+    if not 0 <= args.max_failures <= MAX_RETRIES:
+        raise ConfigError("out of range", key_path="--max-failures",
+                          expected=f"an integer from 0 to {MAX_RETRIES}", given=args.max_failures)
+    if args.name is not None:
+        check_run_name(args.name)
+    check_writable_folder(args.output, "--output")
 
 
-def _check_trial_configs(space: Any, space_file: str) -> None:
-    """Build the coverage trial configs (every choice option, both bounds) before Ray.
-
-    Raises:
-        ConfigError: the first problem ``rt3d-tune validate`` would report.
-    """
+def _trial_config_problems(space: SearchSpace) -> list[tuple[ConfigError, list[str]]]:
+    """Every problem of the coverage trial configs (every choice option, both bounds)."""
     from rt3d_tune.space.validate import validate_space
 
-    problems = validate_space(space, samples=0).problems
-    if problems:
-        err, _labels = problems[0]
-        more = f"{len(problems) - 1} more problem(s); " if len(problems) > 1 else ""
-        hint = (f"{err.hint}; " if err.hint else "") + (
-            f"{more}`rt3d-tune validate {space_file}` lists every problem")
-        raise err.with_context(hint=hint)
+    return validate_space(space, samples=0).problems
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate, search, export, and print the best trial. Raises ConfigError."""
+    """Check everything that needs no Ray, search, export, and print the best trial.
+
+    Returns 0, 1 when no trial reported the metric, 2 when the trial configs have
+    problems (each printed).
+
+    Raises:
+        ConfigError: a bad argument, space, run directory or cluster address.
+    """
+    from rt3d_tune.commands.validate import print_problems
     from rt3d_tune.errors import ConfigError
+    from rt3d_tune.results.run_lock import RunLock, refuse_if_held
+    from rt3d_tune.search.address import check_ray_address
+    from rt3d_tune.space.bounds import check_search_size
     from rt3d_tune.space.sampling import config_diff, format_diff
     from rt3d_tune.space.space import load_space
-    from rt3d_tune.search.tuner import run_search
 
     _check_args(args)
+    if args.name is not None:  # at once, and the holder's pid says more than a used dir
+        refuse_if_held(Path(args.output, args.name))
+    check_ray_address(args.address)
     space = load_space(args.space)
-    if not args.resume:
-        _check_trial_configs(space, args.space)
     if args.num_samples is not None and space.search.algorithm == "grid":
         raise ConfigError("under the grid algorithm the grid decides the number of trials",
                           key_path="--num-samples", hint="leave --num-samples out")
-    result = run_search(
-        space,
-        address=args.address,
-        name=args.name,
-        output=args.output,
-        num_samples=args.num_samples,
-        resume=args.resume,
-        max_failures=args.max_failures,
-        debug=getattr(args, "debug", False),
-    )
+    check_search_size(space, args.num_samples)
+    if not args.resume:
+        problems = _trial_config_problems(space)
+        if problems:
+            print_problems("search", problems)
+            print(f"(`rt3d-tune validate {args.space}` shows the trial configs behind them)",
+                  file=sys.stderr)
+            return 2
+    from rt3d_tune.search.tuner import resolve_run_dir, run_search  # imports torch
+
+    run_dir = resolve_run_dir(space, args.output, args.name, args.resume)
+    with RunLock(run_dir):
+        result = run_search(
+            space,
+            address=args.address,
+            name=run_dir.name,
+            output=run_dir.parent,
+            num_samples=args.num_samples,
+            resume=args.resume,
+            max_failures=args.max_failures,
+            debug=getattr(args, "debug", False),
+        )
     print(f"run directory: {result.run_dir}")
     unfinished = sum(rec.status == "INTERRUPTED" for rec in result.records.values())
     if unfinished:
@@ -101,11 +133,11 @@ def run(args: argparse.Namespace) -> int:
     if result.best is None:
         print(f"no trial reported {space.metric!r}; see {result.run_dir / 'results.csv'}")
         return 1
-    value = result.best.metric(space.metric)
-    print(f"best {space.metric} ({space.mode}): {value:.6g}  trial {result.best.trial_id}, "
-          f"{result.best.fidelity} epochs")
     summary = json.loads(result.exported["summary"].read_text(encoding="utf-8"))
-    print(f"reproduce on CPU: {summary['reproduce']}")
+    for line in _headline(summary):
+        print(line)
+    print(f"reproduce the trial on CPU: {summary['reproduce']}")
+    print(f"train the winner at full length: {summary['train_full']}")
     from rt3d_tune.config import Config
 
     best_cfg = Config.fromfile(str(result.exported["best_config"]), import_custom_modules=False)
@@ -116,3 +148,27 @@ def run(args: argparse.Namespace) -> int:
     for name, path in result.exported.items():
         print(f"  {name}: {path}")
     return 0
+
+
+def _headline(summary: dict[str, Any]) -> list[str]:
+    """The best line (the confirmed mean when there is one) and the other confirmed configs."""
+    metric, mode = summary["metric"], summary["mode"]
+    budget = summary["budget"]
+    trial_len = budget["trial"].get("max_epochs") or budget["trial"].get("max_iters")
+    full_len = budget["full"].get("max_epochs") or budget["full"].get("max_iters")
+    length = f"trained {trial_len} of {full_len} ({budget['trial']['schedule']})" \
+        if trial_len != full_len else f"trained {trial_len}"
+    head = f"best {metric} ({mode}): "
+    if not summary["confirmed"]:
+        return [f"{head}{summary['best_value']:.4g}  trial {summary['trial_id']}, {length}"]
+    lines = []
+    for group in summary["confirmation"]:
+        values = [run["value"] for run in group["runs"] if run["value"] is not None]
+        spread = f"{group['mean']:.4g} +- {group['std']:.2g} over {len(values)} new seed(s)" \
+            if group["mean"] is not None else "no confirmation run finished"
+        text = f"trial {group['trial_id']}: {spread} (search trial {group['search_value']:.4g})"
+        if group["trial_id"] == summary["trial_id"]:
+            lines.insert(0, f"{head}{text}, {length}")
+        else:
+            lines.append(f"  also confirmed: {text}")
+    return lines

@@ -43,9 +43,12 @@ def run(args: argparse.Namespace) -> int:
     """Train. Returns 0, or 1 when training diverged. Raises ConfigError for user mistakes."""
     from rt3d_tune.config import Config
     from rt3d_tune.errors import DivergenceError
-    from rt3d_tune.runner.train import train
+    from rt3d_tune.paths import check_writable_folder
+    from rt3d_tune.runner.train import default_work_dir, train
 
     cfg = Config.fromfile(args.config)
+    check_writable_folder(args.work_dir or cfg.get("work_dir") or default_work_dir(args.config),
+                          "--work-dir" if args.work_dir else "work_dir", parents=True)
     try:
         runner = train(
             cfg,

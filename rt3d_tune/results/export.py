@@ -4,9 +4,12 @@ Reads only what the run directory holds (``run.json``, ``results.jsonl``,
 ``trials/<id>/config.py``, ``base_config.py``), so it works for a finished run, an
 interrupted one, and a run copied from another machine::
 
-    best/best_config.py    the best trial's full config, literals only (rt3d-tune train)
+    best/best_config.py    the winner's full config at the base config's length, literals
+                           only (rt3d-tune train); the trial's scaled schedule scaled back
     best/best_runtime.py   only what differs from the base, ``_base_`` = the base config
-    best/summary.json      metric, best value, trial, params, seed, versions, compute
+    best/trial_config.py   exactly what the winning trial trained (its shorter budget)
+    best/summary.json      metric (the confirmed mean when confirmed), trial, params,
+                           seed, both budgets, confirmation runs, versions, compute
     results.csv            one row per trial: params, metric per fidelity, status, time
     study.db               the Optuna study (``rt3d_tune.results.study``)
 
@@ -31,6 +34,7 @@ from typing import Any
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.results import recorder
+from rt3d_tune.results.confirmation import ConfirmedConfig, confirmed, winner
 
 __all__ = [
     "EXPORTER_MODULES",
@@ -65,6 +69,10 @@ class ExportContext:
         best: the best trial's record (None when no trial reported the metric).
         study: the run's Optuna study in memory when this export built it (what
             ``study.db`` holds); None otherwise (read ``study.db``).
+        confirm_records: the confirmation runs by id (``confirm.jsonl``).
+        confirmed: the top configs with their confirmation runs (``confirmation``).
+        best: with confirmation, the search trial of the config with the best confirmed
+            mean; without, the trial with the best metric.
     """
 
     run_dir: Path
@@ -73,6 +81,15 @@ class ExportContext:
     records: dict[str, recorder.TrialRecord]
     best: recorder.TrialRecord | None
     study: Any = None
+    confirm_records: dict[str, recorder.TrialRecord] = dataclasses.field(default_factory=dict)
+    confirmed: list[ConfirmedConfig] = dataclasses.field(default_factory=list)
+
+    @property
+    def winner_confirmation(self) -> ConfirmedConfig | None:
+        """The best trial's confirmation runs (None when it was not confirmed)."""
+        if self.best is None:
+            return None
+        return next((g for g in self.confirmed if g.trial_id == self.best.trial_id), None)
 
 
 def register_exporter(
@@ -145,8 +162,13 @@ def _compute(records: dict[str, recorder.TrialRecord]) -> dict[str, float]:
     starts = [r.start for r in records.values() if r.start is not None]
     ends = [r.end for r in records.values() if r.end is not None]
     trial_s = sum(float(r.last_result.get("time_total_s", 0.0)) for r in records.values())
+    probe_epochs = sum(float(res.get("probe_iters", 0)) / max(1, int(res.get("iters_per_epoch")
+                                                                    or 1))
+                       for r in records.values() for res in r.results.values())
     return {
+        # rung probes' training counts in the compute spent, as epochs of the task
         "trial_epochs": sum(r.fidelity for r in records.values()),
+        "probe_epochs": round(probe_epochs, 3),
         "trial_seconds": round(trial_s, 3),
         "wall_seconds": round(max(ends) - min(starts), 3) if starts and ends else 0.0,
     }
@@ -183,6 +205,56 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _full_budget_config(ctx: ExportContext, best: recorder.TrialRecord, trial_cfg: Any) -> Any:
+    """The winner at the base config's length: base + its params' overrides and its seed,
+    the runner and schedule left as the base has them (the trial's were scaled from it)."""
+    from rt3d_tune.config import Config
+    from rt3d_tune.space.sampling import apply_overrides
+    from rt3d_tune.space.trials import trial_overrides
+
+    base = Config.fromfile(str(ctx.run_dir / "base_config.py"), import_custom_modules=False)
+    space = load_run_space(ctx.run_dir, ctx.info)
+    overrides = trial_overrides(space, best.params, seed=trial_cfg.get("seed"),
+                                full_budget=True)
+    return apply_overrides(base, overrides)
+
+
+def _budgets(base: dict[str, Any], trial: dict[str, Any], info: dict[str, Any]
+             ) -> dict[str, Any]:
+    """The two lengths: what the base config trains and what each trial trained."""
+    def length(cfg: dict[str, Any]) -> dict[str, Any]:
+        runner = cfg.get("runner") or {}
+        key = "max_iters" if "max_iters" in runner else "max_epochs"
+        return {key: runner.get(key, cfg.get("total_epochs"))}
+
+    return {"full": length(base),
+            "trial": {**length(trial), "schedule": info.get("schedule", "truncated")}}
+
+
+def _header(ctx: ExportContext, best: recorder.TrialRecord, budgets: dict[str, Any]) -> str:
+    """The comment at the top of best_config.py: whose config, at what length, from what."""
+    full, trial = budgets["full"], budgets["trial"]
+    lines = [f"# The winner of {ctx.run_dir.name} (trial {best.trial_id}) at the base "
+             f"config's length: {_length_text(full)}."]
+    if full != {k: v for k, v in trial.items() if k != "schedule"}:
+        how = ("its LR and momentum milestones were scaled to that length,\n# and are "
+               "scaled back here" if trial["schedule"] == "scaled"
+               else "its schedule was cut short")
+        lines.append(f"# Its trial trained {_length_text(trial)}: {how}.")
+        lines.append("# What the trial ran exactly is trial_config.py.")
+    group = ctx.winner_confirmation
+    if group is not None and group.mean is not None:
+        lines.append(f"# Confirmed: {ctx.info['metric']} {group.mean:.4g} +- {group.std:.2g} "
+                     f"(mean +- std over {len(group.values)} new seeds at the trial's length).")
+    return "\n".join(lines) + "\n"
+
+
+def _length_text(length: dict[str, Any]) -> str:
+    if length.get("max_iters") is not None:
+        return f"{length['max_iters']} iterations"
+    return f"{length.get('max_epochs')} epochs"
+
+
 def _write_best(ctx: ExportContext) -> dict[str, Path]:
     from rt3d_tune.config import Config
     from rt3d_tune.config_text import dumps
@@ -199,40 +271,63 @@ def _write_best(ctx: ExportContext) -> dict[str, Path]:
         )
     ctx.best_dir.mkdir(parents=True, exist_ok=True)
     trial_cfg = Config.fromfile(str(trial_cfg_path), import_custom_modules=False)
-    best_config = ctx.best_dir / "best_config.py"
-    trial_cfg.dump(str(best_config))
-
+    trial_config = ctx.best_dir / "trial_config.py"
+    trial_config.write_text(
+        f"# Exactly what trial {best.trial_id} of {ctx.run_dir.name} trained.\n"
+        + dumps(trial_cfg.to_dict(), "py"), encoding="utf-8")
+    full_cfg = _full_budget_config(ctx, best, trial_cfg)
     base_cfg = Config.fromfile(str(ctx.run_dir / "base_config.py"), import_custom_modules=False)
+    budgets = _budgets(base_cfg.to_dict(), trial_cfg.to_dict(), ctx.info)
+    header = _header(ctx, best, budgets)
+    best_config = ctx.best_dir / "best_config.py"
+    best_config.write_text(header + dumps(full_cfg.to_dict(), "py"), encoding="utf-8")
+
     base_path = Path(ctx.info["base_path"])
     if not base_path.exists():  # the run moved: point at the resolved copy beside it
         base_path = ctx.run_dir / "base_config.py"
-    diff = runtime_diff(base_cfg.to_dict(), trial_cfg.to_dict())
+    diff = runtime_diff(base_cfg.to_dict(), full_cfg.to_dict())
     rel = os.path.relpath(base_path, ctx.best_dir)
     best_runtime = ctx.best_dir / "best_runtime.py"
-    best_runtime.write_text(
-        f"# The best trial ({best.trial_id}) of {ctx.run_dir.name}: only what it changed.\n"
-        + dumps({"_base_": rel, **diff}, "py"),
-        encoding="utf-8",
-    )
-    summary = {
-        "metric": ctx.info["metric"],
+    best_runtime.write_text(header + "# Only what the winner changed.\n"
+                            + dumps({"_base_": rel, **diff}, "py"), encoding="utf-8")
+    summary_path = ctx.best_dir / "summary.json"
+    summary = _summary(ctx, best, diff, budgets, trial_cfg.get("seed"),
+                       (trial_config, best_config))
+    summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    return {"best_config": best_config, "best_runtime": best_runtime,
+            "trial_config": trial_config, "summary": summary_path}
+
+
+def _summary(ctx: ExportContext, best: recorder.TrialRecord, diff: dict[str, Any],
+             budgets: dict[str, Any], seed: Any, configs: tuple[Path, Path]) -> dict[str, Any]:
+    metric = ctx.info["metric"]
+    group = ctx.winner_confirmation
+    search_value = best.metric(metric)
+    trial_config, best_config = configs
+    return {
+        "metric": metric,
         "mode": ctx.info["mode"],
-        "best_value": best.metric(ctx.info["metric"]),
+        # the headline: the confirmed mean when the top configs were confirmed
+        "best_value": group.mean if group is not None and group.mean is not None
+        else search_value,
+        "confirmed": group is not None and group.mean is not None,
+        "search_value": search_value,
         "trial_id": best.trial_id,
         "epochs": best.fidelity,
+        "budget": budgets,
         "params": best.params,
         "changed": diff,
-        "seed": ctx.info.get("seed"),
+        "seed": seed,
+        "search_seed": ctx.info.get("seed"),
         "algorithm": ctx.info.get("algorithm"),
         "scheduler": ctx.info.get("scheduler"),
+        "confirmation": [g.as_dict() for g in ctx.confirmed],
         "versions": _versions(),
-        "compute": _compute(ctx.records),
+        "compute": _compute({**ctx.records, **ctx.confirm_records}),
         "trials": _counts(ctx.records),
-        "reproduce": reproduce_command(ctx.info, best_config),
+        "reproduce": reproduce_command(ctx.info, trial_config),
+        "train_full": reproduce_command(ctx.info, best_config),
     }
-    summary_path = ctx.best_dir / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    return {"best_config": best_config, "best_runtime": best_runtime, "summary": summary_path}
 
 
 def load_run_info(run_dir: str | Path) -> dict[str, Any]:
@@ -272,8 +367,14 @@ def load_context(run_dir: str | Path) -> ExportContext:
     run_dir = Path(run_dir).resolve()
     info = load_run_info(run_dir)
     records = recorder.load_records(run_dir, finished=True)
-    best = recorder.best_record(records, info["metric"], info["mode"])
-    return ExportContext(run_dir, run_dir / BEST_DIR, info, records, best)
+    confirm_records = recorder.load_records(run_dir, finished=True,
+                                            filename=recorder.CONFIRM_JSONL)
+    groups = confirmed(records, confirm_records, info["metric"])
+    chosen = winner(groups, info["mode"])
+    best = records[chosen.trial_id] if chosen is not None else \
+        recorder.best_record(records, info["metric"], info["mode"])
+    return ExportContext(run_dir, run_dir / BEST_DIR, info, records, best,
+                         confirm_records=confirm_records, confirmed=groups)
 
 
 def export_run(run_dir: str | Path) -> dict[str, Path]:

@@ -8,25 +8,31 @@ that was reported. Export, the status line and the report read the same file thr
 
 Lines::
 
-    {"event": "start",  "trial_id": ..., "params": {...}, "time": unix seconds}
+    {"event": "start",  "trial_id": ..., "params": {...}, "time": unix seconds,
+     "confirm_of": trial id, "seed": int}   (the last two in confirm.jsonl only)
     {"event": "result", "trial_id": ..., "result": {metric..., "training_iteration": n, ...}}
     {"event": "end",    "trial_id": ..., "status": STATUS, "error": str|null, "time": ...}
     {"event": "params", "trial_id": ..., "params": {...}}   PBT changed them
     {"event": "discard", "trial_id": ...}   unknown to a resumed search (callbacks)
 
 A trial resumed or retried appends more lines under the same id; the latest wins.
+Every line is written whole (:func:`append_event`); a reader skips a line that is not,
+with a warning (:func:`read_events`), so a torn last line never breaks export or resume.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CONFIRM_JSONL",
     "DIVERGED",
     "EARLY_STOPPED",
     "ERROR",
@@ -40,9 +46,11 @@ __all__ = [
     "classify",
     "close_unfinished",
     "load_records",
+    "read_events",
 ]
 
 RESULTS_JSONL = "results.jsonl"
+CONFIRM_JSONL = "confirm.jsonl"  # the confirmation runs of the top trials, same format
 TERMINATED = "TERMINATED"  # ran its full schedule
 EARLY_STOPPED = "EARLY_STOPPED"  # stopped by the scheduler (ASHA, median, ...)
 DIVERGED = "DIVERGED"  # non-finite loss
@@ -75,6 +83,8 @@ class TrialRecord:
     param_changes: int = 0  # times PBT replaced the params (params holds the latest)
     start: float | None = None
     end: float | None = None
+    confirm_of: str | None = None  # a confirmation run: the search trial it trains again
+    seed: int | None = None  # a confirmation run's seed
 
     @property
     def last_result(self) -> dict[str, Any]:
@@ -102,27 +112,115 @@ class TrialRecord:
 
 
 def append_event(path: Path, record: dict[str, Any]) -> None:
-    """Append one event line (opened and closed per event: nothing buffered is lost)."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, default=str, allow_nan=True) + "\n")
+    """Append one event as one whole line (opened and closed per event: nothing buffered
+    is lost).
+
+    The line goes out in one ``write`` to the end of the file; a write that fails part
+    way (a full disk) is cut back to where it started, and a torn last line an earlier
+    crash left is cut off first, so every line of the file is a whole event and a new
+    line is never glued to half of an old one.
+
+    Raises:
+        OSError: the line could not be written (the file is left as it was).
+    """
+    data = (json.dumps(record, default=str, allow_nan=True) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = _cut_torn_tail(fd, Path(path))
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(fd, data[written:])
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
 
 
-def load_records(run_dir: str | Path, *, finished: bool = False) -> dict[str, TrialRecord]:
+def _cut_torn_tail(fd: int, path: Path) -> int:
+    """Cut the file after its last newline (a torn last line); return the new size."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    end = size
+    while end > 0:
+        start = max(0, end - (1 << 16))
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            end = start + newline + 1
+            break
+        end = start
+    os.ftruncate(fd, end)
+    warnings.warn(f"{path}: cut a torn last line ({size - end} bytes, the end of a write a "
+                  "crash or a full disk interrupted) before appending", stacklevel=3)
+    return end
+
+
+# The field each event kind needs, and its type.
+_NEEDS: dict[str, tuple[str, type]] = {
+    "result": ("result", dict), "end": ("status", str), "params": ("params", dict),
+}
+
+
+def _event(line: str) -> dict[str, Any] | None:
+    """One line as an event, or None when it is not a whole, well-formed one."""
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("trial_id"), str):
+        return None
+    need = _NEEDS.get(str(event.get("event")))
+    if need is not None and not isinstance(event.get(need[0]), need[1]):
+        return None
+    return event
+
+
+def read_events(path: str | Path) -> list[dict[str, Any]]:
+    """The events of a results file, in order.
+
+    A line that is not a whole event is skipped with a warning: a torn last line (the
+    end of a write a crash or a full disk cut, which the next append also cuts off) or,
+    anywhere else, a corrupted one; the warning counts them.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    tail = lines.pop()  # the text after the last newline: a line cut short, if any
+    events, bad = [], []
+    for number, line in enumerate(lines, start=1):
+        event = _event(line) if line.strip() else {}
+        if event is None:
+            bad.append(number)
+        elif event:
+            events.append(event)
+    if tail:
+        event = _event(tail)
+        if event is None:
+            warnings.warn(f"{path}: skipped a torn last line (line {len(lines) + 1}: the end of "
+                          "a write a crash or a full disk cut short)", stacklevel=2)
+        else:
+            events.append(event)
+    if bad:
+        shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        warnings.warn(f"{path}: skipped {len(bad)} unreadable line(s) (line {shown})",
+                      stacklevel=2)
+    return events
+
+
+def load_records(run_dir: str | Path, *, finished: bool = False,
+                 filename: str = RESULTS_JSONL) -> dict[str, TrialRecord]:
     """Read ``results.jsonl`` into one record per trial id, in start order.
 
     Args:
         run_dir: the search run directory.
         finished: the search is over; a trial with no end line is INTERRUPTED.
+        filename: ``CONFIRM_JSONL`` reads the confirmation runs instead.
     """
     records: dict[str, TrialRecord] = {}
-    path = Path(run_dir, RESULTS_JSONL)
-    if not path.exists():
-        return records
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a killed driver
+    for event in read_events(Path(run_dir, filename)):
         rec = records.setdefault(event["trial_id"], TrialRecord(event["trial_id"]))
         kind = event.get("event")
         if kind == "start":
@@ -131,6 +229,7 @@ def load_records(run_dir: str | Path, *, finished: bool = False) -> dict[str, Tr
                 rec.param_changes += 1
             rec.params = params
             rec.start = rec.start if rec.start is not None else event.get("time")
+            rec.confirm_of, rec.seed = event.get("confirm_of"), event.get("seed")
             rec.status, rec.error = RUNNING, None
         elif kind == "result":
             result = event["result"]
@@ -141,7 +240,7 @@ def load_records(run_dir: str | Path, *, finished: bool = False) -> dict[str, Tr
             rec.params = event["params"]
             rec.param_changes += 1
         elif kind == "discard":
-            del records[event["trial_id"]]
+            records.pop(event["trial_id"], None)
     if finished:
         for rec in records.values():
             if rec.status == RUNNING:

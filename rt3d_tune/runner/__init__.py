@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # noqa: ANN202
+def __getattr__(name: str):
     # build_runner imports the hook modules, which import this package: load it on use.
     if name == "build_runner":
         from rt3d_tune.runner.builder import build_runner

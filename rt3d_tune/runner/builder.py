@@ -253,20 +253,9 @@ def build_runner(
     config = cfg if isinstance(cfg, Config) else Config(cfg)
     c = config.to_dict()
     runner_cfg = runner_config(c)
-    iter_based = (
-        issubclass(RUNNERS.lookup(runner_cfg["type"], "runner.type"), IterBasedRunner)
-        if isinstance(runner_cfg["type"], str)
-        else issubclass(runner_cfg["type"], IterBasedRunner)
-    )
-    if work_dir is None:
-        work_dir = c.get("work_dir") or Path("work_dirs") / Path(config.filename or "config").stem
-    work_path = Path(work_dir)
-    work_path.mkdir(parents=True, exist_ok=True)
-    dev = (
-        torch.device(device)
-        if device is not None
-        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    iter_based = _is_iter_based(runner_cfg)
+    work_path = _make_work_dir(work_dir, c, config.filename)
+    dev = _device(device)
     seed = init_seed(c.get("seed"), bool(c.get("deterministic", False)))
     config.seed = seed
     timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
@@ -278,6 +267,67 @@ def build_runner(
         config_text = repr(c)
 
     model = MODELS.build(c.get("model") or {}, key_path="model").to(dev)
+    workflow, loaders, eval_loader = _build_loaders(c, seed)
+    optimizer = _build_optimizer(model, c)
+    meta = {"seed": seed, "exp_name": Path(config.filename or "config").name, "config": config_text}
+    runner = RUNNERS.build(
+        runner_cfg,
+        default_args={
+            "model": model,
+            "optimizer": optimizer,
+            "work_dir": str(work_path),
+            "logger": logger,
+            "meta": meta,
+            "device": dev,
+            "seed": seed,
+            "timestamp": timestamp,
+        },
+        key_path="runner",
+    )
+    runner.data_loaders = loaders
+    runner.workflow = workflow
+    _register_training_hooks(runner, c, iter_based, eval_loader)
+    for item in extra_hooks:
+        hook, priority = (
+            item if isinstance(item, tuple) else (item, getattr(item, "priority", "NORMAL"))
+        )
+        runner.register_hook(hook, priority)
+    _resume_or_load(runner, c, work_path, logger)
+    return runner
+
+
+def _is_iter_based(runner_cfg: Mapping[str, Any]) -> bool:
+    runner_type = runner_cfg["type"]
+    if isinstance(runner_type, str):
+        runner_type = RUNNERS.lookup(runner_type, "runner.type")
+    return issubclass(runner_type, IterBasedRunner)
+
+
+def _make_work_dir(
+    work_dir: str | Path | None, c: Mapping[str, Any], filename: str | None
+) -> Path:
+    """``work_dir``, else the config's ``work_dir``, else ``work_dirs/<config file name>``;
+    created."""
+    if work_dir is None:
+        work_dir = c.get("work_dir") or Path("work_dirs") / Path(filename or "config").stem
+    work_path = Path(work_dir)
+    work_path.mkdir(parents=True, exist_ok=True)
+    return work_path
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _build_loaders(c: Mapping[str, Any], seed: int) -> tuple[list[Any], list[Any], Any | None]:
+    """The workflow, one data loader per workflow phase, and the evaluation hook's loader
+    (None when there is no ``data.val`` or ``evaluation=None``).
+
+    Raises:
+        ConfigError: no data.train; a 'val' phase or an evaluation without data.val.
+    """
     data = _data_cfg(c)
     workflow = [
         tuple(flow) if isinstance(flow, (list, tuple)) else flow
@@ -310,38 +360,30 @@ def build_runner(
         raise ConfigError(
             "evaluation needs data.val", key_path="evaluation", hint="add data.val = dict(type=...)"
         )
+    return workflow, loaders, eval_loader
 
+
+def _build_optimizer(
+    model: torch.nn.Module, c: Mapping[str, Any]
+) -> torch.optim.Optimizer | dict[str, torch.optim.Optimizer]:
     if "optimizer" not in c:
         raise ConfigError(
             "the config needs an optimizer",
             key_path="optimizer",
             expected="optimizer = dict(type='SGD', lr=..., ...)",
         )
-    optimizer = build_optimizer(model, c["optimizer"], "optimizer")
-    meta = {"seed": seed, "exp_name": Path(config.filename or "config").name, "config": config_text}
-    runner = RUNNERS.build(
-        runner_cfg,
-        default_args=dict(
-            model=model,
-            optimizer=optimizer,
-            work_dir=str(work_path),
-            logger=logger,
-            meta=meta,
-            device=dev,
-            seed=seed,
-            timestamp=timestamp,
-        ),
-        key_path="runner",
-    )
-    runner.data_loaders = loaders
-    runner.workflow = workflow
-    _register_training_hooks(runner, c, iter_based, eval_loader)
-    for item in extra_hooks:
-        hook, priority = (
-            item if isinstance(item, tuple) else (item, getattr(item, "priority", "NORMAL"))
-        )
-        runner.register_hook(hook, priority)
+    return build_optimizer(model, c["optimizer"], "optimizer")
 
+
+def _resume_or_load(
+    runner: BaseRunner, c: Mapping[str, Any], work_path: Path, logger: logging.Logger
+) -> None:
+    """Resume from ``resume_from`` (or, with ``auto_resume``, the work dir's latest
+    checkpoint), else load the weights of ``load_from``; neither when both are unset.
+
+    Raises:
+        ConfigError: the checkpoint does not fit, under the key that named it.
+    """
     resume_from = c.get("resume_from")
     if resume_from is None and c.get("auto_resume"):
         found = find_latest_checkpoint(work_path)
@@ -357,4 +399,3 @@ def build_runner(
         raise err.with_context(
             key_path="resume_from" if resume_from is not None else "load_from"
         ) from err
-    return runner

@@ -13,6 +13,8 @@ so does the end of a run.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import pickle
 import re
@@ -28,12 +30,13 @@ import torch
 from rt3d_tune.errors import ConfigError
 
 __all__ = [
-    "atomic_save",
-    "wait_for_saves",
-    "update_latest",
-    "load_checkpoint_file",
-    "find_latest_checkpoint",
     "LATEST",
+    "CheckpointWriteError",
+    "atomic_save",
+    "find_latest_checkpoint",
+    "load_checkpoint_file",
+    "update_latest",
+    "wait_for_saves",
 ]
 
 LATEST = "latest.pth"
@@ -41,6 +44,34 @@ LATEST = "latest.pth"
 
 _finisher: ThreadPoolExecutor | None = None
 _pending: list[Future[None]] = []
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a lost mount); the file it was to
+    replace, and ``latest.pth``, are as they were. Raised with ``errno`` ENOSPC for a
+    full disk. (Built by :func:`_write_error`; OSError's own arguments, so that it
+    pickles, as Ray does with a trial's exception.)"""
+
+
+def _write_error(path: Path, cause: BaseException) -> CheckpointWriteError:
+    reason = _reason(path.parent, cause)
+    code = errno.ENOSPC if reason.startswith("No space") else getattr(cause, "errno", None)
+    return CheckpointWriteError(code, f"cannot write the checkpoint {path}: {reason}; the "
+                                f"checkpoints written before it (and {LATEST}) are kept")
+
+
+def _reason(folder: Path, cause: BaseException) -> str:
+    """Why a write failed, in words: torch's writer says only "file write failed"."""
+    try:
+        fs = os.statvfs(folder)
+        free = fs.f_bavail * fs.f_frsize
+    except (OSError, AttributeError):
+        free = None
+    if getattr(cause, "errno", None) == errno.ENOSPC or free == 0:
+        return f"No space left on device ({'?' if free is None else f'{free:,}'} bytes free)"
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
 
 
 def atomic_save(
@@ -54,7 +85,8 @@ def atomic_save(
 
     The data go to a temporary file in the same folder, are flushed to disk (fsync),
     and the file is renamed over ``path`` (``os.replace`` is atomic on POSIX and
-    Windows). A crash or an exception mid-write leaves ``path`` as it was.
+    Windows). A crash or an exception mid-write leaves ``path`` as it was, and removes
+    the temporary file.
 
     Args:
         obj: what to save.
@@ -63,6 +95,9 @@ def atomic_save(
         background: return once ``obj`` is serialized; fsync, rename and ``then`` run
             in a background thread (in order with other saves). Failures there are
             raised by the next :func:`wait_for_saves`.
+
+    Raises:
+        CheckpointWriteError: the file could not be written (a full disk says so).
     """
     wait_for_saves()
     path = Path(path)
@@ -72,6 +107,9 @@ def atomic_save(
     try:
         # Saved by name: torch's own file writer, ~2x faster than through a Python handle.
         torch.save(obj, tmp_name)
+    except (OSError, RuntimeError) as err:  # torch's writer raises RuntimeError on ENOSPC
+        _unlink_quietly(tmp_name)
+        raise _write_error(path, err) from err
     except BaseException:
         _unlink_quietly(tmp_name)
         raise
@@ -103,6 +141,9 @@ def _finish(tmp_name: str, path: Path, then: Callable[[Path], Any] | None) -> No
         finally:
             os.close(fd)
         os.replace(tmp_name, path)
+    except OSError as err:
+        _unlink_quietly(tmp_name)
+        raise _write_error(path, err) from err
     except BaseException:
         _unlink_quietly(tmp_name)
         raise
@@ -110,14 +151,15 @@ def _finish(tmp_name: str, path: Path, then: Callable[[Path], Any] | None) -> No
     # the previous, complete checkpoint in place; the file's own fsync above is what
     # keeps a half-written file from ever carrying the final name.
     if then is not None:
-        then(path)
+        try:
+            then(path)
+        except OSError as err:  # the new file is complete; latest.pth still names the old one
+            raise _write_error(Path(path.parent, LATEST), err) from err
 
 
 def _unlink_quietly(name: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(name)
-    except FileNotFoundError:
-        pass
 
 
 def update_latest(

@@ -6,6 +6,7 @@ run resumed at epoch k sees the same batches as a straight run does at epoch k.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -17,7 +18,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import DATASETS
 
-__all__ = ["EpochSampler", "build_dataset", "build_dataloader"]
+__all__ = [
+    "EpochSampler",
+    "build_dataloader",
+    "build_dataset",
+    "split_loader_args",
+    "train_iters_per_epoch",
+]
 
 
 def build_dataset(
@@ -31,6 +38,32 @@ def build_dataset(
         ConfigError: an unknown type or bad arguments, with ``key_path``.
     """
     return DATASETS.build(cfg, default_args=default_args, key_path=key_path)
+
+
+def split_loader_args(
+    ds_cfg: Mapping[str, Any], data: Mapping[str, Any]
+) -> tuple[dict[str, Any], int, int]:
+    """A dataset config without its loader keys, and its batch size and worker count
+    (``samples_per_gpu`` / ``workers_per_gpu`` of the dataset, else of ``data``)."""
+    ds_cfg = dict(ds_cfg)
+    batch = ds_cfg.pop("samples_per_gpu", data.get("samples_per_gpu", 1))
+    workers = ds_cfg.pop("workers_per_gpu", data.get("workers_per_gpu", 0))
+    return ds_cfg, batch, workers
+
+
+def train_iters_per_epoch(cfg: Mapping[str, Any]) -> int:
+    """The train loader's length, ``ceil(len(data.train) / samples_per_gpu)``, as the
+    runner will count it (datasets build lazily, so this is cheap).
+
+    Raises:
+        ConfigError: no ``data.train``, or a dataset that does not build.
+    """
+    data = cfg.get("data")
+    if not isinstance(data, Mapping) or not isinstance(data.get("train"), Mapping):
+        raise ConfigError("cannot tell the iterations per epoch without data.train",
+                          key_path="data.train", given=data)
+    train_cfg, batch, _ = split_loader_args(data["train"], data)
+    return max(1, math.ceil(len(build_dataset(train_cfg, "data.train")) / max(1, int(batch))))
 
 
 class EpochSampler(Sampler[int]):

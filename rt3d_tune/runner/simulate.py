@@ -22,7 +22,7 @@ from rt3d_tune.runner.hooks.lr_updater import build_lr_hook
 from rt3d_tune.runner.hooks.momentum_updater import build_momentum_hook, group_momentum
 from rt3d_tune.runner.iter_based import IterBasedRunner
 
-__all__ = ["schedule_length", "simulate_schedule"]
+__all__ = ["schedule_hooks", "schedule_length", "simulate_schedule"]
 
 # Keys of ``optimizer`` that configure the optimizer constructor, not the optimizer.
 _CONSTRUCTOR_KEYS = ("constructor", "paramwise_cfg")
@@ -61,6 +61,20 @@ def schedule_length(cfg: Mapping[str, Any]) -> tuple[bool, int]:
         if isinstance(runner["type"], str) else runner["type"]
     iter_based = isinstance(cls, type) and issubclass(cls, IterBasedRunner)
     return iter_based, runner["max_iters" if iter_based else "max_epochs"]
+
+
+def schedule_hooks(cfg: Mapping[str, Any], iter_based: bool) -> dict[str, Hook]:
+    """The ``lr_config`` and ``momentum_config`` hooks of ``cfg`` (the sections that are
+    set, in that order), built as ``build_runner`` builds them: under an iteration
+    runner both default to ``by_epoch=False``.
+
+    Raises:
+        ConfigError: no or an unknown ``policy``, or arguments a hook rejects.
+    """
+    defaults = {"by_epoch": False} if iter_based else None
+    builders = {"lr_config": build_lr_hook, "momentum_config": build_momentum_hook}
+    return {key: build(cfg[key], key, default_args=defaults)
+            for key, build in builders.items() if cfg.get(key) is not None}
 
 
 def _build_optimizer(cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
@@ -130,12 +144,7 @@ def simulate_schedule(cfg: Mapping[str, Any], iters_per_epoch: int,
     else:
         epochs = length if max_epochs is None else max_epochs
         iters = epochs * iters_per_epoch
-    hooks: list[Hook] = []
-    if cfg.get("lr_config") is not None:
-        defaults = {"by_epoch": False} if iter_based else None
-        hooks.append(build_lr_hook(cfg["lr_config"], "lr_config", default_args=defaults))
-    if cfg.get("momentum_config") is not None:
-        hooks.append(build_momentum_hook(cfg["momentum_config"], "momentum_config"))
+    hooks = list(schedule_hooks(cfg, iter_based).values())
     runner = _ScheduleRunner(_build_optimizer(cfg), iters_per_epoch, epochs, iters)
     rows: list[dict[str, Any]] = []
     for stage in _stages(iter_based, iters_per_epoch, epochs, iters, runner):

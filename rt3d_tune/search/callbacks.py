@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
+from ray.exceptions import RayError
 from ray.tune import Callback, Stopper
 
 from rt3d_tune.results.recorder import (
@@ -16,7 +18,8 @@ from rt3d_tune.results.recorder import (
     classify,
     load_records,
 )
-from rt3d_tune.space.params import trial_params
+from rt3d_tune.search._ray_private import trial_error
+from rt3d_tune.space.params import CONFIRM_KEY, trial_params
 
 __all__ = ["FatalErrorStopper", "ResultRecorder"]
 
@@ -28,22 +31,33 @@ _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b")
 
 
 def _error_text(trial: Any) -> str:
-    """The exception and its message from the trial's traceback (no stack frames)."""
-    path = getattr(trial, "error_file", None)
-    if not path or not Path(path).exists():
-        return "unknown error"
-    lines = Path(path).read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    """The exception and its message (no stack frames), on one line.
+
+    The trial's own exception when Ray pickled it (a task error wrapping what the
+    trainable raised); otherwise the last exception of Tune's text trace (an actor that
+    died, Tune's own errors, an exception Ray could not pickle).
+    """
+    pickled, trace = trial_error(trial)
+    cause = getattr(pickled, "cause", None)
+    if isinstance(cause, BaseException) and not isinstance(cause, RayError):
+        return _one_line(traceback.format_exception_only(cause))
+    lines = trace.strip().splitlines()
     starts = [i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line)]
     if not starts:
         return lines[-1] if lines else "unknown error"
-    return " ".join(line.strip() for line in lines[starts[-1]:])
+    return _one_line(lines[starts[-1]:])
+
+
+def _one_line(lines: list[str]) -> str:
+    return " ".join(part.strip() for line in lines for part in line.splitlines() if part.strip())
 
 
 class ResultRecorder(Callback):
-    """Appends every trial event to ``<run_dir>/results.jsonl`` (format: ``recorder``)."""
+    """Appends every trial event to ``<run_dir>/results.jsonl`` (format: ``recorder``);
+    the confirmation phase records to its own file (``recorder.CONFIRM_JSONL``)."""
 
-    def __init__(self, run_dir: str | Path) -> None:
-        self.path = Path(run_dir, RESULTS_JSONL)
+    def __init__(self, run_dir: str | Path, filename: str = RESULTS_JSONL) -> None:
+        self.path = Path(run_dir, filename)
         self._reconciled = False
         self._params: dict[str, dict[str, Any]] = {}
 
@@ -58,7 +72,7 @@ class ResultRecorder(Callback):
             return
         self._reconciled = True
         known = {trial.trial_id for trial in trials}
-        for trial_id in load_records(self.path.parent):
+        for trial_id in load_records(self.path.parent, filename=self.path.name):
             if trial_id not in known:
                 append_event(self.path, {"event": "discard", "trial_id": trial_id,
                                          "time": time.time()})
@@ -66,10 +80,12 @@ class ResultRecorder(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         params = trial_params(trial.config)
         self._params[trial.trial_id] = params
-        append_event(
-            self.path,
-            {"event": "start", "trial_id": trial.trial_id, "params": params, "time": time.time()},
-        )
+        event = {"event": "start", "trial_id": trial.trial_id, "params": params,
+                 "time": time.time()}
+        confirm = trial.config.get(CONFIRM_KEY)
+        if isinstance(confirm, dict):
+            event.update(confirm_of=confirm["of"], seed=confirm["seed"])
+        append_event(self.path, event)
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any

@@ -1,6 +1,9 @@
 """Starting or joining Ray for a search (DESIGN.md, "Ray").
 
-No address: an embedded local instance on loopback only, dashboard off. An address
+No address: an embedded local instance on loopback only, dashboard off, token
+authentication on (Ray's default for a new local instance, with its token in
+``~/.ray/auth_token``; RAY_AUTH_MODE=disabled turns it off). Ray warns about that default
+at every start; the search keeps it on purpose, so that warning is not shown. An address
 (``auto``, ``ray://host:port``, ``host:port``) or RAY_ADDRESS: join that cluster. A
 Ray already initialized in this process (a test session, a notebook) is reused and
 left running.
@@ -13,11 +16,10 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-from rt3d_tune.errors import ConfigError
+from rt3d_tune.search._ray_private import quiet_token_notice, skip_unsent_usage_tags
 
-__all__ = ["TUNE_ENV", "check_gpus", "ray_session"]
+__all__ = ["TUNE_ENV", "ray_session"]
 
 # Tune's per-trial JSON/CSV/TensorBoard loggers cost most of its per-trial overhead and
 # the search records results itself (callbacks.ResultRecorder). Set only when unset.
@@ -43,7 +45,7 @@ def ray_session(address: str | None = None, *, debug: bool = False) -> Iterator[
 
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
-    _skip_unsent_usage_tags()
+    skip_unsent_usage_tags()
     # Without Tune's loggers, ResultGrid warns that it cannot read metrics; we never ask it.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -54,12 +56,13 @@ def ray_session(address: str | None = None, *, debug: bool = False) -> Iterator[
     if address is None:
         # Without this Ray takes the outward IP as the node address even when local.
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-        ray.init(
-            address="local",
-            num_cpus=os.cpu_count() or 1,
-            include_dashboard=False,
-            **quiet,
-        )
+        with quiet_token_notice():
+            ray.init(
+                address="local",
+                num_cpus=os.cpu_count() or 1,
+                include_dashboard=False,
+                **quiet,
+            )
     else:
         ray.init(address=address, **quiet)
         warnings.warn(
@@ -73,41 +76,3 @@ def ray_session(address: str | None = None, *, debug: bool = False) -> Iterator[
     finally:
         ray.shutdown()
 
-
-def _skip_unsent_usage_tags() -> None:
-    """Skip Tune's callback count for usage statistics while those are off.
-
-    ``Tuner.fit`` counts the callbacks it was given by importing Ray's MLflow, W&B,
-    Comet and Aim integrations, which import mlflow and wandb when installed: 1-2 s at
-    the start of every search, for a tag that is never sent with usage statistics off
-    (the search turns them off unless RAY_USAGE_STATS_ENABLED says otherwise).
-    """
-    from ray._common.usage import usage_lib
-    from ray.air._internal import usage as air_usage
-
-    if not usage_lib.usage_stats_enabled() and hasattr(air_usage, "tag_callbacks"):
-        air_usage.tag_callbacks = _no_usage_tag
-
-
-def _no_usage_tag(callbacks: Any) -> bool:
-    return False
-
-
-def check_gpus(gpu_per_trial: float) -> None:
-    """Refuse a search whose trials need more GPUs than the cluster has.
-
-    Raises:
-        ConfigError: ``resources.gpu`` is above the cluster's GPU count.
-    """
-    import ray
-
-    available = float(ray.cluster_resources().get("GPU", 0.0))
-    if gpu_per_trial > available:
-        raise ConfigError(
-            "the trials need more GPUs than the Ray cluster has",
-            key_path="resources.gpu",
-            expected=f"at most {available:g} (the cluster's GPUs)",
-            given=gpu_per_trial,
-            hint="lower resources.gpu (fractions share a GPU) or join a cluster with GPUs "
-            "(--address)",
-        )

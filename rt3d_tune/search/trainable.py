@@ -32,13 +32,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rt3d_tune.errors import ConfigError, DivergenceError
 from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.hook import Hook
 from rt3d_tune.runner.priority import Priority
-from rt3d_tune.space.params import trial_params
+from rt3d_tune.space.params import CONFIRM_KEY, trial_params
+
+if TYPE_CHECKING:
+    from rt3d_tune.space.space import SearchSpace
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -69,17 +72,20 @@ class TrialSetup:
         run_dir: absolute path of the search run directory; trials write under
             ``run_dir/trials/<trial id>/``.
         base_config: absolute path of the base config file.
-        space: the parsed SearchSpace (``rt3d_tune.space.space``).
+        space: the parsed space.
         cpus: CPUs per trial (sets torch's thread count).
         cwd: the driver's working directory; trials run there so that relative paths
             in the user's config mean what they mean to ``rt3d-tune train``.
+        probe_epochs: the epochs (fidelities) where the scheduler decides, at which a
+            trial reports a probe's metric (``scheduler.probe``); empty: no probes.
     """
 
     run_dir: str
     base_config: str
-    space: Any
+    space: SearchSpace
     cpus: float = 1.0
     cwd: str | None = None
+    probe_epochs: frozenset[int] = frozenset()
 
 
 class _FatalSearchError(Exception):
@@ -104,6 +110,10 @@ class TuneReportHook(Hook):
         defer_final: keep the last report (one without a checkpoint) in
             ``pending_final`` instead of sending it: ``train_trial`` sends it once the
             runner has finished, marked ``done``.
+        probe_epochs: fidelities at which the reported metric is a cool-down probe's
+            (``rt3d_tune.runner.probe``); the plain one goes beside it as
+            ``<metric>_plain`` and the probe's cost as ``probe_iters``.
+        probe_ratio: the probe's length as a fraction of the iterations trained so far.
     """
 
     def __init__(
@@ -114,8 +124,12 @@ class TuneReportHook(Hook):
         checkpoint: bool = True,
         checkpoint_final: bool = False,
         defer_final: bool = False,
+        probe_epochs: frozenset[int] = frozenset(),
+        probe_ratio: float = 0.1,
     ) -> None:
         self.metric = metric
+        self.probe_epochs = probe_epochs
+        self.probe_ratio = probe_ratio
         self.extra = dict(extra or {})
         self._report = report
         self.checkpoint = checkpoint
@@ -134,16 +148,40 @@ class TuneReportHook(Hook):
     def after_train_epoch(self, runner: Any) -> None:
         # EvalHook ran in this stage before us; the runner counts this epoch on return.
         final = runner.epoch + 1 >= runner.max_epochs
-        self._maybe_report(runner, fidelity=runner.epoch + 1, epoch=runner.epoch + 1, final=final)
+        self._maybe_report(runner, fidelity=runner.epoch + 1, epoch=runner.epoch + 1, final=final,
+                           next_iter=runner.iter)
 
     def after_train_iter(self, runner: Any) -> None:
         if int(getattr(runner, "eval_round", 0)) != self.last_round:
             final = runner.max_iters is not None and runner.iter + 1 >= runner.max_iters
             self._maybe_report(
-                runner, fidelity=int(runner.eval_round), epoch=runner.epoch, final=final
+                runner, fidelity=int(runner.eval_round), epoch=runner.epoch, final=final,
+                next_iter=runner.iter + 1,
             )
 
-    def _maybe_report(self, runner: Any, fidelity: int, epoch: int, final: bool) -> None:
+    def _probe(self, runner: Any, next_iter: int) -> dict[str, Any]:
+        """A cool-down probe from here: its metrics as a report's entries (the plain
+        metric moves to ``<metric>_plain``)."""
+        from rt3d_tune.runner.hooks.evaluation import EvalHook
+        from rt3d_tune.runner.hooks.lr_updater import LrUpdaterHook
+        from rt3d_tune.runner.probe import cooldown_probe, probe_iters
+
+        lr_hook = next((h for h in runner.hooks if isinstance(h, LrUpdaterHook)), None)
+        eval_hook = next(h for h in runner.hooks if isinstance(h, EvalHook))
+        result = cooldown_probe(
+            runner, probe_iters(next_iter, self.probe_ratio),
+            lr_hook.final_lr if lr_hook is not None else runner.current_lr(),
+            lambda: eval_hook.compute_metrics(runner), start_iter=next_iter,
+        )
+        entries: dict[str, Any] = {"probe_iters": result.iters, "probe_s": result.seconds}
+        if result.diverged:  # the cool-down blew up: the plain metric stands
+            entries["probe_error"] = result.error
+        elif self.metric in result.metrics:
+            entries["probe"] = _plain(result.metrics[self.metric])
+        return entries
+
+    def _maybe_report(self, runner: Any, fidelity: int, epoch: int, final: bool,
+                      next_iter: int) -> None:
         eval_round = int(getattr(runner, "eval_round", 0))
         if eval_round == self.last_round:
             return
@@ -167,6 +205,11 @@ class TuneReportHook(Hook):
             final=final,
             **self.extra,
         )
+        if fidelity in self.probe_epochs and not final:
+            metrics.update(self._probe(runner, next_iter))
+            if "probe" in metrics:
+                metrics[f"{self.metric}_plain"] = metrics[self.metric]
+                metrics[self.metric] = metrics["probe"]
         self.last_metrics = metrics
         if final and self.defer_final and not (self.checkpoint and self.checkpoint_final):
             self.pending_final = metrics
@@ -258,16 +301,19 @@ def _load_base(path: str, mtime: float) -> Any:
     return Config.fromfile(path)
 
 
-def build_trial_config(setup: TrialSetup, params: dict[str, Any]) -> Any:
-    """Base config + the overrides the sampled params stand for (``stop`` included).
+def build_trial_config(setup: TrialSetup, params: dict[str, Any], seed: int | None = None) -> Any:
+    """What the trial trains (``rt3d_tune.space.trials.build_trial_configs``).
 
     Raises:
-        ConfigError: an override the base config cannot take.
+        ConfigError: an override the base config cannot take, a schedule that cannot scale.
     """
-    from rt3d_tune.space.sampling import apply_overrides, overrides_from_params
+    from rt3d_tune.runner.data import train_iters_per_epoch
+    from rt3d_tune.space.trials import build_trial_configs
 
     base = _load_base(setup.base_config, os.path.getmtime(setup.base_config))
-    return apply_overrides(base, overrides_from_params(setup.space, params))
+    trial, _ = build_trial_configs(setup.space, base, params, seed=seed,
+                                   iters_per_epoch=train_iters_per_epoch)
+    return trial
 
 
 def trial_device(cpus: float) -> tuple[str, list[str]]:
@@ -300,10 +346,16 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     metric = setup.space.metric
     device, gpu_ids = trial_device(setup.cpus)
-    hook = TuneReportHook(metric, extra={"gpu_ids": ",".join(gpu_ids), "device": device},
-                          checkpoint_final=setup.space.scheduler.type == "pbt", defer_final=True)
+    confirm = config.get(CONFIRM_KEY) or {}
+    extra = {"gpu_ids": ",".join(gpu_ids), "device": device}
+    if confirm:
+        extra.update(confirm_of=confirm["of"], seed=confirm["seed"])
+    hook = TuneReportHook(metric, extra=extra, defer_final=True,
+                          checkpoint_final=setup.space.scheduler.type == "pbt" and not confirm,
+                          probe_epochs=frozenset() if confirm else setup.probe_epochs,
+                          probe_ratio=setup.space.scheduler.probe_ratio)
     try:
-        cfg = build_trial_config(setup, trial_params(config))
+        cfg = build_trial_config(setup, trial_params(config), seed=confirm.get("seed"))
         # build_runner writes work_dir/config.py with the seed it used: best_config.py
         # reruns the trial exactly.
         runner = build_runner(
@@ -313,7 +365,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         # One message, no cause chain: Ray copies a trial's exception chain recursively.
         raise ConfigError(f"the trial config does not build: {err.format()}") from None
     tag_trial_loggers(runner.hooks, trial_id=str(trial_id), search_name=Path(setup.run_dir).name,
-                      params=trial_params(config))
+                      params=trial_params(config), confirm_of=confirm.get("of"))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         fresh = snapshot_hyperparams(runner.optimizer)
@@ -349,9 +401,8 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
                 "epoch": err.epoch,
                 "iteration": err.iteration + 1,
                 "training_iteration": hook.last_fidelity + 1,
-                "gpu_ids": ",".join(gpu_ids),
-                "device": device,
                 "done": True,
+                **extra,
             }
         )
     except _FatalSearchError as err:

@@ -13,13 +13,16 @@ __all__ = ["tag_trial_loggers"]
 
 
 def tag_trial_loggers(hooks: Iterable[Any], *, trial_id: str, search_name: str,
-                      params: dict[str, Any]) -> int:
+                      params: dict[str, Any], confirm_of: str | None = None) -> int:
     """Name each MLflow/W&B logger hook's run after the trial and attach its params.
 
     What the user set explicitly wins (``setdefault``). MLflow runs land in the
     experiment named after the search unless ``exp_name`` was given; W&B runs are
-    grouped by the search. Returns how many hooks were tagged.
+    grouped by the search. A confirmation run (``confirm_of``: the search trial it trains
+    again) is tagged ``rt3d_tune.confirm_of`` (W&B: in its config). Returns how many
+    hooks were tagged.
     """
+    extra = {} if confirm_of is None else {"rt3d_tune.confirm_of": confirm_of}
     from rt3d_tune.runner.hooks.logger.mlflow import MlflowLoggerHook
     from rt3d_tune.runner.hooks.logger.wandb import WandbLoggerHook
 
@@ -32,12 +35,15 @@ def tag_trial_loggers(hooks: Iterable[Any], *, trial_id: str, search_name: str,
                 hook.params.setdefault(key, value)
             hook.tags.setdefault("rt3d_tune.search", search_name)
             hook.tags.setdefault("rt3d_tune.trial_id", trial_id)
+            for key, value in extra.items():
+                hook.tags.setdefault(key, value)
             tagged += 1
         elif isinstance(hook, WandbLoggerHook):
             hook.init_kwargs.setdefault("name", trial_id)
             hook.init_kwargs.setdefault("group", search_name)
             hook.init_kwargs.setdefault("config", {}).update(
-                {k: v for k, v in params.items() if k not in hook.init_kwargs["config"]}
+                {k: v for k, v in {**params, **extra}.items()
+                 if k not in hook.init_kwargs["config"]}
             )
             tagged += 1
     return tagged

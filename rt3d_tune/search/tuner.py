@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,13 +28,16 @@ from typing import Any, TextIO
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.results import recorder
-from rt3d_tune.results.export import export_run, write_run_info
+from rt3d_tune.results.confirmation import ConfirmedConfig
+from rt3d_tune.results.export import export_run, load_context, write_run_info
 from rt3d_tune.search.trainable import TrialSetup
-from rt3d_tune.space.params import PARAMS_KEY
+from rt3d_tune.space.params import CONFIRM_KEY, PARAMS_KEY, confirm_point
+from rt3d_tune.space.space import SearchSpace
 
 __all__ = ["RAY_DIR", "SearchResult", "resolve_run_dir", "run_search"]
 
 RAY_DIR = "ray"  # Ray's own experiment state and trial checkpoints, inside the run dir
+CONFIRM_RAY_DIR = "ray_confirm"  # the same for the confirmation runs
 SPACE_COPY = "space.yaml"
 # Tune checkpoints kept per trial: the latest is all a retry or resume needs; PBT also
 # restores other trials' checkpoints, which must outlive a few more of their reports.
@@ -49,17 +53,20 @@ class SearchResult:
     Attributes:
         run_dir: the run directory.
         records: every trial, by id (``recorder.TrialRecord``).
-        best: the best trial's record, or None when no trial reported the metric.
+        best: the winning trial's record (the best confirmed mean, else the best metric),
+            or None when no trial reported the metric.
         exported: name -> path of every exported file.
+        confirmed: the winner's confirmation runs (None when not confirmed).
     """
 
     run_dir: Path
     records: dict[str, recorder.TrialRecord]
     best: recorder.TrialRecord | None
     exported: dict[str, Path] = field(default_factory=dict)
+    confirmed: ConfirmedConfig | None = None
 
 
-def resolve_run_dir(space: Any, output: str | Path, name: str | None, resume: bool) -> Path:
+def resolve_run_dir(space: SearchSpace, output: str | Path, name: str | None, resume: bool) -> Path:
     """``<output>/<name>``; without a name, ``<space stem>-<timestamp>`` (resume: the latest).
 
     Raises:
@@ -92,7 +99,7 @@ def resolve_run_dir(space: Any, output: str | Path, name: str | None, resume: bo
     return run_dir
 
 
-def _prepare_run_dir(space: Any, run_dir: Path, num_samples: int) -> None:
+def _prepare_run_dir(space: SearchSpace, run_dir: Path, num_samples: int) -> None:
     """The run directory before any trial: the space, the resolved base, ``run.json``."""
     from rt3d_tune import __version__
 
@@ -111,6 +118,10 @@ def _prepare_run_dir(space: Any, run_dir: Path, num_samples: int) -> None:
             "num_samples": num_samples,
             "scheduler": {"type": space.scheduler.type, **dict(space.scheduler.args)},
             "resources": {"cpu": space.resources.cpu, "gpu": space.resources.gpu},
+            "schedule": space.stop.schedule,
+            "trial_seed": space.search.trial_seed,
+            "confirm": {"top_k": space.search.confirm.top_k,
+                        "seeds": space.search.confirm.seeds},
             "max_fidelity": _max_fidelity(space),
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
             "rt3d_tune": __version__,
@@ -118,7 +129,7 @@ def _prepare_run_dir(space: Any, run_dir: Path, num_samples: int) -> None:
     )
 
 
-def _max_fidelity(space: Any) -> int:
+def _max_fidelity(space: SearchSpace) -> int:
     """The most epochs (or evaluation rounds, iteration-based runners) a trial can run."""
     if space.max_epochs:
         return int(space.max_epochs)
@@ -128,7 +139,7 @@ def _max_fidelity(space: Any) -> int:
     return max(1, int(runner.get("max_iters", 1)) // interval)
 
 
-def _sample_points(space: Any, count: int) -> list[dict[str, Any]]:
+def _sample_points(space: SearchSpace, count: int) -> list[dict[str, Any]]:
     """``count`` params sampled up front with the space's sampler (PBT's population)."""
     import optuna
 
@@ -146,13 +157,13 @@ def _sample_points(space: Any, count: int) -> list[dict[str, Any]]:
     return points
 
 
-def _search_setup(space: Any, num_samples: int) -> tuple[Any, dict, int, Any]:
+def _search_setup(space: SearchSpace, num_samples: int) -> tuple[Any, dict, int, Any]:
     """(search_alg, param_space, num_samples, scheduler) for the space."""
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from rt3d_tune.space.sampling import grid_params, make_sampler
     from rt3d_tune.search.schedulers import build_scheduler, mutable_params, pbt_mutations
+    from rt3d_tune.space.sampling import grid_params, make_sampler
 
     algorithm = space.search.algorithm
     common = {"metric": space.metric, "mode": space.mode, "max_t": _max_fidelity(space)}
@@ -200,7 +211,7 @@ def _optuna_search_class() -> type:
     return FidelityAwareOptunaSearch
 
 
-def _define_by_run_for_ray(trial: Any, space: Any) -> None:
+def _define_by_run_for_ray(trial: Any, space: SearchSpace) -> None:
     """OptunaSearch's define-by-run: Ray takes the params the trial suggested."""
     from rt3d_tune.space.sampling import define_by_run
 
@@ -208,7 +219,7 @@ def _define_by_run_for_ray(trial: Any, space: Any) -> None:
 
 
 def run_search(
-    space: Any,
+    space: SearchSpace,
     *,
     address: str | None = None,
     name: str | None = None,
@@ -220,16 +231,16 @@ def run_search(
     stream: TextIO | None = None,
     debug: bool = False,
 ) -> SearchResult:
-    """Run (or resume) a search and export its results.
+    """Run (or resume) a search, confirm its top configs, and export the results.
 
     Args:
-        space: the parsed SearchSpace (``rt3d_tune.space.space.parse_space``).
+        space: the parsed space (``rt3d_tune.space.load_space``).
         address: None for an embedded local Ray; ``auto`` / ``ray://host:port`` to join.
         name: the run's directory name under ``output`` (default: space stem + time).
         output: where run directories go.
         num_samples: overrides ``search.num_samples`` (ignored by grid: every point runs).
         resume: continue the interrupted run ``output/name`` (the latest one without a
-            name); every trial ends up run exactly once.
+            name); every trial, confirmation runs included, ends up run exactly once.
         max_failures: retries of a trial that raised (from its last checkpoint).
         status: show the live status line.
         stream: where the status line goes (stderr by default).
@@ -241,82 +252,170 @@ def run_search(
     """
     import ray
     from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
 
-    from rt3d_tune.search.callbacks import FatalErrorStopper, ResultRecorder
     from rt3d_tune.search.ray_session import ray_session
+    from rt3d_tune.search.trainable import train_trial
     from rt3d_tune.space.sampling import num_trials
     from rt3d_tune.space.space import check_resources
-    from rt3d_tune.search.status import StatusLine
-    from rt3d_tune.search.trainable import train_trial
 
     run_dir = resolve_run_dir(space, output, name, resume)
-    ray_dir = run_dir / RAY_DIR
     samples = num_trials(space) if space.search.algorithm == "grid" else int(
         num_samples or space.search.num_samples
     )
     if not resume:
         _prepare_run_dir(space, run_dir, samples)
     resources = {"cpu": float(space.resources.cpu), "gpu": float(space.resources.gpu)}
-    setup = TrialSetup(
-        run_dir=str(run_dir),
-        base_config=str(Path(space.base_path).resolve()),
-        space=space,
-        cpus=resources["cpu"],
-        cwd=os.getcwd(),
-    )
+    setup = _trial_setup(space, run_dir, resources["cpu"])
+    phase = _Phase(space, run_dir, max_failures, resume)
     with ray_session(address, debug=debug):
         check_resources(space, ray.cluster_resources())
         trainable = tune.with_resources(tune.with_parameters(train_trial, setup=setup), resources)
-        if resume and tune.Tuner.can_restore(str(ray_dir)):
-            tuner = tune.Tuner.restore(
-                str(ray_dir), trainable, resume_unfinished=True, resume_errored=True
-            )
-        else:
-            if resume:  # killed before Ray saved any state: start over in the same dir
-                _discard_partial(run_dir)
-            search_alg, param_space, samples, scheduler = _search_setup(space, samples)
-            callbacks: list[Any] = [ResultRecorder(run_dir)]
-            if status:
-                callbacks.append(StatusLine(space.metric, space.mode, run_dir, samples, stream))
-            tuner = tune.Tuner(
-                trainable,
-                param_space=param_space,
-                tune_config=tune.TuneConfig(
-                    search_alg=search_alg,
-                    scheduler=scheduler,
-                    num_samples=samples,
-                    max_concurrent_trials=space.max_concurrent
-                    if isinstance(search_alg, OptunaSearch)
-                    else None,
-                    time_budget_s=space.stop.time_budget_s,
-                    reuse_actors=True,
-                    trial_dirname_creator=_trial_dirname,
-                ),
-                run_config=tune.RunConfig(
-                    name=RAY_DIR,
-                    storage_path=str(run_dir),
-                    stop=FatalErrorStopper(),
-                    callbacks=callbacks,
-                    failure_config=tune.FailureConfig(max_failures=max_failures),
-                    checkpoint_config=tune.CheckpointConfig(
-                        num_to_keep=_CHECKPOINTS_KEPT_PBT
-                        if space.scheduler.type == "pbt"
-                        else _CHECKPOINTS_KEPT
-                    ),
-                    verbose=0,
-                ),
-            )
         started = time.monotonic()
-        tuner.fit()
-    budget = space.stop.time_budget_s
-    if budget is not None and time.monotonic() - started >= budget:
-        recorder.close_unfinished(run_dir, recorder.EARLY_STOPPED, "stop.time_budget_s reached")
-    records = recorder.load_records(run_dir, finished=True)
-    _raise_fatal(records)
+        phase.search_tuner(trainable, samples, status, stream).fit()
+        budget = space.stop.time_budget_s
+        if budget is not None and time.monotonic() - started >= budget:
+            recorder.close_unfinished(run_dir, recorder.EARLY_STOPPED,
+                                      "stop.time_budget_s reached")
+        records = recorder.load_records(run_dir, finished=True)
+        _raise_fatal(records)
+        confirm = phase.confirm_tuner(trainable, records,
+                                      (stream or sys.stderr) if status else None)
+        if confirm is not None:
+            confirm.fit()
+            _raise_fatal(recorder.load_records(run_dir, filename=recorder.CONFIRM_JSONL))
     exported = export_run(run_dir)
-    best = recorder.best_record(records, space.metric, space.mode)
-    return SearchResult(run_dir=run_dir, records=records, best=best, exported=exported)
+    context = load_context(run_dir)
+    return SearchResult(run_dir=run_dir, records=records, best=context.best, exported=exported,
+                        confirmed=context.winner_confirmation)
+
+
+def _trial_setup(space: SearchSpace, run_dir: Path, cpus: float) -> TrialSetup:
+    from rt3d_tune.search.schedulers import rung_epochs
+
+    probes = space.scheduler.probe != "none"
+    return TrialSetup(
+        run_dir=str(run_dir),
+        base_config=str(Path(space.base_path).resolve()),
+        space=space,
+        cpus=cpus,
+        cwd=os.getcwd(),
+        probe_epochs=rung_epochs(space.scheduler, _max_fidelity(space)) if probes else frozenset(),
+    )
+
+
+@dataclass
+class _Phase:
+    """Builds (or restores) the Tuner of each phase of one search: the search itself,
+    then the confirmation of its top configs. Each phase keeps its own Tune state in
+    the run directory, so ``--resume`` continues whichever was interrupted."""
+
+    space: SearchSpace
+    run_dir: Path
+    max_failures: int
+    resume: bool
+
+    def _restored(self, ray_name: str, trainable: Any) -> Any:
+        from ray import tune
+
+        path = str(self.run_dir / ray_name)
+        if self.resume and tune.Tuner.can_restore(path):
+            return tune.Tuner.restore(path, trainable, resume_unfinished=True,
+                                      resume_errored=True)
+        return None
+
+    def _run_config(self, ray_name: str, callbacks: list[Any]) -> Any:
+        from ray import tune
+
+        from rt3d_tune.search.callbacks import FatalErrorStopper
+
+        return tune.RunConfig(
+            name=ray_name,
+            storage_path=str(self.run_dir),
+            stop=FatalErrorStopper(),
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=self.max_failures),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=_CHECKPOINTS_KEPT_PBT
+                if self.space.scheduler.type == "pbt"
+                else _CHECKPOINTS_KEPT
+            ),
+            verbose=0,
+        )
+
+    def search_tuner(self, trainable: Any, samples: int, status: bool,
+                     stream: TextIO | None) -> Any:
+        """The search phase: the space's searcher and scheduler over ``samples`` trials."""
+        from ray import tune
+        from ray.tune.search.optuna import OptunaSearch
+
+        from rt3d_tune.search.callbacks import ResultRecorder
+        from rt3d_tune.search.status import StatusLine
+
+        restored = self._restored(RAY_DIR, trainable)
+        if restored is not None:
+            return restored
+        if self.resume:  # killed before Ray saved any state: start over in the same dir
+            _discard_partial(self.run_dir)
+        space = self.space
+        search_alg, param_space, samples, scheduler = _search_setup(space, samples)
+        callbacks: list[Any] = [ResultRecorder(self.run_dir)]
+        if status:
+            callbacks.append(StatusLine(space.metric, space.mode, self.run_dir, samples, stream))
+        return tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                search_alg=search_alg,
+                scheduler=scheduler,
+                num_samples=samples,
+                max_concurrent_trials=space.max_concurrent
+                if isinstance(search_alg, OptunaSearch)
+                else None,
+                time_budget_s=space.stop.time_budget_s,
+                reuse_actors=True,
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=self._run_config(RAY_DIR, callbacks),
+        )
+
+    def confirm_tuner(self, trainable: Any, records: dict[str, recorder.TrialRecord],
+                      stream: TextIO | None) -> Any:
+        """The confirmation phase: each of the top-k trials' configs again with each new
+        seed, FIFO; None when confirmation is off or no trial finished its budget."""
+        from ray import tune
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        from rt3d_tune.results.confirmation import select_top
+        from rt3d_tune.search.callbacks import ResultRecorder
+        from rt3d_tune.space.trials import confirm_seeds
+
+        space = self.space
+        if not space.search.confirm.enabled:
+            return None
+        restored = self._restored(CONFIRM_RAY_DIR, trainable)
+        if restored is not None:
+            return restored
+        top = select_top(records, space.metric, space.mode, space.search.confirm.top_k)
+        if not top:
+            return None
+        seeds = confirm_seeds(space)
+        points = [confirm_point(rec.params, rec.trial_id, seed) for rec in top for seed in seeds]
+        if stream is not None:
+            print(f"confirming the top {len(top)} config(s) with {len(seeds)} new seed(s) "
+                  f"each: {len(points)} runs", file=stream, flush=True)
+        return tune.Tuner(
+            trainable,
+            param_space={CONFIRM_KEY: tune.grid_search(points)},
+            tune_config=tune.TuneConfig(
+                search_alg=BasicVariantGenerator(max_concurrent=space.max_concurrent or 0),
+                num_samples=1,
+                reuse_actors=True,
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=self._run_config(
+                CONFIRM_RAY_DIR, [ResultRecorder(self.run_dir, recorder.CONFIRM_JSONL)]
+            ),
+        )
 
 
 def _trial_dirname(trial: Any) -> str:

@@ -11,6 +11,7 @@ leaves on disk is read and written by :mod:`rt3d_tune.results`.
 from __future__ import annotations
 
 from rt3d_tune.space.domains import Choice, Domain, Grid, Int, LogInt, LogUniform, Uniform
+from rt3d_tune.space.params import PARAMS_KEY, trial_params
 from rt3d_tune.space.sampling import (
     ABSENT,
     apply_overrides,
@@ -23,7 +24,6 @@ from rt3d_tune.space.sampling import (
     num_trials,
     overrides_from_params,
 )
-from rt3d_tune.space.params import PARAMS_KEY, trial_params
 from rt3d_tune.space.space import (
     ALGORITHMS,
     SCHEDULERS,

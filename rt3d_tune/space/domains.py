@@ -11,7 +11,8 @@ A domain is written as a one-key mapping, optionally with ``q`` next to it::
     {choice: [SGD, AdamW]}          Choice(('SGD', 'AdamW'))
     {grid: [10, 35]}                Grid((10, 35))
 
-Every bound is inclusive. A ``choice`` (or ``grid``) option that is a mapping is a
+Every bound is inclusive. Integer bounds are within +-2**53 and a choice lists at most
+``limits.MAX_CHOICE_OPTIONS`` options. A ``choice`` (or ``grid``) option that is a mapping is a
 conditional branch: when chosen, the mapping replaces the whole subtree at the key
 path, and the domains nested inside it are sampled only then. Under any algorithm but
 ``grid``, a ``grid`` domain is sampled exactly like a ``choice``.
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
+from rt3d_tune.limits import MAX_CHOICE_OPTIONS, MAX_EXACT_INT
 
 __all__ = [
     "DOMAIN_NAMES",
@@ -87,7 +89,9 @@ class Choice:
     @property
     def is_conditional(self) -> bool:
         """True when any option is a branch (a mapping) or holds nested domains."""
-        return any(isinstance(option, Mapping) or walk_domains(option, "") for option in self.options)
+        return any(
+            isinstance(option, Mapping) or walk_domains(option, "") for option in self.options
+        )
 
 
 @dataclass(frozen=True)
@@ -187,6 +191,15 @@ def _bounds(name: str, args: Any, path: str) -> tuple[Any, Any]:
                 hint=hint,
             )
     low, high = args
+    for i, bound in enumerate(args):
+        if integer and abs(bound) > MAX_EXACT_INT:
+            raise ConfigError(
+                f"the {'low' if i == 0 else 'high'} bound of {name} is too large to sample "
+                "exactly", key_path=f"{where}[{i}]",
+                expected=f"an integer from -2**53 to 2**53 ({MAX_EXACT_INT:,})", given=bound,
+                hint="Optuna samples integers through floats; use loguniform for ranges "
+                "that wide",
+            )
     if low >= high:
         raise ConfigError(
             f"{name} bounds are reversed or equal: low must be below high",
@@ -275,6 +288,12 @@ def parse_domain(name: str, value: Mapping[str, Any], path: str) -> Domain:
             expected="at least one option",
             given=args,
         )
+    if len(args) > MAX_CHOICE_OPTIONS:
+        raise ConfigError(
+            f"{name} lists {len(args):,} options, more than the {MAX_CHOICE_OPTIONS:,} a "
+            f"{name} may have", key_path=where, expected=f"at most {MAX_CHOICE_OPTIONS:,} options",
+            hint="sample a range with int, uniform or loguniform instead of listing it",
+        )
     options = tuple(parse_template(option, f"{where}[{i}]") for i, option in enumerate(args))
     primitive = [repr(option) for option in options if is_primitive(option)]
     duplicates = sorted({text for text in primitive if primitive.count(text) > 1})
@@ -337,7 +356,11 @@ def walk_domains(template: Any, path: str) -> list[tuple[str, Domain]]:
     if isinstance(template, (Uniform, LogUniform, Int, LogInt)):
         return [(path, template)]
     if isinstance(template, Mapping):
-        return [hit for key, item in template.items() for hit in walk_domains(item, f"{path}.{key}")]
+        return [
+            hit for key, item in template.items() for hit in walk_domains(item, f"{path}.{key}")
+        ]
     if isinstance(template, list):
-        return [hit for i, item in enumerate(template) for hit in walk_domains(item, f"{path}[{i}]")]
+        return [
+            hit for i, item in enumerate(template) for hit in walk_domains(item, f"{path}[{i}]")
+        ]
     return []

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
+from rt3d_tune.limits import MAX_INDEX_DIGITS, MAX_NESTING
 
 __all__ = ["RUNTIME_KEYS", "check_key_path", "plain_dict"]
 
@@ -46,9 +47,14 @@ def check_key_path(base: Mapping[str, Any], path: str) -> None:
     sibling is reported as a typo.
 
     Raises:
-        ConfigError: with key path ``space.<path>``, the closest existing keys as hint.
+        ConfigError: with key path ``space.<path>``, the closest existing keys as hint;
+            also a path of more than MAX_NESTING parts.
     """
     segments = path.split(".")
+    if len(segments) > MAX_NESTING:
+        raise ConfigError(f"the key path has {len(segments)} parts, more than the "
+                          f"{MAX_NESTING} a config nests", key_path=f"space.{path[:80]}...",
+                          expected=f"at most {MAX_NESTING} names joined by dots")
     node: Any = base
     for i, seg in enumerate(segments):
         here = ".".join(segments[: i + 1])
@@ -56,7 +62,8 @@ def check_key_path(base: Mapping[str, Any], path: str) -> None:
         if node is None:
             return
         if isinstance(node, (list, tuple)):
-            if not seg.isdigit() or int(seg) >= len(node):
+            if not (seg.isascii() and seg.isdigit() and len(seg) <= MAX_INDEX_DIGITS
+                    and int(seg) < len(node)):
                 raise ConfigError(
                     f"{'.'.join(segments[:i]) or 'the config'} is a list of {len(node)} in the "
                     f"base config; {seg!r} is not an index in it",

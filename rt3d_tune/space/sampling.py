@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
+from rt3d_tune.limits import MAX_TRIALS, count_text
 from rt3d_tune.space.domains import (
     Choice,
     Domain,
@@ -44,6 +46,7 @@ __all__ = [
     "format_diff",
     "grid_params",
     "grid_points",
+    "grid_size",
     "make_sampler",
     "num_trials",
     "overrides_from_params",
@@ -179,7 +182,55 @@ def _enumerate_template(template: Any, prefix: str, path: str) -> list[dict[str,
                  for i, item in enumerate(template)]
     else:
         return [{}]
-    return [dict(kv for part in combo for kv in part.items()) for combo in itertools.product(*parts)]
+    return [
+        dict(kv for part in combo for kv in part.items()) for combo in itertools.product(*parts)
+    ]
+
+
+def _count(domain: Domain, path: str) -> int:
+    """How many assignments ``_enumerate`` gives for one domain, without listing them."""
+    if not isinstance(domain, (Choice, Grid)):
+        _enumerate(domain, path, path)  # raises: not enumerable
+    if not uses_index(domain):
+        return len(domain.options)
+    kind = "choice" if isinstance(domain, Choice) else "grid"
+    return sum(_count_template(option, f"{path}.{kind}[{i}]")
+               for i, option in enumerate(domain.options))
+
+
+def _count_template(template: Any, path: str) -> int:
+    if isinstance(template, (Uniform, LogUniform, Int, LogInt, Choice, Grid)):
+        return _count(template, path)
+    items: Any = ()
+    if isinstance(template, Mapping):
+        items = ((f"{path}.{key}", item) for key, item in template.items())
+    elif isinstance(template, list):
+        items = ((f"{path}[{i}]", item) for i, item in enumerate(template))
+    return math.prod(_count_template(item, where) for where, item in items)
+
+
+def grid_size(space: SearchSpace) -> int:
+    """The number of points of the grid (the Cartesian product), counted, not listed.
+
+    Counting walks the space once, so it answers at once for a product of any size.
+
+    Raises:
+        ConfigError: more than ``MAX_TRIALS`` points (the error names the number and the
+            key paths that multiply it), or a domain the grid cannot enumerate.
+    """
+    factors = [(_count(domain, f"space.{path}"), f"space.{path}") for path, domain in space.params]
+    size = math.prod(count for count, _ in factors)
+    if size > MAX_TRIALS:
+        largest = sorted(factors, key=lambda factor: -factor[0])[:4]
+        shown = " x ".join(f"{path}: {count_text(count)}" for count, path in largest)
+        raise ConfigError(
+            f"the grid has {count_text(size)} points ({shown}"
+            f"{' x ...' if len(factors) > 4 else ''}), more than the {MAX_TRIALS:,} trials a "
+            "search may run",
+            key_path=largest[0][1],
+            hint="list fewer values, or sample with search.algorithm: random or tpe",
+        )
+    return size
 
 
 def grid_params(space: SearchSpace) -> list[dict[str, Any]]:
@@ -190,10 +241,14 @@ def grid_params(space: SearchSpace) -> list[dict[str, Any]]:
     option first, the last key path varying fastest).
 
     Raises:
-        ConfigError: a continuous or integer-range domain anywhere in the space.
+        ConfigError: a continuous or integer-range domain anywhere in the space, or a
+            grid of more than ``MAX_TRIALS`` points (counted before anything is listed).
     """
+    grid_size(space)
     parts = [_enumerate(domain, path, f"space.{path}") for path, domain in space.params]
-    return [dict(kv for part in combo for kv in part.items()) for combo in itertools.product(*parts)]
+    return [
+        dict(kv for part in combo for kv in part.items()) for combo in itertools.product(*parts)
+    ]
 
 
 def grid_points(space: SearchSpace) -> list[dict[str, Any]]:
@@ -204,31 +259,8 @@ def grid_points(space: SearchSpace) -> list[dict[str, Any]]:
 def num_trials(space: SearchSpace) -> int:
     """How many trials the search runs: the grid size under grid, else ``num_samples``."""
     if space.search.algorithm == "grid":
-        return len(grid_params(space))
+        return grid_size(space)
     return int(space.search.num_samples or 0)
-
-
-def _grid_sampler(points: list[dict[str, Any]]) -> Any:
-    import optuna
-
-    class PointListSampler(optuna.samplers.BaseSampler):
-        """Gives trial number n the parameters of ``points[n % len(points)]``.
-
-        Optuna's GridSampler needs one fixed set of parameters; a conditional grid
-        has a different set per branch, so the points are listed up front instead.
-        """
-
-        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-            return {}
-
-        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
-            return {}
-
-        def sample_independent(self, study: Any, trial: Any, param_name: str,
-                               param_distribution: Any) -> Any:
-            return points[trial.number % len(points)][param_name]
-
-    return PointListSampler()
 
 
 def make_sampler(algorithm: str, seed: int, space: SearchSpace) -> Any:
@@ -237,11 +269,12 @@ def make_sampler(algorithm: str, seed: int, space: SearchSpace) -> Any:
     random: RandomSampler; tpe: multivariate TPE (grouped when the space is
     conditional); qmc: scrambled Sobol or Halton (``search.qmc_type``); cmaes: CMA-ES
     with a seeded random sampler for categorical and conditional parameters (warns,
-    since CMA-ES only models the continuous ones); grid: the ``grid_params`` list, one
-    point per trial number. The same seed gives the same sequence of trials.
+    since CMA-ES only models the continuous ones). The same seed gives the same sequence
+    of trials. (The grid algorithm has no sampler: the tuner hands ``grid_params`` to
+    ``tune.grid_search``.)
 
     Raises:
-        ConfigError: an unknown algorithm, or a grid over a continuous domain.
+        ConfigError: an algorithm without an Optuna sampler (grid, or an unknown one).
     """
     import optuna
 
@@ -268,10 +301,11 @@ def make_sampler(algorithm: str, seed: int, space: SearchSpace) -> Any:
                 independent_sampler=optuna.samplers.RandomSampler(seed=seed),
                 warn_independent_sampling=False,
             )
-        if algorithm == "grid":
-            return _grid_sampler(grid_params(space))
-    raise ConfigError(f"unknown search algorithm {algorithm!r}", key_path="search.algorithm",
-                      expected="one of random, grid, qmc, tpe, cmaes", given=algorithm)
+    hint = "grid search runs through tune.grid_search over grid_params" \
+        if algorithm == "grid" else None
+    raise ConfigError(f"no Optuna sampler for the search algorithm {algorithm!r}",
+                      key_path="search.algorithm", expected="one of random, qmc, tpe, cmaes",
+                      given=algorithm, hint=hint)
 
 
 def _lookup(data: Any, key_path: str) -> Any:
@@ -279,7 +313,11 @@ def _lookup(data: Any, key_path: str) -> Any:
     for part in key_path.split("."):
         if isinstance(data, Mapping) and part in data:
             data = data[part]
-        elif isinstance(data, (list, tuple)) and part.lstrip("-").isdigit() and -len(data) <= int(part) < len(data):
+        elif (
+            isinstance(data, (list, tuple))
+            and part.lstrip("-").isdigit()
+            and -len(data) <= int(part) < len(data)
+        ):
             data = data[int(part)]
         else:
             return ABSENT
@@ -335,7 +373,11 @@ def config_diff(base: Any, trial: Any) -> list[tuple[str, Any, Any]]:
     def walk(old: Any, new: Any, path: str) -> None:
         if isinstance(old, Mapping) and isinstance(new, Mapping):
             for key in list(old) + [k for k in new if k not in old]:
-                walk(old.get(key, ABSENT), new.get(key, ABSENT), f"{path}.{key}" if path else str(key))
+                walk(
+                    old.get(key, ABSENT),
+                    new.get(key, ABSENT),
+                    f"{path}.{key}" if path else str(key),
+                )
         elif (isinstance(old, (list, tuple)) and isinstance(new, (list, tuple))
               and len(old) == len(new) and old != new
               and any(isinstance(x, (Mapping, list, tuple)) for x in (*old, *new))):

@@ -1,82 +1,44 @@
-"""Reading a space file: safe YAML with line numbers, and checks of single fields.
+"""Reading a space file, and checks of single fields.
 
-``read_yaml`` uses a SafeLoader (``!!python/...`` tags are refused) that reads ``1e-4``
-as a float, as YAML 1.2 does, and rejects duplicate keys. The field checkers raise
-ConfigError with the dotted key path, what was expected and what was given.
+``read_yaml`` is the project's one YAML reader (:mod:`rt3d_tune.yaml_io`: safe, YAML 1.2
+floats, duplicate keys refused, sizes bounded). The field checkers raise ConfigError
+with the dotted key path, what was expected and what was given.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from rt3d_tune import yaml_io
 from rt3d_tune.errors import ConfigError
 
 __all__ = ["check_known_keys", "check_mapping", "check_number", "check_one_of", "read_yaml"]
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe YAML that reads ``1e-4`` as a float (YAML 1.2) and rejects duplicate keys."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None,
-                    f"duplicate key {key!r} (first on line {seen[key] + 1})",
-                    key_node.start_mark,
-                )
-            if isinstance(key, (str, int, float, bool)):
-                seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)"
-        r"|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+0123456789."),
-)
-
-
 def read_yaml(path: Path) -> Any:
-    """The YAML document in ``path``.
+    """The YAML document of a space file, read by the one YAML reader (``rt3d_tune.yaml_io``).
 
     Raises:
-        ConfigError: a missing or unreadable file, or invalid YAML (with line and column).
+        ConfigError: a missing, oversized or unreadable file, or invalid YAML (with the
+            line and the key path: duplicate keys, unknown tags, alias bombs included).
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("space file not found", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read the space file: {err}", file=str(path)) from None
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-        line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        hint = None
-        if "python/" in str(err) or "could not determine a constructor" in str(err):
-            hint = "space files are plain YAML; tags such as !!python/object are refused"
-        raise ConfigError(f"{line}invalid YAML: {problem}", file=str(path), hint=hint) from None
+    data = yaml_io.read_yaml(path, "space file")
+    if isinstance(data, Mapping) and isinstance(data.get("base"), str) and "\0" in data["base"]:
+        raise ConfigError("the base path holds a NUL character", key_path="base", file=str(path),
+                          given=data["base"], hint="a path relative to the space file, "
+                          "e.g. ../configs/x.py")
+    return data
 
 
 def check_known_keys(section: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
-    """Raise ConfigError for the first key of ``section`` not in ``allowed`` (with a close match)."""
+    """Raise ConfigError for the first key of ``section`` not in ``allowed``.
+
+    The message suggests a close match when there is one.
+    """
     for key in section:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)

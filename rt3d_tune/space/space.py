@@ -9,8 +9,7 @@ optimizer known, does the schedule build) live in ``rt3d_tune.space.validate``.
 from __future__ import annotations
 
 import itertools
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,27 @@ from typing import Any
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.space.domains import Choice, Domain, Grid, domain_name, parse_domain, walk_domains
 from rt3d_tune.space.keypaths import check_key_path, plain_dict
-from rt3d_tune.space.schema import (
-    check_bool,
-    check_known_keys,
-    check_mapping,
-    check_number,
-    check_one_of,
-    read_yaml,
+from rt3d_tune.space.schema import check_known_keys, check_mapping, check_one_of, read_yaml
+from rt3d_tune.space.sections import (
+    ALGORITHMS,
+    SCHEDULERS,
+    Confirm,
+    Resources,
+    SchedulerSettings,
+    SearchSettings,
+    Stop,
+    base_max_epochs,
+    fixed_overrides,
+    parse_resources,
+    parse_scheduler,
+    parse_search,
+    parse_stop,
 )
 
 __all__ = [
     "ALGORITHMS",
     "SCHEDULERS",
+    "Confirm",
     "Resources",
     "SchedulerSettings",
     "SearchSettings",
@@ -41,44 +49,7 @@ __all__ = [
     "plain_dict",
 ]
 
-ALGORITHMS = ("random", "grid", "qmc", "tpe", "cmaes")
-SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt")
-QMC_TYPES = ("sobol", "halton")
 MODES = ("max", "min")
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """``search:``: the Optuna algorithm, trial count (None under grid: the grid decides), seed."""
-
-    algorithm: str = "random"
-    num_samples: int | None = 10
-    seed: int = 0
-    qmc_type: str = "sobol"
-
-
-@dataclass(frozen=True)
-class SchedulerSettings:
-    """``scheduler:``: the Tune scheduler and its arguments (Tune's keyword names; epochs)."""
-
-    type: str = "fifo"
-    args: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Resources:
-    """``resources:``: per trial; ``gpu`` may be a fraction of one GPU."""
-
-    cpu: float = 1.0
-    gpu: float = 0.0
-
-
-@dataclass(frozen=True)
-class Stop:
-    """``stop:``: ``max_epochs`` (sets the trial's runner) and a wall-clock budget in seconds."""
-
-    max_epochs: int | None = None
-    time_budget_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,10 +88,13 @@ class SearchSpace:
 
     @property
     def max_epochs(self) -> int | None:
-        """Epochs per trial: ``stop.max_epochs``, else the base runner's; None for iteration runners."""
+        """Epochs per trial: ``stop.max_epochs``, else the base runner's.
+
+        None for iteration runners.
+        """
         if self.stop.max_epochs is not None:
             return self.stop.max_epochs
-        return _base_max_epochs(plain_dict(self.base_config))
+        return base_max_epochs(plain_dict(self.base_config))
 
 
 def _flatten_space(node: Mapping[str, Any], prefix: str) -> list[tuple[str, Domain]]:
@@ -161,78 +135,9 @@ def _check_overlaps(params: list[tuple[str, Domain]]) -> None:
             )
 
 
-def _base_max_epochs(base: Mapping[str, Any]) -> int | None:
-    runner = base.get("runner")
-    if isinstance(runner, Mapping):
-        return runner.get("max_epochs")
-    return base.get("total_epochs")
-
-
-def _fixed_overrides(stop: Stop, base: Mapping[str, Any],
-                     params: list[tuple[str, Domain]]) -> dict[str, Any]:
-    if stop.max_epochs is None:
-        return {}
-    runner = base.get("runner")
-    if isinstance(runner, Mapping) and "max_iters" in runner:
-        raise ConfigError(
-            "stop.max_epochs needs an epoch-based runner, but the base config sets max_iters",
-            key_path="stop.max_epochs",
-            hint="set runner.max_iters in the base config and leave stop.max_epochs out",
-        )
-    key = "runner.max_epochs" if isinstance(runner, Mapping) or "total_epochs" not in base \
-        else "total_epochs"
-    for path, _ in params:
-        if path in ("runner", key) or path.startswith("runner."):
-            raise ConfigError(
-                f"stop.max_epochs sets {key} and the space tunes {path!r}",
-                key_path="stop.max_epochs",
-                hint="keep one of them",
-            )
-    if not isinstance(runner, Mapping) and key == "runner.max_epochs":
-        return {"runner": {"type": "EpochBasedRunner", "max_epochs": stop.max_epochs}}
-    return {key: stop.max_epochs}
-
-
-_SCHEDULER_ARGS: dict[str, dict[str, tuple[Any, Callable[[Any, str], Any]]]] = {
-    "fifo": {},
-    "asha": {
-        "grace_period": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
-        "reduction_factor": (4, lambda v, p: check_number(v, p, above=1)),
-        "brackets": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
-    },
-    "hyperband": {"reduction_factor": (3, lambda v, p: check_number(v, p, above=1))},
-    "median": {
-        "grace_period": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
-        "min_samples_required": (3, lambda v, p: check_number(v, p, integer=True, minimum=1)),
-    },
-    "pbt": {
-        "perturbation_interval": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
-        "quantile_fraction": (0.25, lambda v, p: check_number(v, p, minimum=0, maximum=0.5)),
-        "resample_probability": (0.25, lambda v, p: check_number(v, p, minimum=0, maximum=1)),
-        # synchronous PBT: every trial waits at each perturbation point for the others
-        "synch": (False, check_bool),
-    },
-}
-
-
-def _parse_scheduler(section: Mapping[str, Any], max_epochs: int | None) -> SchedulerSettings:
-    kind = check_one_of(section.get("type", "fifo"), SCHEDULERS, "scheduler.type")
-    spec = _SCHEDULER_ARGS[kind]
-    check_known_keys(section, ("type", *spec), "scheduler")
-    args = {name: check(section.get(name, default), f"scheduler.{name}")
-            for name, (default, check) in spec.items()}
-    for name in ("grace_period", "perturbation_interval"):
-        if name in args and max_epochs is not None and args[name] > max_epochs:
-            raise ConfigError(
-                f"{name} is longer than a trial ({max_epochs} epochs)",
-                key_path=f"scheduler.{name}",
-                expected=f"at most {max_epochs}",
-                given=args[name],
-            )
-    return SchedulerSettings(kind, args)
-
-
-def parse_space(data: Any, file: str | Path, base_config: Any, base_path: str | Path) -> SearchSpace:
+def parse_space(
+    data: Any, file: str | Path, base_config: Any, base_path: str | Path
+) -> SearchSpace:
     """Check a loaded space file (a mapping) against its already loaded base config.
 
     Raises:
@@ -248,7 +153,36 @@ def parse_space(data: Any, file: str | Path, base_config: Any, base_path: str | 
 def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSpace:
     top = check_mapping(data, "")
     check_known_keys(top, ("base", "metric", "mode", "space", "search", "scheduler", "resources",
-                        "stop"), "")
+                           "stop"), "")
+    metric, mode = _parse_objective(top)
+    base = plain_dict(base_config)
+    params = _parse_params(check_mapping(top["space"], "space"), base)
+    search_section = check_mapping(top.get("search"), "search")
+    search = parse_search(search_section, lambda: _check_grid(params))
+    resources, concurrent = parse_resources(check_mapping(top.get("resources"), "resources"),
+                                            search_section)
+    stop = parse_stop(check_mapping(top.get("stop"), "stop"), base)
+    fixed = fixed_overrides(stop, base, [path for path, _ in params])
+    max_epochs = stop.max_epochs if stop.max_epochs is not None else base_max_epochs(base)
+    scheduler = parse_scheduler(check_mapping(top.get("scheduler"), "scheduler"), max_epochs)
+    return SearchSpace(
+        file=file,
+        base_path=base_path,
+        metric=metric,
+        mode=mode,
+        params=tuple(params),
+        search=search,
+        scheduler=scheduler,
+        resources=resources,
+        stop=stop,
+        max_concurrent=concurrent,
+        fixed_overrides=fixed,
+        base_config=base_config,
+    )
+
+
+def _parse_objective(top: Mapping[str, Any]) -> tuple[str, str]:
+    """``metric`` and ``mode`` (``space`` must be there too)."""
     for key in ("metric", "mode", "space"):
         if key not in top:
             raise ConfigError(f"the space file needs {key!r}", key_path=key,
@@ -257,10 +191,11 @@ def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSp
     if not isinstance(metric, str) or not metric:
         raise ConfigError("metric must be the name of an evaluation metric", key_path="metric",
                           expected="a string such as bev_mAP", given=metric)
-    mode = check_one_of(top["mode"], MODES, "mode")
-    base = plain_dict(base_config)
+    return metric, check_one_of(top["mode"], MODES, "mode")
 
-    space = check_mapping(top["space"], "space")
+
+def _parse_params(space: Mapping[str, Any], base: Mapping[str, Any]) -> list[tuple[str, Domain]]:
+    """The ``space`` section as (key path, domain), each key path checked against the base."""
     if not space:
         raise ConfigError("the space is empty", key_path="space",
                           hint="name at least one key path with a domain")
@@ -268,74 +203,18 @@ def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSp
     _check_overlaps(params)
     for path, _ in params:
         check_key_path(base, path)
+    return params
 
-    search = check_mapping(top.get("search"), "search")
-    check_known_keys(search, ("algorithm", "num_samples", "seed", "max_concurrent", "qmc_type"),
-                  "search")
-    algorithm = check_one_of(search.get("algorithm", "random"), ALGORITHMS, "search.algorithm")
-    if algorithm == "grid":
-        for path, domain in (hit for p, d in params for hit in walk_domains(d, f"space.{p}")):
-            if not isinstance(domain, (Choice, Grid)):
-                raise ConfigError(
-                    f"the grid algorithm cannot enumerate a {type(domain).__name__} domain",
-                    key_path=path,
-                    hint="use grid or choice with listed values, or another algorithm",
-                )
-        if "num_samples" in search:
-            raise ConfigError("under the grid algorithm the grid decides the number of trials",
-                              key_path="search.num_samples", hint="remove num_samples")
-        num_samples = None
-    else:
-        num_samples = check_number(search.get("num_samples", 10), "search.num_samples",
-                              integer=True, minimum=1)
-    settings = SearchSettings(
-        algorithm=algorithm,
-        num_samples=num_samples,
-        seed=check_number(search.get("seed", 0), "search.seed", integer=True, minimum=0),
-        qmc_type=check_one_of(search.get("qmc_type", "sobol"), QMC_TYPES, "search.qmc_type"),
-    )
 
-    resources = check_mapping(top.get("resources"), "resources")
-    check_known_keys(resources, ("cpu", "gpu", "max_concurrent"), "resources")
-    gpu = check_number(resources.get("gpu", 0), "resources.gpu", minimum=0)
-    if gpu > 1 and gpu != int(gpu):
-        raise ConfigError("a trial may use a fraction of one GPU, or whole GPUs",
-                          key_path="resources.gpu", given=gpu, hint=f"use {math.ceil(gpu)}")
-    res = Resources(cpu=float(check_number(resources.get("cpu", 1), "resources.cpu", above=0)),
-                    gpu=float(gpu))
-    if "max_concurrent" in search and "max_concurrent" in resources:
-        raise ConfigError("max_concurrent is set twice", key_path="resources.max_concurrent",
-                          hint="keep it in one place (search or resources)")
-    where = "search" if "max_concurrent" in search else "resources"
-    concurrent = {**search, **resources}.get("max_concurrent")
-    if concurrent is not None:
-        check_number(concurrent, f"{where}.max_concurrent", integer=True, minimum=1)
-
-    stop_section = check_mapping(top.get("stop"), "stop")
-    check_known_keys(stop_section, ("max_epochs", "time_budget_s"), "stop")
-    stop = Stop(
-        max_epochs=None if stop_section.get("max_epochs") is None else check_number(
-            stop_section["max_epochs"], "stop.max_epochs", integer=True, minimum=1),
-        time_budget_s=None if stop_section.get("time_budget_s") is None else float(check_number(
-            stop_section["time_budget_s"], "stop.time_budget_s", above=0)),
-    )
-    fixed = _fixed_overrides(stop, base, params)
-    max_epochs = stop.max_epochs if stop.max_epochs is not None else _base_max_epochs(base)
-    scheduler = _parse_scheduler(check_mapping(top.get("scheduler"), "scheduler"), max_epochs)
-    return SearchSpace(
-        file=file,
-        base_path=base_path,
-        metric=metric,
-        mode=mode,
-        params=tuple(params),
-        search=settings,
-        scheduler=scheduler,
-        resources=res,
-        stop=stop,
-        max_concurrent=concurrent,
-        fixed_overrides=fixed,
-        base_config=base_config,
-    )
+def _check_grid(params: list[tuple[str, Domain]]) -> None:
+    """The grid algorithm enumerates choices and grids only."""
+    for path, domain in (hit for p, d in params for hit in walk_domains(d, f"space.{p}")):
+        if not isinstance(domain, (Choice, Grid)):
+            raise ConfigError(
+                f"the grid algorithm cannot enumerate a {type(domain).__name__} domain",
+                key_path=path,
+                hint="use grid or choice with listed values, or another algorithm",
+            )
 
 
 def load_space(path: str | Path) -> SearchSpace:

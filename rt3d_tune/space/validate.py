@@ -10,7 +10,6 @@ problem is collected with its key path and the space entry it came from.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,16 +18,15 @@ from rt3d_tune.errors import ConfigError
 from rt3d_tune.space.domains import Choice, Domain, Grid, walk_domains
 from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.sampling import (
-    apply_overrides,
     config_diff,
     define_by_run,
     grid_params,
     make_sampler,
-    overrides_from_params,
     resolve_overrides,
     uses_index,
 )
 from rt3d_tune.space.space import SearchSpace
+from rt3d_tune.space.trials import build_trial_configs, trial_overrides
 
 __all__ = [
     "TrialCheck",
@@ -190,7 +188,9 @@ def check_trial_config(cfg: Any, iters_per_epoch: int,
     cache = {} if model_cache is None else model_cache
     key = repr(data.get("model"))
     if key not in cache:
-        cache[key] = _stage(problems, "model", lambda: MODELS.build(data.get("model"), key_path="model"))
+        cache[key] = _stage(
+            problems, "model", lambda: MODELS.build(data.get("model"), key_path="model")
+        )
     model = cache[key] if cache[key] is not None else torch.nn.Linear(2, 2)
     if data.get("optimizer") is None:
         problems.append(ConfigError("the config has no optimizer", key_path="optimizer"))
@@ -208,20 +208,31 @@ def check_trial_config(cfg: Any, iters_per_epoch: int,
 
 
 def _iters_per_epoch(space: SearchSpace, notes: list[str]) -> int:
-    from rt3d_tune.registry import DATASETS
+    from rt3d_tune.runner.data import train_iters_per_epoch
 
-    data = plain_dict(space.base_config).get("data") or {}
     try:
-        train = dict(data["train"])
-        batch = int(train.pop("samples_per_gpu", data.get("samples_per_gpu", 1)))
-        train.pop("workers_per_gpu", None)
-        length = len(DATASETS.build(train, key_path="data.train"))
-        return max(1, math.ceil(length / max(1, batch)))
+        return train_iters_per_epoch(plain_dict(space.base_config))
     except (ConfigError, OSError, *_VALUE_ERRORS) as err:
         notes.append(f"the train dataset could not be built here ({type(err).__name__}: "
                      f"{str(err).splitlines()[0]}); the schedule is simulated with "
                      f"{FALLBACK_ITERS_PER_EPOCH} iterations per epoch")
         return FALLBACK_ITERS_PER_EPOCH
+
+
+def _budget_notes(space: SearchSpace, full: Any, trial: Any) -> list[str]:
+    """How a trial's schedule differs from the full-budget one (``stop``), one line each."""
+    from rt3d_tune.budget import describe_scaling
+
+    if space.stop.max_epochs is None:
+        return []
+    full_epochs = plain_dict(full).get("runner", {}).get("max_epochs")
+    if space.stop.schedule == "truncated":
+        return [f"truncated schedule: a trial trains epochs 1-{space.stop.max_epochs} of the "
+                f"{full_epochs}-epoch curve"]
+    head = f"scaled schedule: {full_epochs} epochs -> {space.stop.max_epochs} per trial"
+    policy = (plain_dict(full).get("lr_config") or {}).get("policy", "the schedule")
+    return [f"{head}: {line}" for line in describe_scaling(full, trial)] or \
+        [f"{head}: {policy} follows the run's length by itself"]
 
 
 def validate_space(space: SearchSpace, samples: int = 4, seed: int | None = None,
@@ -243,13 +254,16 @@ def validate_space(space: SearchSpace, samples: int = 4, seed: int | None = None
     cache: dict[str, Any] = {}
     checks = []
     for label, params in sample_params(space, samples, space.search.seed if seed is None else seed):
-        overrides = overrides_from_params(space, params)
+        overrides = trial_overrides(space, params)
         check = TrialCheck(label, params, overrides)
-        cfg = _stage(check.problems, "space",
-                     lambda overrides=overrides: apply_overrides(space.base_config, overrides))
-        if cfg is not None:
+        built = _stage(check.problems, "stop.schedule",
+                       lambda params=params: build_trial_configs(
+                           space, space.base_config, params, iters_per_epoch=lambda _: iters))
+        if built is not None:
+            cfg, full = built
             check.diff = config_diff(space.base_config, cfg)
             check.problems += check_trial_config(cfg, iters, cache)
+            notes += [n for n in _budget_notes(space, full, cfg) if n not in notes]
         check.problems = [_with_origin(space, params, err) for err in check.problems]
         checks.append(check)
     return ValidationReport(space, iters, checks, notes)

@@ -210,7 +210,10 @@ def read_labels(path: str | Path) -> tuple[list[str], np.ndarray]:
 
 
 def camera_to_lidar(camera_boxes: np.ndarray, calib: KittiCalib) -> np.ndarray:
-    """Camera boxes ``(x, y, z_bottom, l, h, w, ry)`` -> LiDAR boxes ``(x, y, z_center, l, w, h, yaw)``."""
+    """Camera boxes to LiDAR boxes.
+
+    ``(x, y, z_bottom, l, h, w, ry)`` -> ``(x, y, z_center, l, w, h, yaw)``.
+    """
     cam = np.asarray(camera_boxes, dtype=np.float64).reshape(-1, 7)
     to_lidar = np.linalg.inv(calib.lidar_to_rect())
     bottom = (np.c_[cam[:, :3], np.ones(len(cam))] @ to_lidar.T)[:, :3]

@@ -34,7 +34,8 @@ _SCALE = (0.95, 1.05)
 def augment_scene(
     points: np.ndarray, boxes: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Random flip across the x axis (p = 0.5), rotation around z within +-pi/8, scaling in [0.95, 1.05].
+    """Random flip across the x axis (p = 0.5), rotation around z within +-pi/8, scaling in
+    [0.95, 1.05].
 
     Args:
         points: ``[N, 4]`` points (intensity is kept).

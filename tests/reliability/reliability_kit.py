@@ -1,12 +1,16 @@
 """Shared pieces of the reliability tests: a small faulty task, space files, the CLI driver,
-and the listening sockets of a process tree (from /proc; psutil is not a dependency)."""
+CLI calls run one after another in a fresh interpreter with Ray forbidden, and the
+listening sockets of a process tree (from /proc; psutil is not a dependency)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from space_files import write_space  # noqa: E402, F401  (re-exported for the reliability tests)
+# Imported once tests/ is on the path; re-exported for the reliability tests.
+write_space = importlib.import_module("space_files").write_space
 
 REPO = HERE.parents[1]
 POINTNET = REPO / "configs" / "pointnet" / "pointnet_shapes.py"
@@ -57,6 +62,13 @@ def write_base(folder: Path, *, max_epochs: int = 3, probe: Path | None = None,
     return path
 
 
+def no_confirmation() -> dict[str, Any]:
+    """``search`` settings that skip the confirmation runs, where the space knows them."""
+    import importlib.util
+
+    return {"confirm": False} if importlib.util.find_spec("rt3d_tune.space.sections") else {}
+
+
 def search_command(space: Path, output: Path, name: str, *extra: str) -> list[str]:
     """argv running ``rt3d-tune search`` in a fresh interpreter."""
     return [sys.executable, "-c", SEARCH_DRIVER, str(space), "--output", str(output),
@@ -74,6 +86,30 @@ def events(run_dir: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
     return found
+
+
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    """Poll ``predicate`` every 0.1 s; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the process ended (rc {proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def reported(run_dir: Path, trial_id: str, fidelity: int) -> bool:
+    """The driver recorded the trial's result at ``fidelity`` (its checkpoint is registered)."""
+    return any(e.get("event") == "result" and e["trial_id"] == trial_id
+               and e["result"].get("training_iteration") == fidelity for e in events(run_dir))
+
+
+def held_trial(probe: Path) -> tuple[int, str, str] | None:
+    """(pid, node id, trial id) of the trial TrialProbeHook holds, once it is written."""
+    path = Path(f"{probe}.held")
+    parts = path.read_text().split() if path.exists() else []
+    return (int(parts[0]), parts[1], parts[2]) if len(parts) == 3 else None
 
 
 def json_log_lines(trial_dir: Path) -> list[dict[str, Any]]:
@@ -155,3 +191,97 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+# Runs ``cli.main(argv)`` for each case, one after another in this fresh interpreter, and
+# records what each did: exit code, output, seconds, whether Ray was started (starting
+# it fails on purpose unless the case allows it) and processes left behind.
+CLI_CASES_SCRIPT = r"""
+import contextlib, io, json, os, sys, time, traceback
+sys.path.insert(0, sys.argv[2])
+from reliability_kit import descendants
+from rt3d_tune import cli
+import rt3d_tune.search.ray_session as ray_session_module
+
+real_ray_session = ray_session_module.ray_session
+
+entered = []
+
+@contextlib.contextmanager
+def forbidden_ray_session(*args, **kwargs):
+    entered.append(True)
+    raise RuntimeError("Ray was started for a mistake known before starting it")
+    yield
+
+@contextlib.contextmanager
+def counted_ray_session(*args, **kwargs):
+    entered.append(True)
+    with real_ray_session(*args, **kwargs) as remote:
+        yield remote
+
+def alive_children():
+    found = []
+    for pid in descendants(os.getpid())[1:]:
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            found.append(pid)
+    return found
+
+results = []
+for allow_ray, argv in json.loads(open(sys.argv[1]).read()):
+    ray_session_module.ray_session = counted_ray_session if allow_ray else forbidden_ray_session
+    entered.clear()
+    out, err = io.StringIO(), io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = cli.main(argv)
+        except SystemExit as exit:  # argparse's own errors
+            rc = exit.code
+        except BaseException:  # recorded: the test fails on it
+            rc = None
+            traceback.print_exc()
+    seconds = time.perf_counter() - started
+    ray = sys.modules.get("ray")
+    deadline = time.monotonic() + 20
+    while alive_children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    results.append({
+        "argv": argv, "rc": rc, "out": out.getvalue(), "err": err.getvalue(), "seconds": seconds,
+        "ray_started": bool(entered),
+        "ray_initialized": bool(ray is not None and ray.is_initialized()),
+        "children": alive_children(),
+    })
+print("RESULT " + json.dumps(results))
+"""
+
+
+
+
+def run_cases(folder: Path, cases: dict[str, list[str]], allow_ray: bool,
+              env: dict[str, str] | None = None, timeout: float = 240) -> dict[str, Any]:
+    """Run ``cli.main(argv)`` for each case in one fresh interpreter; name -> outcome."""
+    argv_file = folder / "argv.json"
+    argv_file.write_text(json.dumps([[allow_ray, argv] for argv in cases.values()]))
+    proc = subprocess.run([sys.executable, "-c", CLI_CASES_SCRIPT, str(argv_file), str(HERE)],
+                          check=False, cwd=folder, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, proc.stderr[-5000:]
+    return dict(zip(cases, json.loads(lines[-1][len("RESULT "):])))
+
+
+def check_one_clear_message(res: dict[str, Any], several: bool = False) -> str:
+    """rc 2, exactly one error message (with ``several``: one or more, one line each) that
+    says what was expected, no traceback."""
+    err = res["err"]
+    assert res["rc"] == 2, res["out"] + err
+    assert "Traceback" not in res["out"] + err
+    assert err.count("error:") >= 1 if several else err.count("error:") == 1, err
+    # What to write instead: expected/hint/close match, or where (YAML line and column).
+    assert any(word in err for word in ("expected", "hint:", "did you mean", "line ",
+                                        "is a mapping of", "usage:")), err
+    return err

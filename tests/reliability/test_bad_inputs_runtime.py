@@ -1,6 +1,7 @@
 """Bad input through ``rt3d-tune search`` (not only ``validate``): every broken space file of
-tests/bad_inputs/ exits 2 with one message, no traceback, and Ray never started. A mistake only the cluster can reveal (more GPUs than it has) exits 2
-the same way, with Ray shut down again.
+tests/bad_inputs/ exits 2 with one message, no traceback, and Ray never started, within the
+seconds its ``# seconds:`` line gives. A mistake only the cluster can reveal (more GPUs
+than it has) exits 2 the same way, with Ray shut down again.
 
 All cases run in one fresh interpreter (no session Ray there), one ``cli.main`` call
 after another, recording after each whether Ray was started (or is still initialized) and
@@ -11,74 +12,13 @@ error, not a whole search.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_kit import HERE, POINTNET, REPO, write_space
+from reliability_kit import POINTNET, REPO, check_one_clear_message, run_cases, write_space
 
 CORPUS = sorted((REPO / "tests" / "bad_inputs").glob("*.yaml"))
-
-SCRIPT = r"""
-import contextlib, io, json, os, sys, time, traceback
-sys.path.insert(0, sys.argv[2])
-from reliability_kit import descendants
-from rt3d_tune import cli
-import rt3d_tune.search.ray_session as ray_session_module
-
-real_ray_session = ray_session_module.ray_session
-
-entered = []
-
-@contextlib.contextmanager
-def forbidden_ray_session(*args, **kwargs):
-    entered.append(True)
-    raise RuntimeError("Ray was started for a mistake known before starting it")
-    yield
-
-@contextlib.contextmanager
-def counted_ray_session(*args, **kwargs):
-    entered.append(True)
-    with real_ray_session(*args, **kwargs) as remote:
-        yield remote
-
-def alive_children():
-    found = []
-    for pid in descendants(os.getpid())[1:]:
-        try:
-            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            found.append(pid)
-    return found
-
-results = []
-for allow_ray, argv in json.loads(open(sys.argv[1]).read()):
-    ray_session_module.ray_session = counted_ray_session if allow_ray else forbidden_ray_session
-    entered.clear()
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli.main(argv)
-        except BaseException:  # recorded: the test fails on it
-            rc = None
-            traceback.print_exc()
-    ray = sys.modules.get("ray")
-    deadline = time.monotonic() + 20
-    while alive_children() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    results.append({
-        "argv": argv, "rc": rc, "out": out.getvalue(), "err": err.getvalue(),
-        "ray_started": bool(entered),
-        "ray_initialized": bool(ray is not None and ray.is_initialized()),
-        "children": alive_children(),
-    })
-print("RESULT " + json.dumps(results))
-"""
 
 
 def expected_text(path: Path) -> str:
@@ -87,15 +27,10 @@ def expected_text(path: Path) -> str:
     return first[len("# expect: "):]
 
 
-def run_cases(folder: Path, cases: dict[str, list[str]], allow_ray: bool) -> dict[str, Any]:
-    """Run ``cli.main(argv)`` for each case in one fresh interpreter; name -> outcome."""
-    argv_file = folder / "argv.json"
-    argv_file.write_text(json.dumps([[allow_ray, argv] for argv in cases.values()]))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(argv_file), str(HERE)],
-                          check=False, cwd=folder, capture_output=True, text=True, timeout=240)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, proc.stderr[-5000:]
-    return dict(zip(cases, json.loads(lines[-1][len("RESULT "):])))
+def seconds(path: Path) -> float:
+    """The file's ``# seconds:`` bound (the cases that would explode), else a minute."""
+    second = (path.read_text(encoding="utf-8").splitlines() + [""])[1]
+    return float(second[len("# seconds: "):]) if second.startswith("# seconds: ") else 60.0
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +38,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
     """name -> what one ``search`` call did, for the corpus and bad CLI arguments."""
     folder = tmp_path_factory.mktemp("bad_runtime")
     output = folder / "runs"
+    output.mkdir()  # --output is output/<case>: its parent must exist
     good = write_space(folder, "good", POINTNET, stop={"max_epochs": 1})
 
     def argv(name: str, space: Path, *extra: str) -> list[str]:
@@ -117,18 +53,6 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
     return {name: {**res, "output": output / name} for name, res in results.items()}
 
 
-def check_one_clear_message(res: dict[str, Any]) -> str:
-    """rc 2, exactly one error message that says what was expected, no traceback."""
-    err = res["err"]
-    assert res["rc"] == 2, res["out"] + err
-    assert "Traceback" not in res["out"] + err
-    assert err.count("error:") == 1, err
-    # What to write instead: expected/hint/close match, or where (YAML line and column).
-    assert any(word in err for word in ("expected", "hint:", "did you mean", "line ",
-                                        "is a mapping of")), err
-    return err
-
-
 def test_the_corpus_is_large_enough():
     assert len(CORPUS) >= 45
 
@@ -136,10 +60,26 @@ def test_the_corpus_is_large_enough():
 @pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
 def test_search_rejects_bad_space_before_ray(outcomes, path: Path):
     res = outcomes[path.stem]
-    err = check_one_clear_message(res)
+    err = check_one_clear_message(res, several=True)  # every problem of the trial configs
     assert expected_text(path) in err
+    assert res["seconds"] < seconds(path), f"answered in {res['seconds']:.1f} s"
     assert not res["ray_started"] and not res["ray_initialized"] and res["children"] == []
     assert not res["output"].exists()  # nothing was written either
+
+
+def test_search_prints_every_problem_as_validate_does(outcomes, capsys):
+    """One ``error:`` line per problem, key path first, each with the configs behind it."""
+    from rt3d_tune import cli
+
+    path = REPO / "tests" / "bad_inputs" / "lr_string_in_branch.yaml"
+    search_err = outcomes[path.stem]["err"]
+    assert cli.main(["validate", str(path), "--samples", "0"]) == 2
+    validate_err = capsys.readouterr().err
+    lines = [line for line in search_err.splitlines() if "error:" in line]
+    assert [line.split("error: ", 1)[1].split(":")[0] for line in lines] == [
+        "optimizer.lr", "lr_config"]
+    assert search_err.count("\n  in: coverage") == 2
+    assert validate_err.replace("rt3d-tune validate:", "rt3d-tune search:") in search_err
 
 
 @pytest.mark.parametrize("case, key", [

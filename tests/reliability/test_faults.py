@@ -9,41 +9,26 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from fault_fixtures import read_probe
-from reliability_kit import REPO, events, json_log_lines, search_command, write_base, write_space
+from reliability_kit import (
+    REPO,
+    events,
+    held_trial,
+    json_log_lines,
+    reported,
+    search_command,
+    wait_for,
+    write_base,
+    write_space,
+)
 
 from rt3d_tune.results import recorder
-from rt3d_tune.space.space import load_space
 from rt3d_tune.search.tuner import run_search
+from rt3d_tune.space.space import load_space
 
 pytestmark = [pytest.mark.slow]
-
-
-def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
-    """Poll ``predicate`` every 0.1 s; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the process ended (rc {proc.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def reported(run_dir: Path, trial_id: str, fidelity: int) -> bool:
-    """The driver recorded the trial's result at ``fidelity`` (its checkpoint is registered)."""
-    return any(e.get("event") == "result" and e["trial_id"] == trial_id
-               and e["result"].get("training_iteration") == fidelity for e in events(run_dir))
-
-
-def held_trial(probe: Path) -> tuple[int, str, str] | None:
-    """(pid, node id, trial id) of the trial TrialProbeHook holds, once it is written."""
-    path = Path(f"{probe}.held")
-    parts = path.read_text().split() if path.exists() else []
-    return (int(parts[0]), parts[1], parts[2]) if len(parts) == 3 else None
 
 
 @pytest.mark.ray
@@ -176,7 +161,7 @@ def test_checkpoint_write_killed_midway_leaves_latest_loadable(tmp_path):
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
-        assert line.strip() == "WRITING", proc.stderr.read()[-3000:] if not line else line
+        assert line.strip() == "WRITING", line if line else proc.stderr.read()[-3000:]
     finally:
         proc.kill()  # SIGKILL in the middle of writing epoch_2.pth
         proc.wait()

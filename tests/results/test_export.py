@@ -107,7 +107,8 @@ def test_best_is_the_best_finished_or_stopped_trial(run_dir: Path):
     assert summary["trials"] == {"TERMINATED": 1, "EARLY_STOPPED": 1, "DIVERGED": 1,
                                  "INTERRUPTED": 1}
     assert summary["compute"]["trial_epochs"] == 3 + 1 + 2 + 1
-    assert summary["seed"] == 3 and set(summary["versions"]) >= {"torch", "ray", "optuna"}
+    assert summary["seed"] == 10 and summary["search_seed"] == 3  # the winner trained with 10
+    assert set(summary["versions"]) >= {"torch", "ray", "optuna"}
 
 
 def _literal(node: ast.AST) -> object:
@@ -165,23 +166,34 @@ def test_study_db_holds_every_trial_with_its_branch_distributions(run_dir: Path)
     assert len(again.trials) == 4
 
 
-@pytest.mark.parametrize("path", ["bulk", "fallback"])
+@pytest.mark.parametrize("path", ["bulk", "unchecked_optuna", "changed_tables"])
 def test_study_file_reads_back_equal_to_the_study_in_memory(tmp_path: Path, monkeypatch, path):
-    """study.db is written in bulk, not through Optuna's add_trials (which it falls back
-    to if Optuna's tables change); what optuna.load_study reads back must be the same
+    """study.db is written in bulk through Optuna's private table models on the Optuna
+    releases that was checked on, else through the public add_trials (forced here: another
+    release, or tables that changed); either way optuna.load_study reads back the same
     trials, field for field."""
     import math
 
     import optuna
 
-    from rt3d_tune.results import study as study_module
+    from rt3d_tune.results import _optuna_rows
     from rt3d_tune.results.study import write_study
 
-    if path == "fallback":
+    inserted: list[bool] = []  # what the bulk path returned, per write
+    real_insert = _optuna_rows.insert_trials
+
+    def recorded_insert(*args):
+        inserted.append(real_insert(*args))
+        return inserted[-1]
+
+    monkeypatch.setattr(_optuna_rows, "insert_trials", recorded_insert)
+    if path == "unchecked_optuna":
+        monkeypatch.setattr(optuna, "__version__", "99.0.0")
+    elif path == "changed_tables":
         def changed_tables(*args):
             raise AttributeError("'TrialModel' has no attribute 'number'")
 
-        monkeypatch.setattr(study_module, "_table_rows", changed_tables)
+        monkeypatch.setattr(_optuna_rows, "_table_rows", changed_tables)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
@@ -210,6 +222,7 @@ def test_study_file_reads_back_equal_to_the_study_in_memory(tmp_path: Path, monk
 
     assert [fields(t) for t in loaded] == [fields(t) for t in study.trials]
     assert [t._trial_id for t in loaded] == list(range(1, 8))
+    assert inserted == [path == "bulk"]  # the path the test meant to take
 
 
 def test_export_refuses_a_directory_that_is_not_a_run(tmp_path: Path):

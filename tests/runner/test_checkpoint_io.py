@@ -9,8 +9,8 @@ import runner_fixtures as fx
 import torch
 
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.runner.builder import build_runner
 from rt3d_tune.runner import checkpoint_io
+from rt3d_tune.runner.builder import build_runner
 from rt3d_tune.runner.checkpoint_io import (
     atomic_save,
     find_latest_checkpoint,
@@ -166,7 +166,8 @@ def test_background_save_gets_its_name_and_latest_before_any_later_load(tmp_path
     assert torch.equal(ckpt["state_dict"]["w"], torch.full((2,), 2.0))
     assert os.readlink(tmp_path / "latest.pth") == "epoch_2.pth"
     assert len(linked) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_1.pth", "epoch_2.pth", "latest.pth"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["epoch_1.pth", "epoch_2.pth", "latest.pth"]
 
 
 def test_background_save_failure_is_raised_and_keeps_the_old_file(tmp_path, monkeypatch) -> None:

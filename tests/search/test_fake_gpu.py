@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,10 +38,24 @@ print(json.dumps({"refused": refused}))
 SAMPLES = 4
 
 
-
 def read_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a CSV file as dicts."""
     return list(csv.DictReader(Path(path).read_text(encoding="utf-8").splitlines()))
+
+
+def cuda_sees(gpu_id: str) -> bool:
+    """Whether torch finds a CUDA device when Ray hands a trial GPU ``gpu_id`` (Ray sets
+    CUDA_VISIBLE_DEVICES to it): never with a CPU build of torch, else asked in a child
+    process with that setting, as the trial runs."""
+    import torch
+
+    if torch.version.cuda is None:
+        return False
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpu_id)
+    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+                         capture_output=True, text=True, env=env, check=True, timeout=120)
+    return out.stdout.strip() == "True"
+
 
 def write(tmp_path: Path, name: str, gpu: float) -> Path:
     path = tmp_path / f"{name}.yaml"
@@ -77,7 +92,9 @@ def test_trials_get_the_fractional_gpus_ray_assigns(tmp_path):
     results = [json.loads(line)["result"] for line in
                (out / "gpu" / "results.jsonl").read_text().splitlines()
                if '"event": "result"' in line]
-    assert {r["device"] for r in results} == {"cpu"}  # no CUDA here: the runner stays on CPU
+    # The runner uses CUDA exactly when the GPU Ray gave the trial is a real one.
+    assert {(r["gpu_ids"], r["device"]) for r in results} <= {
+        (gpu, "cuda" if cuda_sees(gpu) else "cpu") for gpu in ("0", "1")}
 
     refused = json.loads(proc.stdout.strip().splitlines()[-1])["refused"]
     assert refused and "resources.gpu" in refused and "at most 2" in refused

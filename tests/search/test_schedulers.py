@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from rt3d_tune.config import Config
-from rt3d_tune.space.domains import Choice, Int, LogUniform
 from rt3d_tune.search.schedulers import build_scheduler, clip_to_domains, pbt_mutations
+from rt3d_tune.space.domains import Choice, Int, LogUniform
 from rt3d_tune.space.space import SchedulerSettings, load_space
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,3 +72,32 @@ def test_pbt_exploits_and_the_trial_continues_with_the_new_params(ray_local, tmp
         # The trial's work dir holds the config it finished with: the new params.
         cfg = Config.fromfile(str(result.run_dir / "trials" / rec.trial_id / "config.py"))
         assert cfg.optimizer.lr == lr
+
+
+@pytest.mark.parametrize("args, max_t", [
+    ({"grace_period": 1, "reduction_factor": 3}, 8),
+    ({"grace_period": 2, "reduction_factor": 2, "brackets": 2}, 12),
+    ({"grace_period": 1, "reduction_factor": 1.5}, 6),
+])
+def test_probe_epochs_are_the_asha_rungs_ray_decides_at(args, max_t):
+    import math
+
+    from rt3d_tune.search.schedulers import rung_epochs
+
+    settings = SchedulerSettings("asha", args)
+    scheduler = build_scheduler(settings, metric="acc", mode="max", max_t=max_t)
+    # a rung is decided at the first report at or after it; the last report has no probe
+    ray_rungs = {math.ceil(milestone) for bracket in scheduler._brackets
+                 for milestone, _ in bracket._rungs if math.ceil(milestone) < max_t}
+    assert rung_epochs(settings, max_t) == ray_rungs and ray_rungs
+
+
+def test_probe_epochs_of_hyperband_median_and_the_rest():
+    from rt3d_tune.search.schedulers import rung_epochs
+
+    # HyperBand, max_t 9, eta 3: brackets start at 9, 3, 1 and grow by 3 up to 9
+    assert rung_epochs(SchedulerSettings("hyperband", {"reduction_factor": 3}), 9) == {1, 3}
+    # the median rule decides at every report from its grace period on
+    assert rung_epochs(SchedulerSettings("median", {"grace_period": 2}), 5) == {2, 3, 4}
+    assert rung_epochs(SchedulerSettings("fifo", {}), 5) == frozenset()
+    assert rung_epochs(SchedulerSettings("pbt", {"perturbation_interval": 1}), 5) == frozenset()

@@ -16,8 +16,8 @@ import space_files
 
 from rt3d_tune.config import Config
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.space.space import load_space
 from rt3d_tune.search.tuner import run_search
+from rt3d_tune.space.space import load_space
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -68,15 +68,19 @@ def test_asha_stops_trials_early_and_the_winner_reproduces_exactly(ray_local, tm
     stopped = [r for r in rows if r["status"] == "EARLY_STOPPED"]
     assert all(r["accuracy@3"] == "" for r in stopped)  # cut before the last rung
 
-    # The winner's exported config retrains to the same metric on CPU.
+    # The winning trial's exported config retrains to the same metric on CPU; the
+    # winner's config is the same at the base's full 6 epochs.
     best_value = result.best.metric("accuracy")
-    cfg = Config.fromfile(str(result.exported["best_config"]))
+    cfg = Config.fromfile(str(result.exported["trial_config"]))
     assert cfg.runner.max_epochs == 3 and cfg.optimizer.lr == result.best.params["optimizer.lr"]
     torch.set_num_threads(1)  # as the trial ran (resources.cpu = 1)
     runner = build_runner(cfg, work_dir=str(tmp_path / "rerun"), device="cpu")
     runner.run()
     assert runner.eval_results["accuracy"] == best_value
-    assert Config.fromfile(str(result.exported["best_runtime"])) == cfg
+    full = Config.fromfile(str(result.exported["best_config"]))
+    assert full.runner.max_epochs == 6 and full.optimizer == cfg.optimizer
+    assert full.seed == cfg.seed
+    assert Config.fromfile(str(result.exported["best_runtime"])) == full
 
     # ...and so does the command summary.json gives, through the CLI in a fresh process.
     summary = json.loads(result.exported["summary"].read_text())
@@ -115,7 +119,7 @@ def test_diverged_trial_is_recorded_and_the_grid_goes_on(ray_local, tmp_path):
 
 
 def test_a_metric_the_evaluation_never_produces_stops_the_search(ray_local, tmp_path):
-    with pytest.raises(ConfigError, match="'bev_mAP'.*accuracy"):
+    with pytest.raises(ConfigError, match=r"'bev_mAP'.*accuracy"):
         search(tmp_path, "nometric", metric="bev_mAP", search={
             "algorithm": "random", "num_samples": 4, "seed": 0, "max_concurrent": 1})
     ended = [line for line in (tmp_path / "runs" / "nometric" / "results.jsonl")
@@ -124,7 +128,7 @@ def test_a_metric_the_evaluation_never_produces_stops_the_search(ray_local, tmp_
 
 
 def test_more_gpus_than_the_cluster_has_is_refused(ray_local, tmp_path):
-    with pytest.raises(ConfigError, match="resources.gpu"):
+    with pytest.raises(ConfigError, match=r"resources.gpu"):
         search(tmp_path, "gpus", resources={"cpu": 1, "gpu": 1})
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from space_files import write_space
 
+from rt3d_tune.results import recorder
 from rt3d_tune.runner.hooks.logger import MlflowLoggerHook, WandbLoggerHook
 from rt3d_tune.runner.hooks.timer import IterTimerHook
 from rt3d_tune.search.trial_loggers import tag_trial_loggers
@@ -43,8 +44,8 @@ def test_hooks_get_trial_names_and_params_but_user_settings_win():
 @pytest.mark.slow
 def test_search_trials_log_to_their_own_mlflow_runs(ray_local, tmp_path):
     mlflow = pytest.importorskip("mlflow")
-    from rt3d_tune.space.space import load_space
     from rt3d_tune.search.tuner import run_search
+    from rt3d_tune.space.space import load_space
 
     uri = (tmp_path / "mlruns").as_uri()
     base = tmp_path / "base.py"
@@ -59,7 +60,10 @@ def test_search_trials_log_to_their_own_mlflow_runs(ray_local, tmp_path):
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("mlf")
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
-    assert set(runs) == set(result.records)
+    confirm = recorder.load_records(result.run_dir, filename=recorder.CONFIRM_JSONL)
+    assert confirm and set(runs) == set(result.records) | set(confirm)
+    for trial_id, record in confirm.items():  # confirmation runs say what they confirm
+        assert runs.pop(trial_id).data.tags["rt3d_tune.confirm_of"] == record.confirm_of
     for trial_id, run in runs.items():
         record = result.records[trial_id]
         assert float(run.data.params["optimizer.lr"]) == pytest.approx(

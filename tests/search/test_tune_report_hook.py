@@ -127,7 +127,7 @@ def test_missing_metric_names_the_metrics_produced():
     runner = make_runner()
     hook.before_run(runner)
     evaluate(runner, accuracy=0.5, recall=0.25)
-    with pytest.raises(_FatalSearchError, match="'bev_mAP'.*accuracy, recall"):
+    with pytest.raises(_FatalSearchError, match=r"'bev_mAP'.*accuracy, recall"):
         hook.after_train_epoch(runner)
 
 

@@ -11,7 +11,7 @@ from rt3d_tune.registry import OPTIMIZER_BUILDERS, OPTIMIZERS, build_from_cfg
 
 from .my_optimizer import MyOptimizer
 
-__all__ = ["MyOptimizerConstructor", "MyOptimizer"]
+__all__ = ["MyOptimizer", "MyOptimizerConstructor"]
 
 
 @OPTIMIZER_BUILDERS.register_module()

@@ -20,7 +20,7 @@ class MyHook(Hook):
     built from ``custom_hooks``.
     """
 
-    instances: ClassVar[list["MyHook"]] = []
+    instances: ClassVar[list[MyHook]] = []
 
     def __init__(self, a: Any, b: Any) -> None:
         self.a = a

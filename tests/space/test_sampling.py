@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from rt3d_tune.space import (
     num_trials,
     overrides_from_params,
 )
+from rt3d_tune.space.sampling import grid_size
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -102,7 +104,8 @@ def run_study(space, algorithm: str, seed: int, n: int) -> list[dict]:
 
 def test_grid_counts_each_branch_with_its_own_nested_grid(tmp_path):
     space = make_space(tmp_path, GRID)
-    # optimizer: SGD 2 lr x 2 momentum + AdamW 3 lr = 7; max_norm: 2; lr_config: step 2 + cosine 1 = 3
+    # optimizer: SGD 2 lr x 2 momentum + AdamW 3 lr = 7; max_norm: 2;
+    # lr_config: step 2 + cosine 1 = 3
     assert len(grid_params(space)) == (2 * 2 + 3) * 2 * (2 + 1) == num_trials(space) == 42
     points = grid_points(space)
     assert len({repr(sorted(p.items())) for p in points}) == 42
@@ -111,9 +114,27 @@ def test_grid_counts_each_branch_with_its_own_nested_grid(tmp_path):
                for p in points if p["lr_config"]["policy"] == "step")
 
 
-def test_grid_sampler_walks_the_points_in_order(tmp_path):
+def test_grid_has_no_optuna_sampler(tmp_path):
+    """Grid search runs through tune.grid_search over grid_params, not an Optuna sampler."""
     space = make_space(tmp_path, GRID)
-    assert run_study(space, "grid", 0, 42) == grid_points(space)
+    with pytest.raises(ConfigError, match="no Optuna sampler") as info:
+        make_sampler("grid", 0, space)
+    assert info.value.key_path == "search.algorithm" and "grid_search" in info.value.hint
+
+
+def test_grid_size_is_counted_without_listing_the_points(tmp_path):
+    space = make_space(tmp_path, GRID)
+    assert grid_size(space) == 42
+    values = ", ".join(str(i) for i in range(100))
+    huge = "space:\n" + "".join(f"  optimizer.k{i}: {{grid: [{values}]}}\n" for i in range(10))
+    space = make_space(tmp_path, huge, "search: {algorithm: grid}\n")
+    started = time.perf_counter()
+    for count in (grid_size, grid_params, num_trials):
+        with pytest.raises(ConfigError, match="10,000 trials") as info:
+            count(space)
+        assert "about 10^20 points" in info.value.message
+        assert info.value.key_path.startswith("space.optimizer.k")
+    assert time.perf_counter() - started < 1.0
 
 
 def test_grid_rejects_continuous_domains(tmp_path):
@@ -173,7 +194,8 @@ def test_values_stay_within_inclusive_bounds_and_q(tmp_path, algorithm):
         if optimizer["type"] == "SGD":
             assert 1e-3 <= optimizer["lr"] <= 1e-1
             assert 0.8 <= optimizer["momentum"] <= 0.99
-            assert abs(round((optimizer["momentum"] - 0.8) / 0.01) * 0.01 + 0.8 - optimizer["momentum"]) < 1e-9
+            momentum = optimizer["momentum"]
+            assert abs(round((momentum - 0.8) / 0.01) * 0.01 + 0.8 - momentum) < 1e-9
             assert optimizer["nesterov"] in (True, False)
         else:
             assert 1e-4 <= optimizer["lr"] <= 1e-2
@@ -183,7 +205,8 @@ def test_values_stay_within_inclusive_bounds_and_q(tmp_path, algorithm):
         assert isinstance(max_norm, int) and 5 <= max_norm <= 40 and max_norm % 5 == 0
         lr_config = overrides["lr_config"]
         if lr_config["policy"] == "step":
-            assert isinstance(lr_config["warmup_iters"], int) and 10 <= lr_config["warmup_iters"] <= 1000
+            warmup_iters = lr_config["warmup_iters"]
+            assert isinstance(warmup_iters, int) and 10 <= warmup_iters <= 1000
         else:
             assert 1e-5 <= lr_config["min_lr_ratio"] <= 1e-2
 
@@ -249,9 +272,9 @@ def test_yaml_lists_become_tuples_where_the_base_has_tuples():
     from rt3d_tune.config import Config
     from rt3d_tune.space.sampling import apply_overrides, config_diff
 
-    base = Config(dict(optimizer=dict(type="AdamW", lr=0.1, betas=(0.9, 0.99)),
-                       lr_config=dict(policy="cyclic", target_ratio=(10, 1e-4)),
-                       workflow=[("train", 1)]))
+    base = Config({"optimizer": {"type": "AdamW", "lr": 0.1, "betas": (0.9, 0.99)},
+                       "lr_config": {"policy": "cyclic", "target_ratio": (10, 1e-4)},
+                       "workflow": [("train", 1)]})
     trial = apply_overrides(base, {
         "optimizer": {"type": "AdamW", "lr": 0.2, "betas": [0.9, 0.99]},
         "lr_config.target_ratio": [10, 1e-4],

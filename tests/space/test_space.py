@@ -77,7 +77,10 @@ def test_nested_mappings_flatten_to_key_paths(tmp_path):
             grad_clip:
               max_norm: {choice: [10, 35]}
         """)
-    assert [path for path, _ in space.params] == ["optimizer.lr", "optimizer_config.grad_clip.max_norm"]
+    assert [path for path, _ in space.params] == [
+        "optimizer.lr",
+        "optimizer_config.grad_clip.max_norm",
+    ]
 
 
 def test_conditional_branches_keep_nested_domains(tmp_path):
@@ -131,17 +134,25 @@ def test_grid_decides_the_trial_count(tmp_path):
 @pytest.mark.parametrize(
     "body, key_path, hint",
     [
-        ("space:\n  optimizer.lr: {uniform: [0.1, 0.01]}\n", "space.optimizer.lr.uniform", "[0.01, 0.1]"),
+        ("space:\n  optimizer.lr: {uniform: [0.1, 0.01]}\n",
+         "space.optimizer.lr.uniform", "[0.01, 0.1]"),
         ("space:\n  optimizer.lr: {uniform: [0.1, 0.1]}\n", "space.optimizer.lr.uniform", None),
-        ("space:\n  optimizer.lr: {loguniform: [-1, 0.1]}\n", "space.optimizer.lr.loguniform[0]", "uniform"),
-        ("space:\n  optimizer.lr: {uniform: ['0.1', 1]}\n", "space.optimizer.lr.uniform[0]", "without quotes"),
+        ("space:\n  optimizer.lr: {loguniform: [-1, 0.1]}\n",
+         "space.optimizer.lr.loguniform[0]", "uniform"),
+        ("space:\n  optimizer.lr: {uniform: ['0.1', 1]}\n",
+         "space.optimizer.lr.uniform[0]", "without quotes"),
         ("space:\n  optimizer.lr: {uniform: [0, 1, 2]}\n", "space.optimizer.lr.uniform", None),
-        ("space:\n  runner.max_epochs: {int: [1.5, 3]}\n", "space.runner.max_epochs.int[0]", "uniform"),
-        ("space:\n  runner.max_epochs: {logint: [0, 3]}\n", "space.runner.max_epochs.logint[0]", "int"),
-        ("space:\n  optimizer.lr: {uniform: [0, 1], q: 0.3}\n", "space.optimizer.lr.q", "set high to 0.9"),
+        ("space:\n  runner.max_epochs: {int: [1.5, 3]}\n",
+         "space.runner.max_epochs.int[0]", "uniform"),
+        ("space:\n  runner.max_epochs: {logint: [0, 3]}\n",
+         "space.runner.max_epochs.logint[0]", "int"),
+        ("space:\n  optimizer.lr: {uniform: [0, 1], q: 0.3}\n",
+         "space.optimizer.lr.q", "set high to 0.9"),
         ("space:\n  optimizer.lr: {uniform: [0, 1], q: -1}\n", "space.optimizer.lr.q", None),
-        ("space:\n  runner.max_epochs: {int: [1, 10], q: 0.5}\n", "space.runner.max_epochs.q", None),
-        ("space:\n  optimizer.lr: {loguniform: [0.1, 1], q: 0.1}\n", "space.optimizer.lr.q", "uniform"),
+        ("space:\n  runner.max_epochs: {int: [1, 10], q: 0.5}\n",
+         "space.runner.max_epochs.q", None),
+        ("space:\n  optimizer.lr: {loguniform: [0.1, 1], q: 0.1}\n",
+         "space.optimizer.lr.q", "uniform"),
         ("space:\n  optimizer.lr: {choice: []}\n", "space.optimizer.lr.choice", None),
         ("space:\n  optimizer.lr: {choice: 0.1}\n", "space.optimizer.lr.choice", None),
         ("space:\n  optimizer.lr: {choice: [0.1, 0.1]}\n", "space.optimizer.lr.choice", "once"),
@@ -153,7 +164,8 @@ def test_grid_decides_the_trial_count(tmp_path):
         ("space:\n  optimzer.lr: {uniform: [0, 1]}\n", "space.optimzer.lr", "'optimizer'"),
         ("space:\n  optimizer.lrr: {uniform: [0, 1]}\n", "space.optimizer.lrr", "'lr'"),
         ("space:\n  optimizer.lr.x: {uniform: [0, 1]}\n", "space.optimizer.lr.x", None),
-        ("space:\n  log_config.hooks.1.interval: {int: [1, 5]}\n", "space.log_config.hooks.1.interval", None),
+        ("space:\n  log_config.hooks.1.interval: {int: [1, 5]}\n",
+         "space.log_config.hooks.1.interval", None),
         ("space:\n  log_config.hooks.x: {int: [1, 5]}\n", "space.log_config.hooks.x", None),
         ("space:\n  optimizer..lr: {uniform: [0, 1]}\n", "space.optimizer..lr", None),
         (
@@ -162,7 +174,8 @@ def test_grid_decides_the_trial_count(tmp_path):
             None,
         ),
         (
-            "space:\n  lr_config:\n    choice:\n      - {policy: step, warmup_iters: {int: [10, 5]}}\n",
+            ("space:\n  lr_config:\n    choice:\n"
+             "      - {policy: step, warmup_iters: {int: [10, 5]}}\n"),
             "space.lr_config.choice[0].warmup_iters.int",
             None,
         ),
@@ -173,30 +186,44 @@ def test_grid_decides_the_trial_count(tmp_path):
             None,
         ),
         ("space:\n  optimizer.lr: {uniform: [0, 1]}\nserach: {}\n", "serach", "'search'"),
-        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nsearch: {algorithm: bayes}\n", "search.algorithm", None),
-        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nsearch: {algorithm: grid}\n", "space.optimizer.lr", "grid or choice"),
+        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nsearch: {algorithm: bayes}\n",
+         "search.algorithm", None),
+        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nsearch: {algorithm: grid}\n",
+         "space.optimizer.lr", "grid or choice"),
         ("space:\n  optimizer.lr: {grid: [1, 2]}\nsearch: {algorithm: grid, num_samples: 4}\n",
          "search.num_samples", "remove"),
-        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nsearch: {num_samples: 0}\n", "search.num_samples", None),
-        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nsearch: {num_samples: 2.5}\n", "search.num_samples", None),
+        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nsearch: {num_samples: 0}\n",
+         "search.num_samples", None),
+        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nsearch: {num_samples: 2.5}\n",
+         "search.num_samples", None),
         ("space:\n  optimizer.lr: {uniform: [0, 1]}\nsearch: {seed: true}\n", "search.seed", None),
-        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nsearch: {qmc_type: sobel}\n", "search.qmc_type", "'sobol'"),
-        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nscheduler: {type: ash}\n", "scheduler.type", "'asha'"),
-        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nscheduler: {type: asha, reduction_factor: 1}\n",
+        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nsearch: {qmc_type: sobel}\n",
+         "search.qmc_type", "'sobol'"),
+        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nscheduler: {type: ash}\n",
+         "scheduler.type", "'asha'"),
+        ("space:\n  optimizer.lr: {uniform: [0, 1]}\n"
+         "scheduler: {type: asha, reduction_factor: 1}\n",
          "scheduler.reduction_factor", None),
         ("space:\n  optimizer.lr: {uniform: [0, 1]}\nscheduler: {type: fifo, grace_period: 1}\n",
          "scheduler.grace_period", None),
-        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nscheduler: {type: pbt, quantile_fraction: 0.7}\n",
+        ("space:\n  optimizer.lr: {uniform: [0, 1]}\n"
+         "scheduler: {type: pbt, quantile_fraction: 0.7}\n",
          "scheduler.quantile_fraction", None),
         ("space:\n  optimizer.lr: {uniform: [0, 1]}\nscheduler: {type: median, grace_period: 20}\n",
          "scheduler.grace_period", None),
-        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nresources: {gpu: 2.5}\n", "resources.gpu", "3"),
+        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nresources: {gpu: 2.5}\n",
+         "resources.gpu", "3"),
         ("space:\n  optimizer.lr: {uniform: [0, 1]}\nresources: {cpu: 0}\n", "resources.cpu", None),
-        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nresources: {gpus: 1}\n", "resources.gpus", "'gpu'"),
-        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nstop: {max_epochs: 0}\n", "stop.max_epochs", None),
-        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nstop: {time_budget_s: fast}\n", "stop.time_budget_s", None),
-        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nstop: {max_epoch: 3}\n", "stop.max_epoch", "'max_epochs'"),
-        ("space:\n  runner.max_epochs: {int: [1, 3]}\nstop: {max_epochs: 3}\n", "stop.max_epochs", None),
+        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nresources: {gpus: 1}\n",
+         "resources.gpus", "'gpu'"),
+        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nstop: {max_epochs: 0}\n",
+         "stop.max_epochs", None),
+        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nstop: {time_budget_s: fast}\n",
+         "stop.time_budget_s", None),
+        ("space:\n  optimizer.lr: {uniform: [0, 1]}\nstop: {max_epoch: 3}\n",
+         "stop.max_epoch", "'max_epochs'"),
+        ("space:\n  runner.max_epochs: {int: [1, 3]}\nstop: {max_epochs: 3}\n",
+         "stop.max_epochs", None),
     ],
 )
 def test_mistakes_name_their_key_path(tmp_path, body, key_path, hint):
@@ -236,8 +263,11 @@ def test_new_keys_may_be_created_under_existing_dicts(tmp_path):
 @pytest.mark.parametrize(
     "text, needle",
     [
-        ("base: base.py\nmetric: acc\nmode: max\nspace:\n  optimizer.lr: {uniform: [0, 1]\n  x: 1\n", "line 6"),
-        ("base: base.py\nmetric: !!python/object/apply:os.system ['true']\nmode: max\n", "!!python/object"),
+        ("base: base.py\nmetric: acc\nmode: max\n"
+         "space:\n  optimizer.lr: {uniform: [0, 1]\n  x: 1\n",
+         "line 6"),
+        ("base: base.py\nmetric: !!python/object/apply:os.system ['true']\nmode: max\n",
+         "!!python/object"),
         ("base: base.py\nmetric: acc\nmetric: loss\nmode: max\n", "duplicate key 'metric'"),
         ("- just\n- a list\n", "a space file is a mapping"),
     ],
@@ -267,7 +297,9 @@ def test_base_config_errors_name_the_base_file(tmp_path):
 
 
 def test_check_resources(tmp_path):
-    space = load(tmp_path, "space:\n  optimizer.lr: {uniform: [0, 1]}\nresources: {cpu: 1, gpu: 2}\n")
+    space = load(
+        tmp_path, "space:\n  optimizer.lr: {uniform: [0, 1]}\nresources: {cpu: 1, gpu: 2}\n"
+    )
     check_resources(space, {"CPU": 4, "GPU": 2})
     with pytest.raises(ConfigError) as info:
         check_resources(space, {"CPU": 4, "GPU": 1})

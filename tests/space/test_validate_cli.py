@@ -77,7 +77,8 @@ def test_coverage_reaches_every_option_and_both_bounds(tmp_path):
     params = [p for _, p in labelled]
     assert len(params) == 3
     assert {p["lr_config@choice"] for p in params} == {0, 1}
-    assert {p["lr_config@1.min_lr_ratio"] for p in params if "lr_config@1.min_lr_ratio" in p} == {0.01}
+    min_lr_key = "lr_config@1.min_lr_ratio"
+    assert {p[min_lr_key] for p in params if min_lr_key in p} == {0.01}
     assert {p["optimizer.lr"] for p in params} == {0.001, 0.01}
     report = validate_space(space, samples=0)
     # warmup_iters at its low bound 0 with linear warmup is a real mistake of this space

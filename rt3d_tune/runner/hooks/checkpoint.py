@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
+from rt3d_tune.paths import check_file_name
 from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.hook import Hook
 
@@ -29,7 +30,8 @@ class CheckpointHook(Hook):
         **kwargs: ``filename_tmpl`` (e.g. 'ckpt_{}.pth') and ``create_symlink``.
 
     Raises:
-        ConfigError: an interval that is 0 or below -1, or an unknown keyword.
+        ConfigError: an interval that is 0 or below -1, an unknown keyword, or a
+            ``filename_tmpl`` that is a path rather than a file name.
     """
 
     def __init__(
@@ -51,7 +53,7 @@ class CheckpointHook(Hook):
             )
         unknown = set(kwargs) - {"filename_tmpl", "create_symlink"}
         if unknown:
-            key = sorted(unknown)[0]
+            key = min(unknown)
             raise ConfigError(
                 "unknown CheckpointHook argument",
                 key_path=f"checkpoint_config.{key}",
@@ -59,6 +61,8 @@ class CheckpointHook(Hook):
                 "save_last, filename_tmpl, create_symlink",
                 given=key,
             )
+        if "filename_tmpl" in kwargs:
+            check_file_name(str(kwargs["filename_tmpl"]), "checkpoint_config.filename_tmpl")
         self.interval = interval
         self.by_epoch = by_epoch
         self.save_optimizer = save_optimizer

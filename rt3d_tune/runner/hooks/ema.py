@@ -70,6 +70,9 @@ class EMAHook(Hook):
         self.param_ema_buffer: dict[str, str] = {}
         self.model_parameters: dict[str, Any] = {}
         self.model_buffers: dict[str, Any] = {}
+        # Whether the parameters hold the average now (from after_train_epoch to the next
+        # before_train_epoch); a rung probe reads it to train the raw weights.
+        self.ema_in_model = False
 
     def before_run(self, runner: Any) -> None:
         model = getattr(runner.model, "module", runner.model)
@@ -94,9 +97,11 @@ class EMAHook(Hook):
 
     def after_train_epoch(self, runner: Any) -> None:
         self._swap_ema_parameters()
+        self.ema_in_model = True
 
     def before_train_epoch(self, runner: Any) -> None:
         self._swap_ema_parameters()
+        self.ema_in_model = False
 
     def _swap_ema_parameters(self) -> None:
         for name, value in self.model_parameters.items():

@@ -257,13 +257,36 @@ class EvalHook(Hook):
 
     # what ---------------------------------------------------------------------------
     def _do_evaluate(self, runner: Any) -> None:
-        if self.test_fn is None:
-            results = single_device_test(runner.model, self.dataloader, runner.device)
-        else:
-            results = self.test_fn(runner.model, self.dataloader)
-        metrics = self.evaluate(runner, results)
+        metrics = self.evaluate(runner, self._predict(runner))
         if self.save_best is not None:
             self._save_best(runner, metrics)
+
+    def _predict(self, runner: Any) -> list[Any]:
+        if self.test_fn is None:
+            return single_device_test(runner.model, self.dataloader, runner.device)
+        return self.test_fn(runner.model, self.dataloader)
+
+    def _dataset_metrics(self, results: list[Any]) -> dict[str, Any]:
+        raw = self.dataloader.dataset.evaluate(results, **self.eval_kwargs)
+        if not isinstance(raw, Mapping):
+            raise TypeError(
+                f"{type(self.dataloader.dataset).__name__}.evaluate must return a dict of "
+                f"metrics, got {type(raw).__name__}"
+            )
+        return {str(name): to_plain(value) for name, value in raw.items()}
+
+    def compute_metrics(self, runner: Any) -> dict[str, Any]:
+        """Evaluate the model as it is now and return the metrics, recording nothing.
+
+        The same predictions and ``dataset.evaluate`` as a scheduled evaluation, but the
+        log buffer, ``runner.eval_results``, ``runner.eval_round`` and the best
+        checkpoint are left alone: what a rung probe (``rt3d_tune.runner.probe``)
+        evaluates with.
+
+        Raises:
+            TypeError: ``evaluate`` returned something other than a mapping.
+        """
+        return self._dataset_metrics(self._predict(runner))
 
     def evaluate(self, runner: Any, results: list[Any]) -> dict[str, Any]:
         """Call ``dataset.evaluate``; put the metrics in the log buffer and on the runner.
@@ -271,13 +294,7 @@ class EvalHook(Hook):
         Raises:
             TypeError: ``evaluate`` returned something other than a mapping.
         """
-        raw = self.dataloader.dataset.evaluate(results, **self.eval_kwargs)
-        if not isinstance(raw, Mapping):
-            raise TypeError(
-                f"{type(self.dataloader.dataset).__name__}.evaluate must return a dict of "
-                f"metrics, got {type(raw).__name__}"
-            )
-        metrics = {str(name): to_plain(value) for name, value in raw.items()}
+        metrics = self._dataset_metrics(results)
         runner.log_buffer.output["eval_iter_num"] = len(self.dataloader)
         runner.log_buffer.output.update(metrics)
         runner.log_buffer.ready = True

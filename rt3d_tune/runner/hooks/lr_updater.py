@@ -143,6 +143,23 @@ class LrUpdaterHook(Hook):
         return {name: [self.get_lr(runner, base) for base in bases]
                 for name, bases in self.base_lr.items()}
 
+    def final_lr(self, runner: Any) -> list[float] | dict[str, list[float]]:
+        """Where the schedule ends: the regular LR of every param group at the run's last
+        epoch (``by_epoch``) or last iteration, warmup long over.
+
+        Shaped like ``runner.current_lr()`` (a dict name -> list for dict optimizers).
+        A rung probe cools down towards it.
+
+        Raises:
+            RuntimeError: called before ``before_run`` (the base LRs are not known yet).
+        """
+        if not self.base_lr:
+            raise RuntimeError("final_lr needs the base LRs that before_run sets")
+        total = runner.max_epochs if self.by_epoch else runner.max_iters
+        lrs = {name: [self.schedule(total - 1, total, base) for base in bases]
+               for name, bases in self.base_lr.items()}
+        return lrs.get(None, lrs)  # a single optimizer is named None
+
     def get_warmup_lr(self, cur_iter: int) -> Groups:
         assert self.warmup is not None and self.warmup_iters is not None
         factor = schedules.warmup_factor(self.warmup, cur_iter, self.warmup_iters,

@@ -21,26 +21,34 @@ from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.hook import Hook
 
 __all__ = [
-    "OptimizerHook",
-    "GradientCumulativeOptimizerHook",
     "Fp16OptimizerHook",
     "GradientCumulativeFp16OptimizerHook",
+    "GradientCumulativeOptimizerHook",
+    "OptimizerHook",
 ]
 
 
-# Bumped by torch whenever any module registers a parameter or a child module (the
-# public ways a model's parameter set changes), so a hook can keep its model's
-# parameter list between iterations instead of walking every module each time.
-_registrations = 0
+# Bumped whenever any module registers a parameter or a child module (the public ways a
+# model's parameter set changes), so a hook can keep its model's parameter list between
+# iterations instead of walking every module each time. Counted by torch's global
+# module-registration hooks (public API: torch.nn.modules.module, torch >= 2.0), installed
+# once per process by the first hook that asks, never at import.
+_registrations: int | None = None
 
 
 def _count_registration(*_args: Any) -> None:
     global _registrations
-    _registrations += 1
+    _registrations = (_registrations or 0) + 1
 
 
-torch.nn.modules.module.register_module_parameter_registration_hook(_count_registration)
-torch.nn.modules.module.register_module_module_registration_hook(_count_registration)
+def _registration_count() -> int:
+    """Parameters and modules registered since the count started (now, if not yet)."""
+    global _registrations
+    if _registrations is None:
+        _registrations = 0
+        torch.nn.modules.module.register_module_parameter_registration_hook(_count_registration)
+        torch.nn.modules.module.register_module_module_registration_hook(_count_registration)
+    return _registrations
 
 
 def _optimizers(optimizer: Any) -> list[torch.optim.Optimizer]:
@@ -67,7 +75,9 @@ def _check_grad_clip(grad_clip: Any) -> dict[str, Any] | None:
             raise ConfigError(
                 f"grad_clip.{key} must be a number",
                 key_path=f"optimizer_config.grad_clip.{key}",
-                expected="a number ('inf' for the max norm type)" if key == "norm_type" else "a number",
+                expected=(
+                    "a number ('inf' for the max norm type)" if key == "norm_type" else "a number"
+                ),
                 given=value,
                 hint="write numbers without quotes" if isinstance(value, str) else None,
             )
@@ -113,7 +123,7 @@ class OptimizerHook(Hook):
     def model_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         """``list(model.parameters())``, walked again only after a module or parameter
         was registered anywhere (or for another model)."""
-        key = (id(model), _registrations)
+        key = (id(model), _registration_count())
         if getattr(self, "_params_key", None) != key:
             self._params = list(model.parameters())
             self._params_key = key

@@ -1,0 +1,168 @@
+"""Readable names and values for a search's parameters, for people (the report).
+
+Optuna and Ray name a parameter by where it sits in the space (see
+:mod:`rt3d_tune.space.sampling`): ``optimizer@choice`` is the index of the chosen
+branch, ``optimizer@1.lr`` a domain inside branch 1. A reader wants the branch by what
+it is::
+
+    optimizer@choice = 1      optimizer=AdamW         (the branch's ``type`` or ``policy``)
+    optimizer@1.lr            AdamW.lr
+    lr_config@choice = 0      lr_config=cyclic
+    lr_config.step@choice     lr_config.step=[8, 11]  (a short plain option shows as itself)
+    grad_clip@1.max_norm      grad_clip#1.max_norm    (a branch with neither: its index)
+
+Two branches of one choice with the same ``type`` get their index too (``SGD#0.lr``);
+two choices whose branches share a name are told apart by their key path
+(``optimizer[SGD].lr``). Numbers show 4 significant digits. Without the space (its
+file unreadable) every branch shows by its index. ``results.csv`` and
+``summary.json`` keep the exact names and values; this module is only for display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rt3d_tune.space.domains import Choice, Grid, walk_domains
+from rt3d_tune.space.space import SearchSpace
+
+__all__ = ["ParamLabels", "format_number", "short_value"]
+
+_BRANCH_KEYS = ("type", "policy")
+_SHORT = 30  # longest plain option shown as itself
+
+
+def format_number(value: float) -> str:
+    """A number to 4 significant digits (``0.0005375``, ``35``, ``1.235e+06``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return str(value) if isinstance(value, int) else f"{value:.4g}"
+
+
+def short_value(value: Any) -> str:
+    """A value as a person reads it: numbers to 4 significant digits, strings bare,
+    lists and mappings in Python-like brackets."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {short_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(short_value(v) for v in value)
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+    return format_number(value)
+
+
+def _tags(domain: Choice | Grid) -> list[str | None]:
+    """Each option's name: its ``type``/``policy`` (indexed when two options share
+    one), else None."""
+    names: list[str | None] = []
+    for option in domain.options:
+        found = [option[k] for k in _BRANCH_KEYS if isinstance(option, Mapping) and k in option]
+        names.append(found[0] if found and isinstance(found[0], str) else None)
+    return [f"{n}#{i}" if n is not None and names.count(n) > 1 else n
+            for i, n in enumerate(names)]
+
+
+def _inner(option: Any, sub: str) -> Any:
+    """The value at a dotted key path inside a branch (None when there is none)."""
+    for key in sub.split(".") if sub else ():
+        if isinstance(option, Mapping):
+            option = option.get(key)
+        elif isinstance(option, (list, tuple)) and key.isdigit() and int(key) < len(option):
+            option = option[int(key)]
+        else:
+            return None
+    return option
+
+
+class ParamLabels:
+    """Labels for the parameter names of one search space.
+
+    Args:
+        space: the run's space; None labels branches by index.
+    """
+
+    def __init__(self, space: SearchSpace | None) -> None:
+        self._domains: dict[str, Any] = dict(space.params) if space is not None else {}
+        self._order = {path: i for i, path in enumerate(self._domains)}
+        self._qualified: set[str] = set()
+
+    def _walk(self, param: str) -> tuple[str, Any, bool]:
+        """(label, the domain the name ends at or None, whether it is a choice index)."""
+        head, *segments = param.split("@")
+        label, domain = head, self._domains.get(head)
+        for segment in segments:
+            if segment == "choice":
+                return label, domain, True
+            index, _, sub = segment.partition(".")
+            options = domain.options if isinstance(domain, (Choice, Grid)) else ()
+            i = int(index) if index.isdigit() else -1
+            tag = _tags(domain)[i] if 0 <= i < len(options) else None
+            if tag is None:
+                prefix = f"{label}#{index}"
+            else:
+                prefix = f"{label}[{tag}]" if param in self._qualified else tag
+            label = f"{prefix}.{sub}" if sub else prefix
+            domain = _inner(options[i], sub) if 0 <= i < len(options) else None
+        return label, domain, False
+
+    def name(self, param: str) -> str:
+        """``optimizer@1.lr`` -> ``AdamW.lr``; ``optimizer@choice`` -> ``optimizer``."""
+        return self._walk(param)[0]
+
+    def value(self, param: str, value: Any) -> str:
+        """The value as shown: a branch index as the branch's name, numbers to 4 digits."""
+        _, domain, is_index = self._walk(param)
+        if not is_index:
+            return short_value(value)
+        options = domain.options if isinstance(domain, (Choice, Grid)) else ()
+        if not (isinstance(value, int) and 0 <= value < len(options)):
+            return f"#{value}"
+        tag = _tags(domain)[value]
+        if tag is not None:
+            return tag
+        option = options[value]
+        shown = short_value(option)
+        plain = not walk_domains(option, "")
+        return shown if plain and len(shown) <= _SHORT else f"#{value}"
+
+    def is_choice(self, param: str) -> bool:
+        """True for a branch index or a choice among plain values (categorical)."""
+        _, domain, is_index = self._walk(param)
+        return is_index or isinstance(domain, (Choice, Grid))
+
+    def options(self, param: str) -> list[str]:
+        """The shown values of every option of a choice, in the space's order."""
+        _, domain, is_index = self._walk(param)
+        if not isinstance(domain, (Choice, Grid)):
+            return []
+        if is_index:
+            return [self.value(param, i) for i in range(len(domain.options))]
+        return [short_value(option) for option in domain.options]
+
+    def order(self, params: Iterable[str]) -> list[str]:
+        """The names in the space's order, each choice just before its branches'
+        parameters; names the space does not know go last, alphabetically."""
+        def key(param: str) -> tuple[int, str]:
+            head = param.split("@")[0]
+            return self._order.get(head, len(self._order)), param.replace("@choice", "@")
+
+        return sorted(params, key=key)
+
+    def qualify_clashes(self, params: Iterable[str]) -> None:
+        """Tell apart names that would show the same label (two choices whose branches
+        share a ``type``): those show their choice's key path as well."""
+        params = list(params)
+        seen: dict[str, list[str]] = {}
+        for param in params:
+            seen.setdefault(self.name(param), []).append(param)
+        self._qualified |= {p for group in seen.values() if len(group) > 1 for p in group}
+
+    def pairs(self, params: Mapping[str, Any]) -> list[str]:
+        """``["optimizer=AdamW", "AdamW.lr=0.0005375", ...]`` in the space's order."""
+        return [f"{self.name(p)}={self.value(p, params[p])}" for p in self.order(params)]
+
+    @classmethod
+    def for_params(cls, space: SearchSpace | None, params: Iterable[str]) -> ParamLabels:
+        """Labels for a space, with clashes among ``params`` told apart."""
+        labels = cls(space)
+        labels.qualify_clashes(params)
+        return labels

@@ -1,0 +1,312 @@
+"""The settings sections of a space file: ``search``, ``scheduler``, ``resources``, ``stop``.
+
+Each section is one frozen dataclass and one parser that checks every field (ConfigError
+with the dotted key path, what was expected, what was given). Pure: no torch, no Ray.
+
+Budget vocabulary (``stop``): a trial trains ``stop.max_epochs`` (default: the base
+config's length). With ``schedule: scaled`` (the default) its LR and momentum schedules
+are the base config's full-length curves resampled onto the trial's iterations
+(:mod:`rt3d_tune.budget`); with ``truncated`` they run unchanged and stop early.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rt3d_tune.errors import ConfigError
+from rt3d_tune.space.schema import (
+    check_bool,
+    check_known_keys,
+    check_mapping,
+    check_number,
+    check_one_of,
+)
+
+__all__ = [
+    "ALGORITHMS",
+    "PROBES",
+    "SCHEDULERS",
+    "SCHEDULE_MODES",
+    "Confirm",
+    "Resources",
+    "SchedulerSettings",
+    "SearchSettings",
+    "Stop",
+    "base_max_epochs",
+    "parse_resources",
+    "parse_scheduler",
+    "parse_search",
+    "parse_stop",
+]
+
+ALGORITHMS = ("random", "grid", "qmc", "tpe", "cmaes")
+SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt")
+QMC_TYPES = ("sobol", "halton")
+SCHEDULE_MODES = ("scaled", "truncated")
+PROBES = ("none", "cooldown")
+TRIAL_SEEDS = ("fixed", "random")
+# Schedulers that stop trials at rungs, where a probe can stand in for the plain metric.
+PROBE_SCHEDULERS = ("asha", "hyperband", "median")
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """``search.confirm``: retrain the ``top_k`` best configs with ``seeds`` new seeds each.
+
+    The winner is the config with the best mean over its confirmation runs; ``top_k`` 0
+    turns confirmation off.
+    """
+
+    top_k: int = 3
+    seeds: int = 2
+
+    @property
+    def enabled(self) -> bool:
+        return self.top_k > 0 and self.seeds > 0
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """``search:``: the Optuna algorithm, trial count (None under grid: the grid decides),
+    seed, the trials' training seed, and the confirmation of the winners.
+
+    ``trial_seed``: ``"fixed"`` (every trial trains with the same seed: common random
+    numbers, so trials differ by their config only), ``"random"`` (each trial draws its
+    own) or an int (that seed, fixed).
+    """
+
+    algorithm: str = "random"
+    num_samples: int | None = 10
+    seed: int = 0
+    qmc_type: str = "sobol"
+    trial_seed: str | int = "fixed"
+    confirm: Confirm = field(default_factory=Confirm)
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """``scheduler:``: the Tune scheduler and its arguments (Tune's keyword names; epochs).
+
+    ``probe``: ``"cooldown"`` makes each rung's reported metric that of a short copy of
+    the trial whose LR was annealed to the schedule's end (``probe_ratio`` of the
+    iterations trained so far); ``"none"`` reports the plain metric.
+    """
+
+    type: str = "fifo"
+    args: Mapping[str, Any] = field(default_factory=dict)
+    probe: str = "none"
+    probe_ratio: float = 0.1
+
+
+@dataclass(frozen=True)
+class Resources:
+    """``resources:``: per trial; ``gpu`` may be a fraction of one GPU."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass(frozen=True)
+class Stop:
+    """``stop:``: the trial's length in epochs, how its schedule fits that length, and a
+    wall-clock budget in seconds for the search phase."""
+
+    max_epochs: int | None = None
+    time_budget_s: float | None = None
+    schedule: str = "scaled"
+
+
+def base_max_epochs(base: Mapping[str, Any]) -> int | None:
+    """The base config's epochs (``runner.max_epochs`` or legacy ``total_epochs``)."""
+    runner = base.get("runner")
+    if isinstance(runner, Mapping):
+        return runner.get("max_epochs")
+    return base.get("total_epochs")
+
+
+# search ------------------------------------------------------------------------------
+def _parse_confirm(value: Any) -> Confirm:
+    if value is False or value == 0:
+        return Confirm(top_k=0)
+    section = check_mapping(value, "search.confirm")
+    check_known_keys(section, ("top_k", "seeds"), "search.confirm")
+    default = Confirm()
+    return Confirm(
+        top_k=check_number(section.get("top_k", default.top_k), "search.confirm.top_k",
+                           integer=True, minimum=0),
+        seeds=check_number(section.get("seeds", default.seeds), "search.confirm.seeds",
+                           integer=True, minimum=1),
+    )
+
+
+def _parse_trial_seed(value: Any) -> str | int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return check_number(value, "search.trial_seed", integer=True, minimum=0)
+    if value not in TRIAL_SEEDS:
+        raise ConfigError("unknown trial seed", key_path="search.trial_seed",
+                          expected="fixed, random or an integer >= 0", given=value,
+                          hint="fixed gives every trial the same seed (the default)")
+    return value
+
+
+def parse_search(section: Mapping[str, Any], grid_ok: Callable[[], None]) -> SearchSettings:
+    """``search:``; ``grid_ok`` raises when the grid algorithm cannot enumerate the space."""
+    check_known_keys(section, ("algorithm", "num_samples", "seed", "max_concurrent", "qmc_type",
+                               "trial_seed", "confirm"), "search")
+    algorithm = check_one_of(section.get("algorithm", "random"), ALGORITHMS, "search.algorithm")
+    if algorithm == "grid":
+        grid_ok()
+        if "num_samples" in section:
+            raise ConfigError("under the grid algorithm the grid decides the number of trials",
+                              key_path="search.num_samples", hint="remove num_samples")
+        num_samples = None
+    else:
+        num_samples = check_number(section.get("num_samples", 10), "search.num_samples",
+                                   integer=True, minimum=1)
+    return SearchSettings(
+        algorithm=algorithm,
+        num_samples=num_samples,
+        seed=check_number(section.get("seed", 0), "search.seed", integer=True, minimum=0),
+        qmc_type=check_one_of(section.get("qmc_type", "sobol"), QMC_TYPES, "search.qmc_type"),
+        trial_seed=_parse_trial_seed(section.get("trial_seed", "fixed")),
+        confirm=_parse_confirm(section.get("confirm", {})),
+    )
+
+
+# scheduler ---------------------------------------------------------------------------
+_SCHEDULER_ARGS: dict[str, dict[str, tuple[Any, Callable[[Any, str], Any]]]] = {
+    "fifo": {},
+    "asha": {
+        "grace_period": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
+        "reduction_factor": (4, lambda v, p: check_number(v, p, above=1)),
+        "brackets": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
+    },
+    "hyperband": {"reduction_factor": (3, lambda v, p: check_number(v, p, above=1))},
+    "median": {
+        "grace_period": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
+        "min_samples_required": (3, lambda v, p: check_number(v, p, integer=True, minimum=1)),
+    },
+    "pbt": {
+        "perturbation_interval": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
+        "quantile_fraction": (0.25, lambda v, p: check_number(v, p, minimum=0, maximum=0.5)),
+        "resample_probability": (0.25, lambda v, p: check_number(v, p, minimum=0, maximum=1)),
+        # synchronous PBT: every trial waits at each perturbation point for the others
+        "synch": (False, check_bool),
+    },
+}
+
+
+def _parse_probe(section: Mapping[str, Any], kind: str) -> tuple[str, float]:
+    probe = check_one_of(section.get("probe", "none"), PROBES, "scheduler.probe")
+    ratio = section.get("probe_ratio", 0.1)
+    if not (isinstance(ratio, (int, float)) and not isinstance(ratio, bool)
+            and math.isfinite(ratio) and 0 < ratio < 1):
+        raise ConfigError("probe_ratio is the probe's length as a fraction of the iterations "
+                          "trained so far", key_path="scheduler.probe_ratio",
+                          expected="a number in (0, 1)", given=ratio, hint="0.1 is a good start")
+    if probe != "none" and kind not in PROBE_SCHEDULERS:
+        raise ConfigError(f"a {kind} scheduler has no rungs to probe", key_path="scheduler.probe",
+                          expected=f"a scheduler among {', '.join(PROBE_SCHEDULERS)}",
+                          given=f"probe: {probe} under {kind}",
+                          hint="remove probe, or use scheduler.type: asha")
+    if "probe_ratio" in section and probe == "none":
+        raise ConfigError("probe_ratio without a probe", key_path="scheduler.probe_ratio",
+                          hint="add probe: cooldown, or remove probe_ratio")
+    return probe, float(ratio)
+
+
+def parse_scheduler(section: Mapping[str, Any], max_epochs: int | None) -> SchedulerSettings:
+    """``scheduler:``, checked against the trial's length in epochs (None: unknown)."""
+    kind = check_one_of(section.get("type", "fifo"), SCHEDULERS, "scheduler.type")
+    spec = _SCHEDULER_ARGS[kind]
+    check_known_keys(section, ("type", "probe", "probe_ratio", *spec), "scheduler")
+    args = {name: check(section.get(name, default), f"scheduler.{name}")
+            for name, (default, check) in spec.items()}
+    for name in ("grace_period", "perturbation_interval"):
+        if name in args and max_epochs is not None and args[name] > max_epochs:
+            raise ConfigError(
+                f"{name} is longer than a trial ({max_epochs} epochs)",
+                key_path=f"scheduler.{name}",
+                expected=f"at most {max_epochs}",
+                given=args[name],
+            )
+    probe, ratio = _parse_probe(section, kind)
+    return SchedulerSettings(kind, args, probe, ratio)
+
+
+# resources ---------------------------------------------------------------------------
+def parse_resources(section: Mapping[str, Any], search: Mapping[str, Any]
+                    ) -> tuple[Resources, int | None]:
+    """``resources:`` and ``max_concurrent`` (which may sit in ``search`` instead)."""
+    check_known_keys(section, ("cpu", "gpu", "max_concurrent"), "resources")
+    gpu = check_number(section.get("gpu", 0), "resources.gpu", minimum=0)
+    if gpu > 1 and gpu != int(gpu):
+        raise ConfigError("a trial may use a fraction of one GPU, or whole GPUs",
+                          key_path="resources.gpu", given=gpu, hint=f"use {math.ceil(gpu)}")
+    res = Resources(cpu=float(check_number(section.get("cpu", 1), "resources.cpu", above=0)),
+                    gpu=float(gpu))
+    if "max_concurrent" in search and "max_concurrent" in section:
+        raise ConfigError("max_concurrent is set twice", key_path="resources.max_concurrent",
+                          hint="keep it in one place (search or resources)")
+    where = "search" if "max_concurrent" in search else "resources"
+    concurrent = {**search, **section}.get("max_concurrent")
+    if concurrent is not None:
+        check_number(concurrent, f"{where}.max_concurrent", integer=True, minimum=1)
+    return res, concurrent
+
+
+# stop --------------------------------------------------------------------------------
+def parse_stop(section: Mapping[str, Any], base: Mapping[str, Any]) -> Stop:
+    """``stop:``, checked against the base config (a scaled schedule needs its length)."""
+    check_known_keys(section, ("max_epochs", "time_budget_s", "schedule"), "stop")
+    stop = Stop(
+        max_epochs=None if section.get("max_epochs") is None else check_number(
+            section["max_epochs"], "stop.max_epochs", integer=True, minimum=1),
+        time_budget_s=None if section.get("time_budget_s") is None else float(check_number(
+            section["time_budget_s"], "stop.time_budget_s", above=0)),
+        schedule=check_one_of(section.get("schedule", "scaled"), SCHEDULE_MODES,
+                              "stop.schedule"),
+    )
+    if stop.max_epochs is None or base_max_epochs(base):
+        return stop
+    if "schedule" not in section:  # nothing to scale from: the base's curve, cut short
+        return Stop(stop.max_epochs, stop.time_budget_s, "truncated")
+    if stop.schedule == "scaled":
+        raise ConfigError(
+            "a scaled schedule needs the base config's length to scale from",
+            key_path="stop.schedule",
+            expected="runner.max_epochs (or total_epochs) in the base config",
+            given="scaled, with no max_epochs in the base config",
+            hint="set runner = dict(type='EpochBasedRunner', max_epochs=N) in the base "
+                 "config, or stop.schedule: truncated",
+        )
+    return stop
+
+
+def fixed_overrides(stop: Stop, base: Mapping[str, Any], tuned: list[str]) -> dict[str, Any]:
+    """The runner length every trial gets from ``stop.max_epochs`` (``tuned``: the space's
+    key paths, which may not tune the runner at the same time)."""
+    if stop.max_epochs is None:
+        return {}
+    runner = base.get("runner")
+    if isinstance(runner, Mapping) and "max_iters" in runner:
+        raise ConfigError(
+            "stop.max_epochs needs an epoch-based runner, but the base config sets max_iters",
+            key_path="stop.max_epochs",
+            hint="set runner.max_iters in the base config and leave stop.max_epochs out",
+        )
+    key = "runner.max_epochs" if isinstance(runner, Mapping) or "total_epochs" not in base \
+        else "total_epochs"
+    for path in tuned:
+        if path in ("runner", key) or path.startswith("runner."):
+            raise ConfigError(
+                f"stop.max_epochs sets {key} and the space tunes {path!r}",
+                key_path="stop.max_epochs",
+                hint="keep one of them",
+            )
+    if not isinstance(runner, Mapping) and key == "runner.max_epochs":
+        return {"runner": {"type": "EpochBasedRunner", "max_epochs": stop.max_epochs}}
+    return {key: stop.max_epochs}

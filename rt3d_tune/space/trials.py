@@ -1,0 +1,97 @@
+"""What a trial trains: the overrides of its sampled params, its seed, its length.
+
+Two budgets per search (DESIGN.md, "Data flow"): the base config's full length, which
+the user really trains and the export writes, and the trial's (``stop.max_epochs``).
+The space speaks in the base config's units (an ``lr_config.step`` choice of ``[8, 11]``
+means epochs 8 and 11 of the full run); a trial's schedule is rescaled onto its own
+length when it runs (:mod:`rt3d_tune.budget`). Pure: no torch, no Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rt3d_tune.space.sampling import apply_overrides, overrides_from_params
+from rt3d_tune.space.space import SearchSpace
+
+__all__ = ["SEED_KEY", "build_trial_configs", "confirm_seeds", "fixed_seed", "trial_overrides"]
+
+SEED_KEY = "seed"
+
+
+def fixed_seed(space: SearchSpace) -> int | None:
+    """The seed every trial trains with, or None when each draws its own.
+
+    ``search.trial_seed``: an int is that seed; ``fixed`` is the base config's ``seed``
+    when it sets one, else ``search.seed``; ``random`` (or a space that tunes ``seed``
+    itself) is None.
+    """
+    if any(path == SEED_KEY for path, _ in space.params):
+        return None
+    choice = space.search.trial_seed
+    if choice == "random":
+        return None
+    if isinstance(choice, int):
+        return choice
+    base_seed = space.base_config.get(SEED_KEY) if space.base_config is not None else None
+    return int(base_seed) if isinstance(base_seed, int) else int(space.search.seed)
+
+
+def confirm_seeds(space: SearchSpace) -> list[int]:
+    """The new seeds of the confirmation runs: never the one the search trials used."""
+    first = (fixed_seed(space) if fixed_seed(space) is not None else space.search.seed) + 1
+    return [first + i for i in range(space.search.confirm.seeds)]
+
+
+def trial_overrides(space: SearchSpace, params: Mapping[str, Any], *, seed: int | None = None,
+                    full_budget: bool = False) -> dict[str, Any]:
+    """The overrides a trial (or the exported winner) applies to the base config.
+
+    Args:
+        space: the parsed space.
+        params: the trial's sampled params.
+        seed: the training seed; default :func:`fixed_seed` (None: the runner draws one).
+        full_budget: leave the base config's length alone (the exported winner) instead
+            of ``stop.max_epochs`` (what the trial runs).
+    """
+    overrides = overrides_from_params(space, params)  # stop.max_epochs's runner included
+    if full_budget:
+        for key in space.fixed_overrides:
+            overrides.pop(key, None)
+    seed = fixed_seed(space) if seed is None else seed
+    if seed is not None:
+        overrides[SEED_KEY] = seed
+    return overrides
+
+
+def build_trial_configs(space: SearchSpace, base: Any, params: Mapping[str, Any], *,
+                        iters_per_epoch: Callable[[Any], int], seed: int | None = None
+                        ) -> tuple[Any, Any]:
+    """(what the trial trains, the same config at the base's full length).
+
+    The trial's config is ``base`` + :func:`trial_overrides`; with ``stop.schedule:
+    scaled`` and a trial shorter (or longer) than the base, its ``lr_config`` and
+    ``momentum_config`` are rescaled onto its length (:func:`rt3d_tune.budget.scale_schedule`,
+    which builds the real hooks: torch is imported then).
+
+    Args:
+        space: the parsed space.
+        base: the base Config.
+        params: the trial's sampled params.
+        iters_per_epoch: the train loader's length for a merged config.
+        seed: the training seed; default the space's trial seed.
+
+    Raises:
+        ConfigError: an override the base cannot take, a schedule that cannot scale.
+    """
+    trial = apply_overrides(base, trial_overrides(space, params, seed=seed))
+    full = apply_overrides(base, trial_overrides(space, params, seed=seed, full_budget=True))
+    if space.stop.schedule != "scaled" or space.stop.max_epochs is None:
+        return trial, full
+    from rt3d_tune.budget import budget_of, scale_schedule
+    from rt3d_tune.config import Config
+
+    iters = iters_per_epoch(trial)
+    scaled = scale_schedule(trial, budget_of(full, iters), budget_of(trial, iters))
+    return Config(scaled, filename=trial.filename), full

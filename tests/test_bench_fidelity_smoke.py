@@ -1,0 +1,78 @@
+"""bench/fidelity.py runs at tiny sizes, prints its figures and ends on its target lines;
+a rerun from the saved grid (``--grid-run``) trains nothing and reads the same grid."""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+RATIO = re.compile(
+    r"^RATIO (.+) = ([-+0-9.e]+|inf)(?: \(target ([<>]=) ([0-9.e+-]+): (met|MISSED)\))?$"
+)
+MODES = ("truncated", "scaled", "scaled+cooldown@0.25", "truncated+cooldown@0.25")
+
+
+def ratio_lines(out: str) -> list[re.Match[str]]:
+    """Every RATIO line, each checked against the format the other benchmarks print."""
+    found = []
+    for line in out.splitlines():
+        if line.startswith("RATIO"):
+            match = RATIO.match(line)
+            assert match, f"badly formed ratio line: {line!r}"
+            found.append(match)
+    return found
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_fidelity_quick_measures_every_mode_and_reuses_its_grid(ray_local, tmp_path, capsys):
+    import fidelity
+
+    keep = tmp_path / "run"
+    assert fidelity.main(["--quick", "--keep", str(keep)]) == 0
+    out = capsys.readouterr().out
+
+    # The grid: 4 configs x 2 seeds x (4 full + 2 scaled epochs), probes where asked.
+    with (keep / "grid.csv").open(newline="") as src:
+        rows = list(csv.DictReader(src))
+    runs = {(r["config"], r["seed"], r["kind"]) for r in rows}
+    assert len(runs) == 4 * 2 * 2
+    assert {int(r["epoch"]) for r in rows if r["kind"] == "full"} == {1, 2, 3, 4}
+    assert {int(r["epoch"]) for r in rows if r["kind"] == "scaled"} == {1, 2}
+    probed = {(r["kind"], int(r["epoch"])) for r in rows if r["probe_ratio"]}
+    assert probed == {("full", 1), ("full", 2), ("scaled", 1)}  # T/4 = T/2 = 1; B/4, B/2
+    assert all(int(r["probe_iters"]) >= 1 for r in rows if r["probe_ratio"])
+
+    assert "FIGURE truth seed-to-seed rank correlation = " in out
+    assert "FIGURE seed spread = " in out
+    for mode in MODES:
+        assert f"FIGURE {mode} rank correlation at epoch 1 (T/4 = T/2) = " in out
+        for seed in (0, 1):
+            assert f"FIGURE {mode} search seed {seed} regret = " in out
+        assert f"FIGURE {mode} searches with regret within the seed spread = " in out
+    assert "WARNING" not in out
+    lines = ratio_lines(out)
+    assert lines[-1].group(1).startswith("best mode ")
+    assert lines[-1].group(1).endswith("search seeds with regret within the seed spread")
+    assert all(m.group(3) for m in lines if m.group(1).startswith("best mode "))
+    last = [line for line in out.splitlines() if line.strip()][-1]
+    assert last.startswith("RATIO best mode ") and "(target >= " in last
+
+    # Rerun from the saved grid: no training, the same truth.
+    again = tmp_path / "again"
+    assert fidelity.main(["--quick", "--grid-run", str(keep), "--keep", str(again),
+                          "--search-seeds", "1"]) == 0
+    rerun = capsys.readouterr().out
+    assert "training the grid" not in rerun and not (again / "grid.csv").exists()
+    truth = [line for line in out.splitlines() if line.startswith("FIGURE grid best truth")]
+    assert truth == [line for line in rerun.splitlines()
+                     if line.startswith("FIGURE grid best truth")]
+    assert ratio_lines(rerun)[-1].group(1) == lines[-1].group(1)
