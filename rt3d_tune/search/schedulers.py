@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.space.domains import Choice, Grid, Int, LogInt, LogUniform, Uniform, is_primitive
 from rt3d_tune.space.params import PARAMS_KEY
 from rt3d_tune.space.sections import SCHEDULERS, SchedulerSettings
+
+if TYPE_CHECKING:
+    from rt3d_tune.space.space import SearchSpace
 
 __all__ = [
     "build_scheduler",
@@ -33,7 +36,7 @@ def _pick(options: dict[str, Any], *names: str) -> dict[str, Any]:
 
 
 def build_scheduler(
-    settings: Any,
+    settings: SchedulerSettings,
     *,
     metric: str,
     mode: str,
@@ -118,7 +121,7 @@ def rung_epochs(settings: SchedulerSettings, max_t: int) -> frozenset[int]:
     return frozenset(f for f in found if 0 < f < max_t)
 
 
-def mutable_params(space: Any) -> list[tuple[str, Any]]:
+def mutable_params(space: SearchSpace) -> list[tuple[str, Any]]:
     """(param name, domain) of the parameters every trial has: PBT can perturb these.
 
     Names follow ``rt3d_tune.space.sampling``: a top-level numeric domain or a choice
