@@ -200,11 +200,13 @@ def write_base(folder: Path, scenes: int | None, base_epochs: int) -> Path:
 
 def write_space(folder: Path, name: str, base: Path, space: dict[str, Any], *,
                 trial_epochs: int | None, schedule: str = "scaled", search_seed: int = 0,
-                probe_ratio: float | None = None, top_k: int = 2, num_samples: int = 10) -> Any:
+                probe_ratio: float | None = None, top_k: int = 2, num_samples: int = 10,
+                grace_period: int = 1) -> Any:
     """A space file over the grid's space, loaded (``load_space``): the SearchSpace."""
     from rt3d_tune.space.space import load_space
 
-    scheduler: dict[str, Any] = {"type": "asha", "grace_period": 1, "reduction_factor": 2}
+    scheduler: dict[str, Any] = {"type": "asha", "grace_period": grace_period,
+                                 "reduction_factor": 2}
     if probe_ratio is not None:
         scheduler.update(probe="cooldown", probe_ratio=probe_ratio)
     data: dict[str, Any] = {
@@ -616,7 +618,7 @@ class SearchOutcome:
 
 
 def run_search(folder: Path, grid: Grid, base: Path, mode: Mode, search_seed: int,
-               budget: float, top_k: int) -> SearchOutcome:
+               budget: float, top_k: int, grace_period: int = 1) -> SearchOutcome:
     """One tpe+asha search of ``mode`` replaying the grid, then the confirmation."""
     from ray import tune
 
@@ -640,7 +642,7 @@ def run_search(folder: Path, grid: Grid, base: Path, mode: Mode, search_seed: in
     space = write_space(folder / "spaces", name, base, settings.space, trial_epochs=t,
                         schedule="scaled" if mode.kind == "scaled" else "truncated",
                         search_seed=search_seed, probe_ratio=mode.probe_ratio, top_k=top_k,
-                        num_samples=20 * len(grid.ids))
+                        num_samples=20 * len(grid.ids), grace_period=grace_period)
     trial_seed = fixed_seed(space)
     seeds = confirm_seeds(space)
     assert trial_seed in SEEDS and all(s in SEEDS for s in seeds), (trial_seed, seeds)
@@ -722,6 +724,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=0.25,
                         help="compute per search, as a fraction of the grid's (configs x B)")
     parser.add_argument("--top-k", type=int, default=2, help="configs confirmed per search")
+    parser.add_argument("--grace-period", type=int, default=1,
+                        help="ASHA's first rung in epochs (1: rungs at T/4 and T/2; 2: T/2 only)")
     parser.add_argument("--workers", type=int, default=2, help="training processes at once")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test)")
     args = parser.parse_args(argv)
@@ -881,7 +885,8 @@ def report(folder: Path, grid: Grid, base: Path, args: argparse.Namespace, wall:
         for seed in range(args.search_seeds):
             started = time.perf_counter()
             with ray_session():  # Ray is up: only the search's environment and logging
-                out = run_search(folder, grid, base, mode, seed, args.budget, args.top_k)
+                out = run_search(folder, grid, base, mode, seed, args.budget, args.top_k,
+                                 args.grace_period)
             outcomes.setdefault(mode.name, []).append(out)
             within = out.regret <= spread + 1e-12
             _common.figure(

@@ -33,6 +33,7 @@ from rt3d_tune.results.export import export_run, load_context, write_run_info
 from rt3d_tune.search.trainable import TrialSetup
 from rt3d_tune.space.params import CONFIRM_KEY, PARAMS_KEY, confirm_point
 from rt3d_tune.space.space import SearchSpace
+from rt3d_tune.space.trials import fixed_seed
 
 __all__ = ["RAY_DIR", "SearchResult", "resolve_run_dir", "run_search"]
 
@@ -44,6 +45,8 @@ SPACE_COPY = "space.yaml"
 _CHECKPOINTS_KEPT = 2
 _CHECKPOINTS_KEPT_PBT = 6
 BASE_COPY = "base_config.py"
+# Draws of the sampler per trial when a draw repeats an earlier trial's config.
+_REDRAWS = 32
 
 
 @dataclass
@@ -187,21 +190,50 @@ def _search_setup(space: SearchSpace, num_samples: int) -> tuple[Any, dict, int,
         metric=space.metric,
         mode=space.mode,
         sampler=make_sampler(algorithm, space.search.seed, space),
+        distinct=fixed_seed(space) is not None,
     )
     return searcher, {}, num_samples, build_scheduler(space.scheduler, **common)
 
 
 def _optuna_search_class() -> type:
-    """Ray's OptunaSearch, telling Optuna the truth about trials a scheduler stopped.
+    """Ray's OptunaSearch, telling Optuna the truth about trials a scheduler stopped, and
+    never paying twice for one config when every trial trains with the same seed.
 
     Ray hands Optuna a trial that ASHA/HyperBand/median stopped as COMPLETE with its
     last (low-fidelity) value, so TPE and CMA-ES would learn from 1-epoch scores as if
     they were final. Such a trial is told as PRUNED instead: Optuna then ranks it by the
     intermediate values Ray already reported for it, step by step.
+
+    With ``distinct`` (a fixed trial seed), a draw that repeats an earlier trial's params
+    would train to exactly that trial's result: it is told to Optuna as FAILED (which
+    the samplers ignore) and drawn again, up to ``_REDRAWS`` times (TPE on a small
+    categorical space repeats its favourites often).
     """
+    import json
+
+    from optuna.trial import TrialState
     from ray.tune.search.optuna import OptunaSearch
 
     class FidelityAwareOptunaSearch(OptunaSearch):
+        def __init__(self, *args: Any, distinct: bool = False, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._distinct = distinct
+            self._drawn: set[str] = set()
+
+        def suggest(self, trial_id: str) -> dict | None:
+            config = super().suggest(trial_id)
+            if not self._distinct or config is None:
+                return config
+            key = json.dumps(config, sort_keys=True, default=str)
+            for _ in range(_REDRAWS):
+                if key not in self._drawn:
+                    break
+                self._ot_study.tell(self._ot_trials.pop(trial_id), state=TrialState.FAIL)
+                config = super().suggest(trial_id)
+                key = json.dumps(config, sort_keys=True, default=str)
+            self._drawn.add(key)
+            return config
+
         def on_trial_complete(self, trial_id: str, result: dict | None = None,
                               error: bool = False) -> None:
             stopped_early = bool(result) and not error and result.get("final") is False \
