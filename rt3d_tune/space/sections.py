@@ -48,8 +48,12 @@ QMC_TYPES = ("sobol", "halton")
 SCHEDULE_MODES = ("scaled", "truncated")
 PROBES = ("none", "cooldown")
 TRIAL_SEEDS = ("fixed", "random")
-# Schedulers that stop trials at rungs, where a probe can stand in for the plain metric.
+# Schedulers that stop trials at rungs, where a probe can stand in for the plain metric;
+# under them the cool-down probe is on by default: on the BEV task it ranks trials at
+# the half-budget rung at 0.93 against their full-length value, the plain metric at 0.77
+# (bench/fidelity.py, bench/README.md section 7).
 PROBE_SCHEDULERS = ("asha", "hyperband", "median")
+DEFAULT_PROBE_RATIO = 0.25
 
 
 @dataclass(frozen=True)
@@ -90,15 +94,16 @@ class SearchSettings:
 class SchedulerSettings:
     """``scheduler:``: the Tune scheduler and its arguments (Tune's keyword names; epochs).
 
-    ``probe``: ``"cooldown"`` makes each rung's reported metric that of a short copy of
-    the trial whose LR was annealed to the schedule's end (``probe_ratio`` of the
-    iterations trained so far); ``"none"`` reports the plain metric.
+    ``probe``: ``"cooldown"`` (the default under asha, hyperband and median) makes each
+    rung's reported metric that of a short copy of the trial whose LR was annealed to
+    the schedule's end (``probe_ratio`` of the iterations trained so far); ``"none"``
+    reports the plain metric.
     """
 
     type: str = "fifo"
     args: Mapping[str, Any] = field(default_factory=dict)
     probe: str = "none"
-    probe_ratio: float = 0.1
+    probe_ratio: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -200,13 +205,15 @@ _SCHEDULER_ARGS: dict[str, dict[str, tuple[Any, Callable[[Any, str], Any]]]] = {
 
 
 def _parse_probe(section: Mapping[str, Any], kind: str) -> tuple[str, float]:
-    probe = check_one_of(section.get("probe", "none"), PROBES, "scheduler.probe")
-    ratio = section.get("probe_ratio", 0.1)
+    default = "cooldown" if kind in PROBE_SCHEDULERS else "none"
+    probe = check_one_of(section.get("probe", default), PROBES, "scheduler.probe")
+    ratio = section.get("probe_ratio", DEFAULT_PROBE_RATIO)
     if not (isinstance(ratio, (int, float)) and not isinstance(ratio, bool)
             and math.isfinite(ratio) and 0 < ratio < 1):
         raise ConfigError("probe_ratio is the probe's length as a fraction of the iterations "
                           "trained so far", key_path="scheduler.probe_ratio",
-                          expected="a number in (0, 1)", given=ratio, hint="0.1 is a good start")
+                          expected="a number in (0, 1)", given=ratio,
+                          hint=f"{DEFAULT_PROBE_RATIO} is the default")
     if probe != "none" and kind not in PROBE_SCHEDULERS:
         raise ConfigError(f"a {kind} scheduler has no rungs to probe", key_path="scheduler.probe",
                           expected=f"a scheduler among {', '.join(PROBE_SCHEDULERS)}",
