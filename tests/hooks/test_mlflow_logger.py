@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import pytest
 from hooks_testkit import FailAt, LineDataset, loader, make_runner
@@ -99,3 +100,28 @@ def test_missing_mlflow_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as info:
         runner.run([loader()], [("train", 1)])
     assert "rt3d-tune[mlflow]" in info.value.format()
+
+
+def _create_experiment(uri: str, barrier: Any) -> str | None:
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    hook = MlflowLoggerHook(exp_name="search")
+    hook.mlflow = mlflow
+    barrier.wait()  # every process looks the experiment up at once, as parallel trials do
+    return hook._experiment_id()
+
+
+def test_parallel_trials_share_one_experiment_in_a_file_store(tmp_path):
+    import multiprocessing
+
+    mlflow = pytest.importorskip("mlflow")
+    uri = (tmp_path / "mlruns").as_uri()
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(6)
+        with context.Pool(6) as pool:
+            ids = pool.starmap(_create_experiment, [(uri, barrier)] * 6)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    named = [e for e in client.search_experiments() if e.name == "search"]
+    assert len(named) == 1 and set(ids) == {named[0].experiment_id}

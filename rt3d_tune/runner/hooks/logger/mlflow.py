@@ -8,8 +8,12 @@ characters MLflow refuses in a name (``AR@100``) become ``_``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import re
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from rt3d_tune.registry import HOOKS
@@ -104,17 +108,21 @@ class MlflowLoggerHook(LoggerHook):
         if self.exp_name is None:
             return None
         client = self.mlflow.MlflowClient()
-        experiment = client.get_experiment_by_name(self.exp_name)
-        if experiment is not None:
-            return str(experiment.experiment_id)
-        try:
-            return str(client.create_experiment(self.exp_name))
-        except self.mlflow.exceptions.MlflowException:
-            # Trials of one search start side by side: another one created it first.
+        # Trials of one search start side by side. MLflow's file store checks a name and
+        # creates the experiment in two steps, so two trials could each create one named
+        # like the search (seen: half the runs in a second 'mlf'): one at a time.
+        with _file_store_lock(self.mlflow.get_tracking_uri()):
             experiment = client.get_experiment_by_name(self.exp_name)
-            if experiment is None:
-                raise
-            return str(experiment.experiment_id)
+            if experiment is not None:
+                return str(experiment.experiment_id)
+            try:
+                return str(client.create_experiment(self.exp_name))
+            except self.mlflow.exceptions.MlflowException:
+                # a database store refused the duplicate: another process created it first
+                experiment = client.get_experiment_by_name(self.exp_name)
+                if experiment is None:
+                    raise
+                return str(experiment.experiment_id)
 
     def log(self, runner: Any) -> None:
         metrics = {
@@ -142,3 +150,18 @@ class MlflowLoggerHook(LoggerHook):
         if self._previous_uri is not None:
             self.mlflow.set_tracking_uri(self._previous_uri)
             self._previous_uri = None
+
+
+@contextlib.contextmanager
+def _file_store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock on a file store's folder (``file:`` URIs and plain paths) while
+    an experiment is looked up or created; other stores check names themselves."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        yield
+        return
+    root = Path(urllib.parse.unquote(parsed.path) if parsed.scheme else uri)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".rt3d_experiment.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
