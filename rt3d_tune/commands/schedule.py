@@ -77,15 +77,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _iters_from_data(cfg: Mapping[str, Any]) -> int:
-    """``ceil(len(train dataset) / samples_per_gpu)``, the train loader's length."""
-    from rt3d_tune.runner.data import build_dataset
+    """The train loader's length, as the runner counts it."""
+    from rt3d_tune.runner.data import train_iters_per_epoch
 
-    data = cfg.get("data")
-    if not isinstance(data, Mapping) or not isinstance(data.get("train"), Mapping):
-        raise ConfigError("cannot tell the iterations per epoch", key_path="data.train",
-                          hint="pass --iters-per-epoch N")
-    batch = data.get("samples_per_gpu", 1)
-    return max(1, math.ceil(len(build_dataset(data["train"])) / batch))
+    try:
+        return train_iters_per_epoch(cfg)
+    except ConfigError as err:
+        raise ConfigError(err.message, key_path=err.key_path,
+                          hint="pass --iters-per-epoch N") from None
 
 
 def key_rows(rows: Sequence[Mapping[str, Any]], warmup_iters: int | None = None

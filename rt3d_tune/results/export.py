@@ -205,15 +205,14 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _full_budget_config(ctx: ExportContext, best: recorder.TrialRecord, trial_cfg: Any) -> Any:
+def _full_budget_config(ctx: ExportContext, best: recorder.TrialRecord, trial_cfg: Any,
+                        base: Any) -> Any:
     """The winner at the base config's length: base + its params' overrides and its seed,
     the runner and schedule left as the base has them (the trial's were scaled from it)."""
-    from rt3d_tune.config import Config
     from rt3d_tune.space.sampling import apply_overrides
     from rt3d_tune.space.trials import trial_overrides
 
-    base = Config.fromfile(str(ctx.run_dir / "base_config.py"), import_custom_modules=False)
-    space = load_run_space(ctx.run_dir, ctx.info)
+    space = load_run_space(ctx.run_dir, ctx.info, base)
     overrides = trial_overrides(space, best.params, seed=trial_cfg.get("seed"),
                                 full_budget=True)
     return apply_overrides(base, overrides)
@@ -275,8 +274,8 @@ def _write_best(ctx: ExportContext) -> dict[str, Path]:
     trial_config.write_text(
         f"# Exactly what trial {best.trial_id} of {ctx.run_dir.name} trained.\n"
         + dumps(trial_cfg.to_dict(), "py"), encoding="utf-8")
-    full_cfg = _full_budget_config(ctx, best, trial_cfg)
     base_cfg = Config.fromfile(str(ctx.run_dir / "base_config.py"), import_custom_modules=False)
+    full_cfg = _full_budget_config(ctx, best, trial_cfg, base_cfg)
     budgets = _budgets(base_cfg.to_dict(), trial_cfg.to_dict(), ctx.info)
     header = _header(ctx, best, budgets)
     best_config = ctx.best_dir / "best_config.py"
@@ -347,13 +346,15 @@ def load_run_info(run_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_run_space(run_dir: Path, info: dict[str, Any]) -> Any:
-    """The run's SearchSpace, from its copies (valid even if the originals moved)."""
+def load_run_space(run_dir: Path, info: dict[str, Any], base: Any = None) -> Any:
+    """The run's SearchSpace, from its copies (valid even if the originals moved);
+    ``base``: ``base_config.py`` when the caller has it loaded already."""
     from rt3d_tune.config import Config
     from rt3d_tune.space.schema import read_yaml
     from rt3d_tune.space.space import parse_space
 
-    base = Config.fromfile(str(run_dir / "base_config.py"), import_custom_modules=False)
+    if base is None:
+        base = Config.fromfile(str(run_dir / "base_config.py"), import_custom_modules=False)
     space_file = run_dir / "space.yaml"
     return parse_space(read_yaml(space_file), space_file, base, info["base_path"])
 
@@ -377,15 +378,19 @@ def load_context(run_dir: str | Path) -> ExportContext:
                          confirm_records=confirm_records, confirmed=groups)
 
 
-def export_run(run_dir: str | Path) -> dict[str, Path]:
+def export_run(run_dir: str | Path, context: ExportContext | None = None) -> dict[str, Path]:
     """Write every export file of a run (finished or interrupted); returns name -> path.
+
+    Args:
+        run_dir: the run directory.
+        context: its ``load_context`` when the caller has read it already.
 
     Raises:
         ConfigError: not a run directory, or its best trial's config is missing.
     """
     from rt3d_tune.results.study import build_study, write_study
 
-    ctx = load_context(run_dir)
+    ctx = context if context is not None else load_context(run_dir)
     run_dir, info, records = ctx.run_dir, ctx.info, ctx.records
 
     paths = {"results_csv": _write_results_csv(ctx)}

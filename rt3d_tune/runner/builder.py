@@ -25,7 +25,7 @@ from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import HOOKS, MODELS, RUNNERS
 from rt3d_tune.runner.base import BaseRunner
 from rt3d_tune.runner.checkpoint_io import find_latest_checkpoint
-from rt3d_tune.runner.data import build_dataloader, build_dataset
+from rt3d_tune.runner.data import build_dataloader, build_dataset, split_loader_args
 from rt3d_tune.runner.hook import Hook
 from rt3d_tune.runner.iter_based import IterBasedRunner
 from rt3d_tune.runner.optimizer import build_optimizer
@@ -137,15 +137,6 @@ def _data_cfg(cfg: Mapping[str, Any]) -> dict[str, Any]:
             given=data,
         )
     return copy.deepcopy(dict(data))
-
-
-def _split_loader_args(
-    ds_cfg: Mapping[str, Any], data: Mapping[str, Any]
-) -> tuple[dict[str, Any], int, int]:
-    ds_cfg = dict(ds_cfg)
-    batch = ds_cfg.pop("samples_per_gpu", data.get("samples_per_gpu", 1))
-    workers = ds_cfg.pop("workers_per_gpu", data.get("workers_per_gpu", 0))
-    return ds_cfg, batch, workers
 
 
 def _hook_cfg(value: Any, key_path: str, default_type: str | None) -> dict[str, Any]:
@@ -333,12 +324,12 @@ def _build_loaders(c: Mapping[str, Any], seed: int) -> tuple[list[Any], list[Any
         tuple(flow) if isinstance(flow, (list, tuple)) else flow
         for flow in c.get("workflow", [("train", 1)])
     ]
-    train_cfg, batch, workers = _split_loader_args(data["train"], data)
+    train_cfg, batch, workers = split_loader_args(data["train"], data)
     train_set = build_dataset(train_cfg, "data.train")
     val_set = None
     val_batch, val_workers = batch, workers
     if data.get("val") is not None:
-        val_cfg, val_batch, val_workers = _split_loader_args(data["val"], data)
+        val_cfg, val_batch, val_workers = split_loader_args(data["val"], data)
         val_set = build_dataset(val_cfg, "data.val")
     loaders = []
     for i, flow in enumerate(workflow):

@@ -315,8 +315,8 @@ def run_search(
         if confirm is not None:
             confirm.fit()
             _raise_fatal(recorder.load_records(run_dir, filename=recorder.CONFIRM_JSONL))
-    exported = export_run(run_dir)
     context = load_context(run_dir)
+    exported = export_run(run_dir, context)
     return SearchResult(run_dir=run_dir, records=records, best=context.best, exported=exported,
                         confirmed=context.winner_confirmation)
 
