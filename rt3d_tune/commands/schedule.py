@@ -57,6 +57,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--iters-per-epoch", type=int, default=None, metavar="N",
                         help="iterations per epoch (default: from the train dataset's length "
                         "and data.samples_per_gpu)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="data-parallel workers: each epoch is N shards of samples_per_gpu "
+                        "batches, as the runner counts it (default 1)")
     parser.add_argument("--csv", type=Path, default=None, metavar="OUT.csv",
                         help="write every iteration: iter, epoch, lr, momentum")
     parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png",
@@ -76,12 +79,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _iters_from_data(cfg: Mapping[str, Any]) -> int:
-    """The train loader's length, as the runner counts it."""
+def _iters_from_data(cfg: Mapping[str, Any], workers: int = 1) -> int:
+    """The train loader's length, as the runner counts it (one rank's shard)."""
     from rt3d_tune.runner.data import train_iters_per_epoch
 
+    if workers < 1:
+        raise ConfigError("the worker count must be >= 1", key_path="--workers", given=workers)
     try:
-        return train_iters_per_epoch(cfg)
+        return train_iters_per_epoch(cfg, world_size=workers)
     except ConfigError as err:
         raise ConfigError(err.message, key_path=err.key_path,
                           hint="pass --iters-per-epoch N") from None
@@ -241,8 +246,9 @@ def run(args: argparse.Namespace) -> int:
     cfg.merge_from_dict(args.cfg_options)
     iters_per_epoch = args.iters_per_epoch
     if iters_per_epoch is None:
-        iters_per_epoch = _iters_from_data(cfg)
-        print(f"iterations per epoch: {iters_per_epoch} (from data.train)")
+        iters_per_epoch = _iters_from_data(cfg, args.workers)
+        shards = f", {args.workers} workers" if args.workers > 1 else ""
+        print(f"iterations per epoch: {iters_per_epoch} (from data.train{shards})")
     rows = simulate_schedule(cfg, iters_per_epoch)
     if args.trial_epochs is None and args.trial_iters is None:
         print(format_table(key_rows(rows, _warmup_iters(cfg, iters_per_epoch))))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from rt3d_tune.config_options import DictAction
@@ -36,7 +37,52 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, help="random seed (default: the config's, else drawn)")
     parser.add_argument("--deterministic", action="store_true", help="deterministic cuDNN kernels")
+    dist = parser.add_argument_group(
+        "data-parallel training",
+        "samples_per_gpu is per worker: the global batch is workers x samples_per_gpu",
+    )
+    dist.add_argument(
+        "--launcher",
+        choices=("none", "pytorch", "ray"),
+        default="none",
+        help="none: one process; pytorch: one rank of torchrun --nproc_per_node=N "
+        "(mmdet3d's tools/dist_train.sh); ray: --workers ranks as Ray actors",
+    )
+    dist.add_argument("--workers", type=int, default=1, metavar="N",
+                      help="ranks for --launcher ray (default 1)")
+    dist.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C",
+                      help="--launcher ray: CPUs (torch threads) per rank (default 1)")
+    dist.add_argument("--gpus-per-worker", type=int, default=0, metavar="G",
+                      help="--launcher ray: GPUs per rank (default 0: CPU, gloo)")
+    dist.add_argument("--placement", choices=("pack", "spread"), default="pack",
+                      help="--launcher ray: where the ranks go (default pack)")
+    dist.add_argument("--address", help="--launcher ray: a Ray cluster to join "
+                      "(default: an embedded local Ray)")
     return parser
+
+
+def _check_launcher(args: argparse.Namespace) -> None:
+    """Raises ConfigError: an argument that needs another launcher, or a bad count."""
+    from rt3d_tune.errors import ConfigError
+
+    if args.workers < 1:
+        raise ConfigError("the worker count must be >= 1", key_path="--workers",
+                          given=args.workers)
+    if args.launcher != "ray":
+        ray_only = [name for name, value, default in (
+            ("--workers", args.workers, 1), ("--address", args.address, None),
+            ("--gpus-per-worker", args.gpus_per_worker, 0),
+        ) if value != default]
+        if ray_only:
+            raise ConfigError(
+                f"{ray_only[0]} is for --launcher ray",
+                key_path=ray_only[0],
+                given=f"--launcher {args.launcher}",
+                hint="add --launcher ray, or under torchrun set --nproc_per_node instead",
+            )
+    if args.cpus_per_worker <= 0 or args.gpus_per_worker < 0:
+        raise ConfigError("a worker needs > 0 CPUs and >= 0 GPUs", key_path="--cpus-per-worker",
+                          given=(args.cpus_per_worker, args.gpus_per_worker))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,23 +90,58 @@ def run(args: argparse.Namespace) -> int:
     from rt3d_tune.config import Config
     from rt3d_tune.errors import DivergenceError
     from rt3d_tune.paths import check_writable_folder
-    from rt3d_tune.runner.train import default_work_dir, train
+    from rt3d_tune.runner.train import default_work_dir
 
+    _check_launcher(args)
     cfg = Config.fromfile(args.config)
-    check_writable_folder(args.work_dir or cfg.get("work_dir") or default_work_dir(args.config),
-                          "--work-dir" if args.work_dir else "work_dir", parents=True)
+    work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
+    check_writable_folder(work_dir, "--work-dir" if args.work_dir else "work_dir", parents=True)
+    kwargs: dict[str, Any] = {
+        "cfg_options": args.cfg_options,
+        "resume_from": args.resume_from,
+        "auto_resume": args.auto_resume,
+        "seed": args.seed,
+        "deterministic": args.deterministic,
+    }
     try:
-        runner = train(
-            cfg,
-            work_dir=args.work_dir,
-            cfg_options=args.cfg_options,
-            resume_from=args.resume_from,
-            auto_resume=args.auto_resume,
-            seed=args.seed,
-            deterministic=args.deterministic,
-        )
+        if args.launcher == "ray":
+            from rt3d_tune.search.ray_launcher import train_on_ray
+
+            # Every rank writes to the same absolute folder, wherever Ray runs it.
+            done = train_on_ray(args.config, {**kwargs, "work_dir": str(Path(work_dir).resolve())},
+                                workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                                gpus_per_worker=args.gpus_per_worker, address=args.address,
+                                placement=args.placement)
+        else:
+            done = _train_here(cfg, args, kwargs)
     except DivergenceError as err:
         print(f"rt3d-tune train: {err}", file=sys.stderr)
         return 1
-    print(f"done: {runner.epoch} epochs, {runner.iter} iterations; work dir {runner.work_dir}")
+    if done is not None:  # rank 0 (or the only process)
+        print(f"done: {done['epoch']} epochs, {done['iter']} iterations; "
+              f"work dir {done['work_dir']}")
     return 0
+
+
+def _train_here(cfg: Any, args: argparse.Namespace, kwargs: dict[str, Any]
+                ) -> dict[str, Any] | None:
+    """Train in this process (as one torchrun rank with ``--launcher pytorch``); the
+    summary on rank 0, None on the other ranks."""
+    from rt3d_tune.runner.train import train
+
+    if args.launcher == "none":
+        runner = train(cfg, work_dir=args.work_dir, **kwargs)
+        return {"epoch": runner.epoch, "iter": runner.iter, "work_dir": runner.work_dir}
+    import torch.distributed as dist
+
+    from rt3d_tune.runner.dist import init_from_torchrun_env
+
+    init_from_torchrun_env()
+    try:
+        runner = train(cfg, work_dir=args.work_dir,
+                       progress=False if dist.get_rank() else None, **kwargs)
+    finally:
+        dist.destroy_process_group()
+    if runner.rank:
+        return None
+    return {"epoch": runner.epoch, "iter": runner.iter, "work_dir": runner.work_dir}

@@ -27,6 +27,7 @@ from rt3d_tune.runner.checkpoint_io import (
     update_latest,
     wait_for_saves,
 )
+from rt3d_tune.runner.dist import all_reduce_mean, get_dist_info, unwrap_model
 from rt3d_tune.runner.hook import Hook
 from rt3d_tune.runner.log_buffer import LogBuffer
 from rt3d_tune.runner.priority import Priority, get_priority
@@ -193,7 +194,9 @@ class BaseRunner:
         self.model = model.to(self.device)
         self.optimizer = optimizer
         self.work_dir = str(work_dir)
-        Path(self.work_dir).mkdir(parents=True, exist_ok=True)
+        self.rank, self.world_size = get_dist_info()
+        if self.rank == 0:  # rank 0 alone writes files
+            Path(self.work_dir).mkdir(parents=True, exist_ok=True)
         self.logger = logger or logging.getLogger("rt3d_tune.runner")
         self.meta: dict[str, Any] = dict(meta or {})
         self.meta.setdefault("hook_msgs", {})
@@ -234,8 +237,11 @@ class BaseRunner:
         self._hooks.insert(index, hook)
 
     def call_hook(self, stage: str) -> None:
-        """Run ``stage`` (e.g. 'after_train_iter') of every hook, in priority order."""
+        """Run ``stage`` (e.g. 'after_train_iter') of every hook, in priority order
+        (on ranks other than 0, the ``rank_zero_only`` hooks are skipped)."""
         for hook in self._hooks:
+            if self.rank and hook.rank_zero_only:
+                continue
             getattr(hook, stage)(self)
 
     def get_hook_info(self) -> str:
@@ -285,7 +291,8 @@ class BaseRunner:
         log_vars = outputs.get("log_vars")
         if log_vars is not None:
             # float() on a tensor is a device sync; logging needs these values anyway.
-            log_vars = {k: float(v) for k, v in log_vars.items()}
+            # Averaged over the ranks: every rank logs, and stops on divergence, alike.
+            log_vars = all_reduce_mean({k: float(v) for k, v in log_vars.items()})
             self.log_buffer.update(log_vars, outputs.get("num_samples", 1))
         if train_mode:
             self._check_finite(outputs, log_vars or {})
@@ -347,23 +354,28 @@ class BaseRunner:
         ``n`` is the number of finished epochs (iterations for the iteration runner).
         ``background``: return once serialized; the file gets its name (and latest.pth
         its target) in a background thread, before any later save or load and before
-        ``run`` returns (``checkpoint_io.wait_for_saves``). Returns the path written.
+        ``run`` returns (``checkpoint_io.wait_for_saves``). Returns the path written
+        (by rank 0 only: the other ranks of a data-parallel run return it unwritten).
         """
         number, progress = self._checkpoint_progress()
+        path = Path(out_dir) / (filename_tmpl or self.default_ckpt_tmpl).format(number)
+        if self.rank != 0:
+            return path
         full_meta = dict(meta or {})
         full_meta.update(self.meta)
         full_meta.update(progress)
         full_meta["rng_state"] = _rng_state()
         ckpt: dict[str, Any] = {
             "meta": plain_meta(full_meta),
-            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "state_dict": {
+                k: v.detach().cpu() for k, v in unwrap_model(self.model).state_dict().items()
+            },
         }
         if save_optimizer and self.optimizer is not None:
             if isinstance(self.optimizer, dict):
                 ckpt["optimizer"] = {name: opt.state_dict() for name, opt in self.optimizer.items()}
             else:
                 ckpt["optimizer"] = self.optimizer.state_dict()
-        path = Path(out_dir) / (filename_tmpl or self.default_ckpt_tmpl).format(number)
         latest = update_latest if create_symlink else None
         atomic_save(ckpt, path, then=latest, background=background)
         return path
@@ -376,7 +388,9 @@ class BaseRunner:
         """
         self.logger.info("load checkpoint from %s", path)
         ckpt = load_checkpoint_file(path)
-        result = self.model.load_state_dict(_strip_module_prefix(ckpt["state_dict"]), strict=strict)
+        result = unwrap_model(self.model).load_state_dict(
+            _strip_module_prefix(ckpt["state_dict"]), strict=strict
+        )
         if result.missing_keys:
             self.logger.warning(
                 "missing keys in the checkpoint: %s", ", ".join(result.missing_keys)

@@ -1,8 +1,12 @@
 """build_runner: a config in, a runner with model, data, optimizer and every hook out.
 
-The mmdet3d ``tools/train.py`` + ``train_detector`` job, minus distribution: seeds,
-model, data loaders per workflow phase, optimizer, the training hooks at the
-priorities of the spec, the evaluation hook, custom hooks, then resume/load.
+The mmdet3d ``tools/train.py`` + ``train_detector`` job: seeds, model, data loaders
+per workflow phase, optimizer (its LR scaled by ``auto_scale_lr``), the training hooks
+at the priorities of the spec, the evaluation hook, custom hooks, then resume/load.
+
+Inside a process group of several ranks (``rt3d_tune.runner.dist``), the model is
+wrapped for data-parallel training, every loader reads this rank's shard of its data
+(``samples_per_gpu`` per rank), and only rank 0 writes the log file and ``config.py``.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ from rt3d_tune.registry import HOOKS, MODELS, RUNNERS
 from rt3d_tune.runner.base import BaseRunner
 from rt3d_tune.runner.checkpoint_io import find_latest_checkpoint
 from rt3d_tune.runner.data import build_dataloader, build_dataset, split_loader_args
+from rt3d_tune.runner.dist import StepDistributedDataParallel, get_dist_info
 from rt3d_tune.runner.hook import Hook
 from rt3d_tune.runner.iter_based import IterBasedRunner
 from rt3d_tune.runner.optimizer import build_optimizer
 from rt3d_tune.runner.priority import get_priority
 
-__all__ = ["build_runner", "init_seed", "runner_config"]
+__all__ = ["build_runner", "init_seed", "runner_config", "scale_lr"]
 
 _LOGGER_IDS = count()
 
@@ -117,10 +122,14 @@ def runner_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return runner
 
 
-def _make_logger(work_dir: Path, timestamp: str) -> logging.Logger:
+def _make_logger(work_dir: Path, timestamp: str, rank: int = 0) -> logging.Logger:
+    """The run's logger: INFO to ``<work_dir>/<timestamp>.log`` on rank 0; errors only,
+    to no file, on the other ranks (mmcv's ``get_root_logger``)."""
     logger = logging.getLogger(f"rt3d_tune.run.{next(_LOGGER_IDS)}")
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO if rank == 0 else logging.ERROR)
     logger.propagate = False
+    if rank != 0:
+        return logger
     handler = logging.FileHandler(work_dir / f"{timestamp}.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
     logger.addHandler(handler)
@@ -245,21 +254,20 @@ def build_runner(
     c = config.to_dict()
     runner_cfg = runner_config(c)
     iter_based = _is_iter_based(runner_cfg)
-    work_path = _make_work_dir(work_dir, c, config.filename)
+    rank, world_size = get_dist_info()
+    work_path = _make_work_dir(work_dir, c, config.filename, create=rank == 0)
     dev = _device(device)
     seed = init_seed(c.get("seed"), bool(c.get("deterministic", False)))
     config.seed = seed
     timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
-    logger = _make_logger(work_path, timestamp)
-    try:
-        config_text = config.dump(work_path / "config.py")
-    except ConfigError as err:
-        logger.warning("the config was not written to the work dir: %s", err.format())
-        config_text = repr(c)
+    logger = _make_logger(work_path, timestamp, rank)
+    config_text = _dump_config(config, work_path, logger) if rank == 0 else repr(c)
 
     model = MODELS.build(c.get("model") or {}, key_path="model").to(dev)
-    workflow, loaders, eval_loader = _build_loaders(c, seed)
-    optimizer = _build_optimizer(model, c)
+    workflow, loaders, eval_loader = _build_loaders(c, seed, rank, world_size)
+    optimizer = _build_optimizer(model, scale_lr(c, world_size, logger))
+    if world_size > 1:
+        model = _wrap_data_parallel(model, c, dev)
     meta = {"seed": seed, "exp_name": Path(config.filename or "config").name, "config": config_text}
     runner = RUNNERS.build(
         runner_cfg,
@@ -295,15 +303,93 @@ def _is_iter_based(runner_cfg: Mapping[str, Any]) -> bool:
 
 
 def _make_work_dir(
-    work_dir: str | Path | None, c: Mapping[str, Any], filename: str | None
+    work_dir: str | Path | None, c: Mapping[str, Any], filename: str | None, create: bool = True
 ) -> Path:
     """``work_dir``, else the config's ``work_dir``, else ``work_dirs/<config file name>``;
-    created."""
+    created when ``create``."""
     if work_dir is None:
         work_dir = c.get("work_dir") or Path("work_dirs") / Path(filename or "config").stem
     work_path = Path(work_dir)
-    work_path.mkdir(parents=True, exist_ok=True)
+    if create:
+        work_path.mkdir(parents=True, exist_ok=True)
     return work_path
+
+
+def _dump_config(config: Config, work_path: Path, logger: logging.Logger) -> str:
+    """Write ``work_path/config.py``; its text (the config's repr when it cannot be dumped)."""
+    try:
+        return config.dump(work_path / "config.py")
+    except ConfigError as err:
+        logger.warning("the config was not written to the work dir: %s", err.format())
+        return repr(config.to_dict())
+
+
+def _wrap_data_parallel(
+    model: torch.nn.Module, c: Mapping[str, Any], dev: torch.device
+) -> torch.nn.Module:
+    """The model in DistributedDataParallel (``find_unused_parameters`` from the config,
+    as mmdet3d's ``train_detector``); rank 0's weights go to every rank here."""
+    find_unused = c.get("find_unused_parameters", False)
+    if not isinstance(find_unused, bool):
+        raise ConfigError("find_unused_parameters must be True or False",
+                          key_path="find_unused_parameters", given=find_unused)
+    return StepDistributedDataParallel(
+        model,
+        device_ids=[dev.index if dev.index is not None else torch.cuda.current_device()]
+        if dev.type == "cuda"
+        else None,
+        find_unused_parameters=find_unused,
+    )
+
+
+def scale_lr(c: Mapping[str, Any], world_size: int,
+             logger: logging.Logger | None = None) -> dict[str, Any]:
+    """The config with its optimizer LR scaled by ``auto_scale_lr`` (mmdet's rule).
+
+    With ``auto_scale_lr = dict(enable=True, base_batch_size=B)``, every optimizer's
+    ``lr`` is multiplied by the global batch (``world_size x samples_per_gpu`` of
+    data.train) over ``B``, before the schedule sees it (so warmup and policies scale
+    with it). Disabled or absent: the config unchanged.
+
+    Raises:
+        ConfigError: a malformed ``auto_scale_lr``, or an optimizer without ``lr``.
+    """
+    auto = c.get("auto_scale_lr")
+    if auto is None:
+        return dict(c)
+    if not isinstance(auto, Mapping):
+        raise ConfigError("auto_scale_lr must be a dict", key_path="auto_scale_lr",
+                          expected="dict(enable=False, base_batch_size=16)", given=auto)
+    enable = auto.get("enable", False)
+    if not isinstance(enable, bool):
+        raise ConfigError("auto_scale_lr.enable must be True or False",
+                          key_path="auto_scale_lr.enable", given=enable)
+    base = auto.get("base_batch_size")
+    if isinstance(base, bool) or not isinstance(base, int) or base < 1:
+        raise ConfigError("auto_scale_lr needs the batch size its LR was set for",
+                          key_path="auto_scale_lr.base_batch_size", expected="an int >= 1",
+                          given=base, hint="the published schedules use 16 (8 GPUs x 2)")
+    if not enable:
+        return dict(c)
+    _, batch, _ = split_loader_args(_data_cfg(c)["train"], c["data"])
+    factor = world_size * int(batch) / base
+    out = copy.deepcopy(dict(c))
+    optimizer = out.get("optimizer")
+    single = isinstance(optimizer, Mapping) and "type" in optimizer
+    named = {"": optimizer} if single else dict(optimizer or {})
+    for name, opt in named.items():
+        key = "optimizer" if single else f"optimizer.{name}"
+        if not isinstance(opt, dict) or not isinstance(opt.get("lr"), (int, float)):
+            raise ConfigError("auto_scale_lr scales the optimizer's lr, which is not set",
+                              key_path=f"{key}.lr", given=None if not isinstance(opt, dict)
+                              else opt.get("lr"))
+        before = opt["lr"]
+        opt["lr"] = before * factor
+        if logger is not None:
+            logger.info("LR has been automatically scaled from %g to %g (global batch %d = "
+                        "%d x %d, base_batch_size %d)", before, opt["lr"], world_size * batch,
+                        world_size, batch, base)
+    return out
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -312,9 +398,12 @@ def _device(device: str | torch.device | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _build_loaders(c: Mapping[str, Any], seed: int) -> tuple[list[Any], list[Any], Any | None]:
+def _build_loaders(
+    c: Mapping[str, Any], seed: int, rank: int = 0, world_size: int = 1
+) -> tuple[list[Any], list[Any], Any | None]:
     """The workflow, one data loader per workflow phase, and the evaluation hook's loader
-    (None when there is no ``data.val`` or ``evaluation=None``).
+    (None when there is no ``data.val`` or ``evaluation=None``); each over this rank's
+    shard of its data.
 
     Raises:
         ConfigError: no data.train; a 'val' phase or an evaluation without data.val.
@@ -331,6 +420,7 @@ def _build_loaders(c: Mapping[str, Any], seed: int) -> tuple[list[Any], list[Any
     if data.get("val") is not None:
         val_cfg, val_batch, val_workers = split_loader_args(data["val"], data)
         val_set = build_dataset(val_cfg, "data.val")
+    shard = {"rank": rank, "world_size": world_size}
     loaders = []
     for i, flow in enumerate(workflow):
         phase = flow[0] if isinstance(flow, tuple) and flow else flow
@@ -339,14 +429,15 @@ def _build_loaders(c: Mapping[str, Any], seed: int) -> tuple[list[Any], list[Any
                 raise ConfigError(
                     "a 'val' workflow phase needs data.val", key_path=f"workflow.{i}", given=flow
                 )
-            loaders.append(
-                build_dataloader(val_set, val_batch, val_workers, shuffle=False, seed=seed)
-            )
+            loaders.append(build_dataloader(val_set, val_batch, val_workers, shuffle=False,
+                                            seed=seed, **shard))
         else:
-            loaders.append(build_dataloader(train_set, batch, workers, shuffle=True, seed=seed))
+            loaders.append(build_dataloader(train_set, batch, workers, shuffle=True, seed=seed,
+                                            **shard))
     eval_loader = None
     if val_set is not None and c.get("evaluation", {}) is not None:
-        eval_loader = build_dataloader(val_set, val_batch, val_workers, shuffle=False, seed=seed)
+        eval_loader = build_dataloader(val_set, val_batch, val_workers, shuffle=False, seed=seed,
+                                       **shard)
     elif c.get("evaluation") is not None:
         raise ConfigError(
             "evaluation needs data.val", key_path="evaluation", hint="add data.val = dict(type=...)"

@@ -19,6 +19,7 @@ from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import DATASETS
 
 __all__ = [
+    "DistributedEpochSampler",
     "EpochSampler",
     "build_dataloader",
     "build_dataset",
@@ -51,9 +52,10 @@ def split_loader_args(
     return ds_cfg, batch, workers
 
 
-def train_iters_per_epoch(cfg: Mapping[str, Any]) -> int:
-    """The train loader's length, ``ceil(len(data.train) / samples_per_gpu)``, as the
-    runner will count it (datasets build lazily, so this is cheap).
+def train_iters_per_epoch(cfg: Mapping[str, Any], world_size: int = 1) -> int:
+    """The train loader's length as the runner will count it (datasets build lazily, so
+    this is cheap): ``ceil(ceil(len(data.train) / world_size) / samples_per_gpu)``, one
+    rank's shard in batches of ``samples_per_gpu`` (mmdet3d's count).
 
     Raises:
         ConfigError: no ``data.train``, or a dataset that does not build.
@@ -63,7 +65,8 @@ def train_iters_per_epoch(cfg: Mapping[str, Any]) -> int:
         raise ConfigError("cannot tell the iterations per epoch without data.train",
                           key_path="data.train", given=data)
     train_cfg, batch, _ = split_loader_args(data["train"], data)
-    return max(1, math.ceil(len(build_dataset(train_cfg, "data.train")) / max(1, int(batch))))
+    shard = math.ceil(len(build_dataset(train_cfg, "data.train")) / max(1, world_size))
+    return max(1, math.ceil(shard / max(1, int(batch))))
 
 
 class EpochSampler(Sampler[int]):
@@ -111,6 +114,39 @@ class EpochSampler(Sampler[int]):
         return self.length
 
 
+class DistributedEpochSampler(EpochSampler):
+    """One rank's shard of ``EpochSampler``'s order (mmcv's DistributedSampler).
+
+    Every rank draws the same permutation (seeded with ``seed + epoch``), pads it with
+    its own first indices to a multiple of ``world_size`` and takes every
+    ``world_size``-th index from ``rank``: the shards are disjoint, of equal length
+    ``ceil(length / world_size)``, and together cover the data (the padding repeats a
+    few samples; the evaluation drops their predictions).
+
+    Args:
+        rank: this process's rank.
+        world_size: the number of ranks.
+    """
+
+    def __init__(self, length: int, shuffle: bool, seed: int, generator: torch.Generator,
+                 rank: int, world_size: int) -> None:
+        self.rank = rank
+        self.world_size = world_size
+        self.num_samples = math.ceil(length / world_size)
+        super().__init__(length, shuffle, seed, generator)
+
+    def __iter__(self) -> Iterator[int]:
+        start, self.start = self.start, 0
+        order = list(super().__iter__())
+        total = self.num_samples * self.world_size
+        while len(order) < total:  # pad with the first indices (mmcv's DistributedSampler)
+            order += order[: total - len(order)]
+        return iter(order[self.rank : total : self.world_size][start:])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
 def _seed_worker(worker_id: int) -> None:
     # torch gives each worker base_seed + worker_id, and base_seed comes from the
     # loader's generator (reseeded per epoch); numpy and random follow it.
@@ -126,8 +162,11 @@ def build_dataloader(
     shuffle: bool = True,
     seed: int = 0,
     drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
-    """A DataLoader over ``dataset`` (its ``collate_fn`` attribute is used when present).
+    """A DataLoader over ``dataset`` (its ``collate_fn`` attribute is used when present);
+    over the ``rank``-th shard of it when ``world_size > 1``.
 
     Args:
         samples_per_gpu: batch size.
@@ -135,6 +174,7 @@ def build_dataloader(
         shuffle: a new seeded order each epoch.
         seed: the run's seed.
         drop_last: drop a last incomplete batch.
+        rank, world_size: this rank's shard (``DistributedEpochSampler``).
 
     Raises:
         ConfigError: a batch size < 1 or a negative worker count.
@@ -162,7 +202,12 @@ def build_dataloader(
             given=workers_per_gpu,
         )
     generator = torch.Generator()
-    sampler = EpochSampler(len(dataset), shuffle, seed, generator)  # type: ignore[arg-type]
+    sampler: EpochSampler
+    if world_size > 1:
+        sampler = DistributedEpochSampler(len(dataset), shuffle, seed, generator,  # type: ignore[arg-type]
+                                          rank, world_size)
+    else:
+        sampler = EpochSampler(len(dataset), shuffle, seed, generator)  # type: ignore[arg-type]
     collate = getattr(dataset, "collate_fn", None)
     return DataLoader(
         dataset,

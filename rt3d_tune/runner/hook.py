@@ -26,6 +26,10 @@ class Hook:
     phase overrides the generic stage.
     """
 
+    # Hooks that only write (logs, checkpoints, traces) run on rank 0 alone in a
+    # data-parallel run (mmcv's ``master_only``).
+    rank_zero_only = False
+
     stages = (
         "before_run",
         "before_train_epoch",

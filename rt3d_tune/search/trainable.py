@@ -211,6 +211,8 @@ class TuneReportHook(Hook):
                 metrics[f"{self.metric}_plain"] = metrics[self.metric]
                 metrics[self.metric] = metrics["probe"]
         self.last_metrics = metrics
+        if getattr(runner, "rank", 0):  # rank 0 alone reports and checkpoints
+            return
         if final and self.defer_final and not (self.checkpoint and self.checkpoint_final):
             self.pending_final = metrics
             return
@@ -311,8 +313,11 @@ def build_trial_config(setup: TrialSetup, params: dict[str, Any], seed: int | No
     from rt3d_tune.space.trials import build_trial_configs
 
     base = _load_base(setup.base_config, os.path.getmtime(setup.base_config))
+    # A data-parallel trial counts the iterations of one rank's shard, as its runner will.
+    workers = setup.space.resources.workers
     trial, _ = build_trial_configs(setup.space, base, params, seed=seed,
-                                   iters_per_epoch=train_iters_per_epoch)
+                                   iters_per_epoch=functools.partial(train_iters_per_epoch,
+                                                                     world_size=workers))
     return trial
 
 
@@ -330,24 +335,98 @@ def trial_device(cpus: float) -> tuple[str, list[str]]:
 def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """The Ray Tune function trainable: one trial from its params to its last report.
 
+    With ``resources.workers > 1`` this process is rank 0 of the trial's data-parallel
+    group and the other ranks run in actors of the trial's placement group
+    (``worker_group``); every rank resumes from the same Tune checkpoint.
+
     Args:
         config: the trial's Tune config (sampled params).
         setup: what every trial of the search shares.
     """
+    import ray
     from ray import tune
 
-    from rt3d_tune.runner.builder import build_runner
-    from rt3d_tune.search.trial_loggers import tag_trial_loggers
+    from rt3d_tune.search.worker_group import WorkerGroup, free_port
+
+    trial_id = str(tune.get_context().get_trial_id())
+    resume = _read_checkpoint(tune.get_checkpoint())
+    resources = setup.space.resources
+    if resources.workers == 1:
+        _train_rank(config, setup, trial_id, resume)
+        return
+    rendezvous = (ray.util.get_node_ip_address(), free_port())
+    group = WorkerGroup(resources.workers - 1, resources.cpu, resources.gpu,
+                        ray.util.get_current_placement_group(), first_bundle=1)
+    try:
+        group.start(_train_rank, [(config, setup, trial_id, resume, rank, resources.workers,
+                                   rendezvous) for rank in range(1, resources.workers)])
+        try:
+            _train_rank(config, setup, trial_id, resume, 0, resources.workers, rendezvous)
+        except Exception:
+            if group.error is not None:  # a rank died first: that is the cause
+                raise RuntimeError(f"a data-parallel worker of the trial failed: "
+                                   f"{_first_line(group.error)}") from None
+            raise
+        group.wait()
+    finally:
+        group.shutdown()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[-1] if text else type(err).__name__
+
+
+def _read_checkpoint(checkpoint: Any) -> tuple[bytes, dict[str, Any] | None] | None:
+    """(the runner checkpoint's bytes, the report it belongs to) of a Tune checkpoint."""
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as ckpt_dir:
+        data = Path(ckpt_dir, CHECKPOINT_FILE).read_bytes()
+        metrics_file = Path(ckpt_dir, METRICS_FILE)
+        metrics = (json.loads(metrics_file.read_text(encoding="utf-8"))
+                   if metrics_file.exists() else None)
+    return data, metrics
+
+
+def _train_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str,
+                resume: tuple[bytes, dict[str, Any] | None] | None, rank: int = 0,
+                world_size: int = 1, rendezvous: tuple[str, int] | None = None) -> None:
+    """One rank of a trial: build the runner, resume, train; rank 0 reports to Tune."""
+    from rt3d_tune.runner.dist import backend_for, init_process_group
 
     if setup.cwd and os.path.isdir(setup.cwd):
         os.chdir(setup.cwd)
-    trial_id = tune.get_context().get_trial_id()
-    work_dir = Path(setup.run_dir, "trials", str(trial_id))
-    work_dir.mkdir(parents=True, exist_ok=True)
-    metric = setup.space.metric
     device, gpu_ids = trial_device(setup.cpus)
+    if world_size > 1:
+        assert rendezvous is not None, "a data-parallel rank needs the group's address"
+        init_process_group(backend_for(device), *rendezvous, rank, world_size)
+    try:
+        _train(config, setup, trial_id, resume, device, gpu_ids)
+    finally:
+        if world_size > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(config: dict[str, Any], setup: TrialSetup, trial_id: str,
+           resume: tuple[bytes, dict[str, Any] | None] | None, device: str,
+           gpu_ids: list[str]) -> None:
+    from rt3d_tune.runner.builder import build_runner
+    from rt3d_tune.runner.dist import gather_in_order, get_dist_info
+    from rt3d_tune.search.trial_loggers import tag_trial_loggers
+
+    rank, world_size = get_dist_info()
+    work_dir = Path(setup.run_dir, "trials", trial_id)
+    if rank == 0:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    metric = setup.space.metric
     confirm = config.get(CONFIRM_KEY) or {}
-    extra = {"gpu_ids": ",".join(gpu_ids), "device": device}
+    extra: dict[str, Any] = {"gpu_ids": ",".join(gpu_ids), "device": device}
+    if world_size > 1:
+        extra.update(workers=world_size, worker_nodes=",".join(gather_in_order([_node_id()],
+                                                                               world_size)))
     if confirm:
         extra.update(confirm_of=confirm["of"], seed=confirm["seed"])
     hook = TuneReportHook(metric, extra=extra, defer_final=True,
@@ -364,20 +443,11 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     except ConfigError as err:
         # One message, no cause chain: Ray copies a trial's exception chain recursively.
         raise ConfigError(f"the trial config does not build: {err.format()}") from None
-    tag_trial_loggers(runner.hooks, trial_id=str(trial_id), search_name=Path(setup.run_dir).name,
+    tag_trial_loggers(runner.hooks, trial_id=trial_id, search_name=Path(setup.run_dir).name,
                       params=trial_params(config), confirm_of=confirm.get("of"))
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        fresh = snapshot_hyperparams(runner.optimizer)
-        with checkpoint.as_directory() as ckpt_dir:
-            runner.resume(os.path.join(ckpt_dir, CHECKPOINT_FILE))
-            metrics_file = Path(ckpt_dir, METRICS_FILE)
-            if metrics_file.exists():
-                # A driver killed after the last report: rerunning reaches no evaluation.
-                hook.last_metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-                hook.last_fidelity = int(hook.last_metrics["training_iteration"])
-        apply_optimizer_hyperparams(runner.optimizer, fresh)
-        hook.last_round = int(getattr(runner, "eval_round", 0))
+    if resume is not None:
+        _resume(runner, hook, *resume)
+    report = _report if rank == 0 else _discard
     try:
         runner.run()
         if hook.last_metrics is None:
@@ -391,9 +461,10 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
             # of asking for one more result (one round trip less per trial). Also when
             # the schedule ended between two evaluations, or a resumed trial had nothing
             # left to run: its last evaluation again, marked as the end.
-            tune.report({**hook.last_metrics, "final": True, "done": True})
+            report({**hook.last_metrics, "final": True, "done": True})
     except DivergenceError as err:
-        tune.report(
+        # The loss is averaged over the ranks: every rank diverges at the same step.
+        report(
             {
                 metric: worst_value(setup.space.mode),
                 "diverged": True,
@@ -406,5 +477,37 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
             }
         )
     except _FatalSearchError as err:
-        tune.report({metric: worst_value(setup.space.mode), "fatal_error": str(err), "done": True})
+        report({metric: worst_value(setup.space.mode), "fatal_error": str(err), "done": True})
 
+
+def _resume(runner: Any, hook: TuneReportHook, data: bytes,
+            metrics: dict[str, Any] | None) -> None:
+    """Resume ``runner`` from a trial checkpoint's bytes, keeping the trial's own
+    optimizer arguments (PBT hands over a donor's)."""
+    fresh = snapshot_hyperparams(runner.optimizer)
+    with tempfile.TemporaryDirectory(prefix="rt3d_resume_") as tmp:
+        path = Path(tmp, CHECKPOINT_FILE)
+        path.write_bytes(data)
+        runner.resume(path)
+    if metrics is not None:
+        # A driver killed after the last report: rerunning reaches no evaluation.
+        hook.last_metrics = metrics
+        hook.last_fidelity = int(metrics["training_iteration"])
+    apply_optimizer_hyperparams(runner.optimizer, fresh)
+    hook.last_round = int(getattr(runner, "eval_round", 0))
+
+
+def _report(metrics: dict[str, Any]) -> None:
+    from ray import tune
+
+    tune.report(metrics)
+
+
+def _discard(metrics: dict[str, Any]) -> None:
+    """What ranks other than 0 do with a report."""
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""

@@ -120,7 +120,9 @@ def _prepare_run_dir(space: SearchSpace, run_dir: Path, num_samples: int) -> Non
             "seed": space.search.seed,
             "num_samples": num_samples,
             "scheduler": {"type": space.scheduler.type, **dict(space.scheduler.args)},
-            "resources": {"cpu": space.resources.cpu, "gpu": space.resources.gpu},
+            "resources": {"cpu": space.resources.cpu, "gpu": space.resources.gpu,
+                          "workers": space.resources.workers,
+                          "placement": space.resources.placement},
             "schedule": space.stop.schedule,
             "trial_seed": space.search.trial_seed,
             "confirm": {"top_k": space.search.confirm.top_k,
@@ -287,6 +289,7 @@ def run_search(
 
     from rt3d_tune.search.ray_session import ray_session
     from rt3d_tune.search.trainable import train_trial
+    from rt3d_tune.search.worker_group import trial_resources
     from rt3d_tune.space.sampling import num_trials
     from rt3d_tune.space.space import check_resources
 
@@ -296,8 +299,9 @@ def run_search(
     )
     if not resume:
         _prepare_run_dir(space, run_dir, samples)
-    resources = {"cpu": float(space.resources.cpu), "gpu": float(space.resources.gpu)}
-    setup = _trial_setup(space, run_dir, resources["cpu"])
+    res = space.resources
+    resources = trial_resources(float(res.cpu), float(res.gpu), res.workers, res.placement)
+    setup = _trial_setup(space, run_dir, float(res.cpu))
     phase = _Phase(space, run_dir, max_failures, resume)
     with ray_session(address, debug=debug):
         check_resources(space, ray.cluster_resources())
@@ -345,6 +349,11 @@ class _Phase:
     run_dir: Path
     max_failures: int
     resume: bool
+
+    @property
+    def _reuse_actors(self) -> bool:
+        # A data-parallel trial's ranks belong to its actor: a new trial needs a new one.
+        return self.space.resources.workers == 1
 
     def _restored(self, ray_name: str, trainable: Any) -> Any:
         from ray import tune
@@ -404,7 +413,7 @@ class _Phase:
                 if isinstance(search_alg, OptunaSearch)
                 else None,
                 time_budget_s=space.stop.time_budget_s,
-                reuse_actors=True,
+                reuse_actors=self._reuse_actors,
                 trial_dirname_creator=_trial_dirname,
             ),
             run_config=self._run_config(RAY_DIR, callbacks),
@@ -441,7 +450,7 @@ class _Phase:
             tune_config=tune.TuneConfig(
                 search_alg=BasicVariantGenerator(max_concurrent=space.max_concurrent or 0),
                 num_samples=1,
-                reuse_actors=True,
+                reuse_actors=self._reuse_actors,
                 trial_dirname_creator=_trial_dirname,
             ),
             run_config=self._run_config(

@@ -27,6 +27,7 @@ from rt3d_tune.space.schema import (
 
 __all__ = [
     "ALGORITHMS",
+    "PLACEMENTS",
     "PROBES",
     "SCHEDULERS",
     "SCHEDULE_MODES",
@@ -47,6 +48,7 @@ SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt")
 QMC_TYPES = ("sobol", "halton")
 SCHEDULE_MODES = ("scaled", "truncated")
 PROBES = ("none", "cooldown")
+PLACEMENTS = ("pack", "spread")  # Ray placement group strategies PACK and SPREAD
 TRIAL_SEEDS = ("fixed", "random")
 # Schedulers that stop trials at rungs, where a probe can stand in for the plain metric;
 # under them the cool-down probe is on by default: on the BEV task it ranks trials at
@@ -108,10 +110,25 @@ class SchedulerSettings:
 
 @dataclass(frozen=True)
 class Resources:
-    """``resources:``: per trial; ``gpu`` may be a fraction of one GPU."""
+    """``resources:``: ``workers`` data-parallel workers per trial, each with ``cpu`` CPUs
+    and ``gpu`` GPUs (a fraction of one GPU only with one worker), placed ``pack`` (on as
+    few nodes as possible) or ``spread`` (across nodes). One worker: per trial, as before.
+    """
 
     cpu: float = 1.0
     gpu: float = 0.0
+    workers: int = 1
+    placement: str = "pack"
+
+    @property
+    def trial_cpu(self) -> float:
+        """The CPUs one trial holds: all its workers together."""
+        return self.workers * self.cpu
+
+    @property
+    def trial_gpu(self) -> float:
+        """The GPUs one trial holds: all its workers together."""
+        return self.workers * self.gpu
 
 
 @dataclass(frozen=True)
@@ -248,13 +265,28 @@ def parse_scheduler(section: Mapping[str, Any], max_epochs: int | None) -> Sched
 def parse_resources(section: Mapping[str, Any], search: Mapping[str, Any]
                     ) -> tuple[Resources, int | None]:
     """``resources:`` and ``max_concurrent`` (which may sit in ``search`` instead)."""
-    check_known_keys(section, ("cpu", "gpu", "max_concurrent"), "resources")
+    check_known_keys(section, ("workers", "cpu", "gpu", "placement", "max_concurrent"),
+                     "resources")
+    workers = _with_hint(lambda: check_number(section.get("workers", 1), "resources.workers",
+                                              integer=True, minimum=1),
+                         "the number of data-parallel workers per trial: 1 (the default) "
+                         "trains a trial in one process")
     gpu = check_number(section.get("gpu", 0), "resources.gpu", minimum=0)
+    if gpu != int(gpu) and workers > 1:
+        raise ConfigError("a data-parallel trial takes whole GPUs per worker",
+                          key_path="resources.gpu",
+                          expected=f"a whole number of GPUs per worker with workers: {workers}",
+                          given=gpu, hint=f"use gpu: {math.ceil(gpu)}"
+                          + (", or workers: 1" if gpu < 1 else ""))
     if gpu > 1 and gpu != int(gpu):
         raise ConfigError("a trial may use a fraction of one GPU, or whole GPUs",
                           key_path="resources.gpu", given=gpu, hint=f"use {math.ceil(gpu)}")
+    placement = _with_hint(lambda: check_one_of(section.get("placement", "pack"), PLACEMENTS,
+                                                "resources.placement"),
+                           "pack puts a trial's workers on as few nodes as possible (the "
+                           "default), spread puts them on different nodes")
     res = Resources(cpu=float(check_number(section.get("cpu", 1), "resources.cpu", above=0)),
-                    gpu=float(gpu))
+                    gpu=float(gpu), workers=workers, placement=placement)
     if "max_concurrent" in search and "max_concurrent" in section:
         raise ConfigError("max_concurrent is set twice", key_path="resources.max_concurrent",
                           hint="keep it in one place (search or resources)")
@@ -263,6 +295,14 @@ def parse_resources(section: Mapping[str, Any], search: Mapping[str, Any]
     if concurrent is not None:
         check_number(concurrent, f"{where}.max_concurrent", integer=True, minimum=1)
     return res, concurrent
+
+
+def _with_hint(check: Callable[[], Any], hint: str) -> Any:
+    """``check()``; its ConfigError gets ``hint`` when it has none of its own."""
+    try:
+        return check()
+    except ConfigError as err:
+        raise err if err.hint else err.with_context(hint=hint) from None
 
 
 # stop --------------------------------------------------------------------------------

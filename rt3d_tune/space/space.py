@@ -9,6 +9,7 @@ optimizer known, does the schedule build) live in ``rt3d_tune.space.validate``.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,24 +252,41 @@ def load_space(path: str | Path) -> SearchSpace:
 
 
 def check_resources(space: SearchSpace, available: Mapping[str, float]) -> None:
-    """Check that one trial fits the cluster.
+    """Check that one trial (all its workers together) fits the cluster.
 
     Args:
         space: the parsed space.
         available: Ray's cluster resources (``ray.cluster_resources()``: 'CPU', 'GPU').
 
     Raises:
-        ConfigError: a trial asks for more CPUs or GPUs than the cluster has.
+        ConfigError: a trial asks for more CPUs or GPUs than the cluster has; with
+            several workers, ``resources.workers`` when fewer of them would fit.
     """
-    for key, name, asked in (("CPU", "cpu", space.resources.cpu),
-                             ("GPU", "gpu", space.resources.gpu)):
+    res = space.resources
+    for key, name, each, asked in (("CPU", "cpu", res.cpu, res.trial_cpu),
+                                   ("GPU", "gpu", res.gpu, res.trial_gpu)):
         have = float(available.get(key, 0))
-        if asked > have:
-            raise ConfigError(
-                f"each trial asks for {asked:g} {key}s but the cluster has {have:g}",
-                file=str(space.file),
-                key_path=f"resources.{name}",
-                expected=f"at most {have:g}",
-                given=asked,
-                hint="lower it, or join a cluster with more (--address)",
-            )
+        if res.workers == 1:
+            if asked > have:
+                raise ConfigError(
+                    f"each trial asks for {asked:g} {key}s but the cluster has {have:g}",
+                    file=str(space.file),
+                    key_path=f"resources.{name}",
+                    expected=f"at most {have:g}",
+                    given=asked,
+                    hint="lower it, or join a cluster with more (--address)",
+                )
+            continue
+        if asked <= have or math.isclose(asked, have):
+            continue
+        message = (f"each trial asks for {res.workers} workers x {each:g} {key}s = "
+                   f"{asked:g} {key}s but the cluster has {have:g}")
+        if each > have:  # not even one worker fits: fewer workers would not help
+            raise ConfigError(message, file=str(space.file), key_path=f"resources.{name}",
+                              expected=f"at most {have:g} per worker", given=each,
+                              hint="lower it, or join a cluster with more (--address)")
+        fit = math.floor(have / each + 1e-9)  # 0.3 / 0.1 is 2.999...
+        raise ConfigError(message, file=str(space.file), key_path="resources.workers",
+                          expected=f"at most {fit} workers of {each:g} {key}s", given=res.workers,
+                          hint=f"use workers: {fit}, lower {name} per worker, or join a "
+                               "cluster with more (--address)")

@@ -211,7 +211,8 @@ def _iters_per_epoch(space: SearchSpace, notes: list[str]) -> int:
     from rt3d_tune.runner.data import train_iters_per_epoch
 
     try:
-        return train_iters_per_epoch(plain_dict(space.base_config))
+        return train_iters_per_epoch(plain_dict(space.base_config),
+                                     world_size=space.resources.workers)
     except (ConfigError, OSError, *_VALUE_ERRORS) as err:
         notes.append(f"the train dataset could not be built here ({type(err).__name__}: "
                      f"{str(err).splitlines()[0]}); the schedule is simulated with "

@@ -118,3 +118,61 @@ def test_search_on_two_nodes_survives_losing_one(tmp_path: Path):
     assert len(records) == 3
     assert {rec.status for rec in records.values()} == {recorder.TERMINATED}
     assert (run_dir / "best" / "best_config.py").is_file()
+
+
+SPREAD_SCRIPT = r"""
+import json, os, subprocess, sys
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every node on 127.0.0.1
+from ray.cluster_utils import Cluster
+
+argv = json.loads(sys.argv[1])
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+workers = [cluster.add_node(num_cpus=1), cluster.add_node(num_cpus=1)]
+cluster.wait_for_nodes()
+out = {"workers": [w.node_id for w in workers], "address": cluster.address}
+try:
+    proc = subprocess.run(argv + ["--address", cluster.address], capture_output=True,
+                          text=True, timeout=300)
+    out.update(rc=proc.returncode, stdout=proc.stdout[-3000:], stderr=proc.stderr[-5000:])
+finally:
+    cluster.shutdown()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_a_two_worker_trial_spread_over_two_nodes(tmp_path: Path):
+    base = write_base(tmp_path, max_epochs=2)
+    space = write_space(tmp_path, "spread", base, resources={
+        "cpu": 1, "workers": 2, "placement": "spread"}, search={
+        "algorithm": "random", "num_samples": 1, "seed": 0, "confirm": False})
+    run_dir = tmp_path / "runs" / "s"
+    argv = search_command(space, tmp_path / "runs", "s")
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SPREAD_SCRIPT, json.dumps(argv)],
+        cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=420)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, stderr[-5000:]
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert out["rc"] == 0, out["stderr"]
+
+    # One worker on each node (the head has no CPU), and the trial finished.
+    records = recorder.load_records(run_dir, finished=True)
+    (rec,) = records.values()
+    assert rec.status == recorder.TERMINATED and rec.fidelity == 2
+    last = rec.results[max(rec.results)]
+    assert sorted(last["worker_nodes"].split(",")) == sorted(out["workers"])
+    # The run directory is complete on the driver's output.
+    assert (run_dir / "best" / "best_config.py").is_file()
+    assert (run_dir / "best" / "summary.json").is_file() and (run_dir / "report.html").is_file()
+    trial_dir = run_dir / "trials" / rec.trial_id
+    assert (trial_dir / "config.py").is_file()
+    assert [line["epoch"] for line in json_log_lines(trial_dir) if line["mode"] == "val"] == [1, 2]

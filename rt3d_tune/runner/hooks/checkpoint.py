@@ -34,6 +34,8 @@ class CheckpointHook(Hook):
             ``filename_tmpl`` that is a path rather than a file name.
     """
 
+    rank_zero_only = True
+
     def __init__(
         self,
         interval: int = -1,

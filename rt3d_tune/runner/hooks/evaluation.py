@@ -8,6 +8,11 @@ the log buffer (logged with mode 'val'), to ``runner.eval_results`` and
 ``runner.eval_round`` (read by later hooks of the same stage, like the search
 layer's report hook).
 
+Data-parallel (mmcv's DistEvalHook): every rank predicts its shard of the val data,
+the predictions are gathered in dataset order without the sampler's padding (each
+sample evaluated exactly once), rank 0 runs ``dataset.evaluate`` and every rank gets
+its metrics, so every rank decides alike (best checkpoint, probes, reports).
+
 Better than mmcv: a best score of 0 still counts (mmcv skips a falsy score), and an
 evaluation before training is logged (mmcv's loggers clear it unlogged).
 """
@@ -24,6 +29,7 @@ import torch
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.base import to_device
+from rt3d_tune.runner.dist import broadcast_object, gather_in_order, get_dist_info, unwrap_model
 from rt3d_tune.runner.hook import Hook
 from rt3d_tune.runner.hooks.logger.base import LoggerHook, to_plain
 
@@ -262,11 +268,35 @@ class EvalHook(Hook):
             self._save_best(runner, metrics)
 
     def _predict(self, runner: Any) -> list[Any]:
+        """Every val sample's prediction, in dataset order (gathered from every rank)."""
+        model = unwrap_model(runner.model)  # inference needs no gradient sync
         if self.test_fn is None:
-            return single_device_test(runner.model, self.dataloader, runner.device)
-        return self.test_fn(runner.model, self.dataloader)
+            part = single_device_test(model, self.dataloader, runner.device)
+        else:
+            part = self.test_fn(model, self.dataloader)
+        if get_dist_info()[1] == 1:
+            return part
+        return gather_in_order(to_device(part, "cpu"), len(self.dataloader.dataset))
 
     def _dataset_metrics(self, results: list[Any]) -> dict[str, Any]:
+        """``dataset.evaluate`` on rank 0; its metrics (or its error) on every rank."""
+        if get_dist_info()[1] == 1:
+            return self._evaluate_dataset(results)
+        error: Exception | None = None
+        metrics: dict[str, Any] | None = None
+        if get_dist_info()[0] == 0:
+            try:
+                metrics = self._evaluate_dataset(results)
+            except Exception as err:  # the other ranks must not wait for it forever
+                error = err
+        shared = broadcast_object(metrics if error is None else f"{type(error).__name__}: {error}")
+        if error is not None:
+            raise error
+        if isinstance(shared, str):
+            raise RuntimeError(f"the evaluation failed on rank 0: {shared}")
+        return shared
+
+    def _evaluate_dataset(self, results: list[Any]) -> dict[str, Any]:
         raw = self.dataloader.dataset.evaluate(results, **self.eval_kwargs)
         if not isinstance(raw, Mapping):
             raise TypeError(
@@ -346,6 +376,8 @@ class EvalHook(Hook):
 
 
 def _logger_hooks(runner: Any) -> list[LoggerHook]:
+    if getattr(runner, "rank", 0):  # loggers write: rank 0 only
+        return []
     return [hook for hook in runner.hooks if isinstance(hook, LoggerHook)]
 
 

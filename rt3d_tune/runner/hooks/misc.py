@@ -1,4 +1,4 @@
-"""Small utility hooks: EmptyCacheHook, SyncBuffersHook, ProfilerHook."""
+"""Small utility hooks: EmptyCacheHook, SyncBuffersHook, DistSamplerSeedHook, ProfilerHook."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.hook import Hook
 
-__all__ = ["EmptyCacheHook", "ProfilerHook", "SyncBuffersHook"]
+__all__ = ["DistSamplerSeedHook", "EmptyCacheHook", "ProfilerHook", "SyncBuffersHook"]
 
 
 @HOOKS.register_module()
@@ -55,9 +55,8 @@ class EmptyCacheHook(Hook):
 class SyncBuffersHook(Hook):
     """Average the model's buffers (BatchNorm statistics) over processes after every epoch.
 
-    Training here runs one process per trial, so this does nothing unless
-    ``torch.distributed`` is initialized with more than one process; it is accepted so
-    that configs written for distributed mmdet3d training run unchanged.
+    It does nothing unless ``torch.distributed`` is initialized with more than one
+    process (a data-parallel run: ``resources.workers``, ``--launcher``).
 
     Args:
         distributed: sync at all (mmcv's argument).
@@ -76,6 +75,24 @@ class SyncBuffersHook(Hook):
             if buffer.dtype.is_floating_point:
                 dist.all_reduce(buffer.data)
                 buffer.data.div_(world_size)
+
+
+@HOOKS.register_module()
+class DistSamplerSeedHook(Hook):
+    """Tell the loader's sampler the epoch before it is iterated (mmcv's hook).
+
+    The runners already do this for every loader (``set_loader_epoch``), so that the
+    shuffle of a data-parallel sampler is seeded per epoch with or without this hook;
+    it is accepted so that configs naming it run unchanged, and it never resets a
+    sampler already at the epoch (which would lose a mid-epoch resume position).
+    """
+
+    def before_epoch(self, runner: Any) -> None:
+        from rt3d_tune.runner.epoch_based import set_loader_epoch
+
+        sampler = getattr(runner.data_loader, "sampler", None)
+        if sampler is not None and getattr(sampler, "epoch", None) != runner.epoch:
+            set_loader_epoch(runner.data_loader, runner.epoch)
 
 
 _ACTIVITIES = ("cpu", "cuda")
@@ -101,6 +118,8 @@ class ProfilerHook(Hook):
     Raises:
         ConfigError: a bad ``profile_iters`` or an unknown activity.
     """
+
+    rank_zero_only = True
 
     def __init__(
         self,

@@ -101,6 +101,8 @@ class LoggerHook(Hook, ABC):
         ConfigError: ``interval`` is not a positive int.
     """
 
+    rank_zero_only = True
+
     def __init__(
         self,
         interval: int = 10,
