@@ -9,6 +9,12 @@ search trial of that length instead: its schedule scaled to the budget
 with a shorter runner. The table puts the full-budget values at the same fraction of
 training beside each trial row, the CSV too, and the plot draws both curves against
 the fraction of training.
+
+An mmengine (OpenMMLab 2.x) config (``optim_wrapper`` / ``param_scheduler`` /
+``train_cfg``) is loaded by mmengine's ``Config.fromfile`` and its curve comes from
+mmengine's own schedulers; iterations per epoch come from ``train_dataloader`` and the
+trial is scaled by :func:`rt3d_tune.mmengine_backend.schedule.scale_param_schedulers`. The
+table, CSV and plot are the same.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from rt3d_tune.budget import Budget, budget_of, describe_scaling, scale_schedule
 from rt3d_tune.config import Config
 from rt3d_tune.config_options import DictAction
 from rt3d_tune.errors import ConfigError
+from rt3d_tune.mmengine_backend.dialect import is_mmengine_config, load_mmengine_config
 
 __all__ = [
     "add_parser",
@@ -56,7 +63,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("config", metavar="CONFIG", help="a .py, .yaml, .yml or .json config")
     parser.add_argument("--iters-per-epoch", type=int, default=None, metavar="N",
                         help="iterations per epoch (default: from the train dataset's length "
-                        "and data.samples_per_gpu)")
+                        "and data.samples_per_gpu, or train_dataloader.batch_size)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="data-parallel workers: each epoch is N shards of samples_per_gpu "
                         "batches, as the runner counts it (default 1)")
@@ -242,7 +249,13 @@ def run(args: argparse.Namespace) -> int:
     if args.truncated and args.trial_epochs is None and args.trial_iters is None:
         raise ConfigError("--truncated needs a trial length",
                           hint="add --trial-epochs N (or --trial-iters N)")
-    cfg = Config.fromfile(args.config)
+    try:  # which dialect, before any of its custom_imports run
+        cfg = Config.fromfile(args.config, import_custom_modules=False)
+    except ConfigError as err:
+        return _run_mmengine(args, _mmengine_or_raise(args, err))
+    if is_mmengine_config(cfg):
+        return _run_mmengine(args, _load_mmengine(args))
+    cfg.import_custom_modules()
     cfg.merge_from_dict(args.cfg_options)
     iters_per_epoch = args.iters_per_epoch
     if iters_per_epoch is None:
@@ -251,15 +264,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"iterations per epoch: {iters_per_epoch} (from data.train{shards})")
     rows = simulate_schedule(cfg, iters_per_epoch)
     if args.trial_epochs is None and args.trial_iters is None:
-        print(format_table(key_rows(rows, _warmup_iters(cfg, iters_per_epoch))))
-        if args.csv is not None:
-            write_csv(rows, args.csv)
-            print(f"wrote {len(rows)} rows to {args.csv}")
-        if args.plot is not None:
-            plot_schedule(rows, args.plot, title=Path(args.config).name)
-            print(f"wrote {args.plot}")
+        _show_full(args, rows, _warmup_iters(cfg, iters_per_epoch))
         return 0
     return _run_trial(args, cfg, iters_per_epoch, rows)
+
+
+def _show_full(args: argparse.Namespace, rows: list[dict[str, Any]], warmup_iters: int | None
+               ) -> None:
+    """Print the full-budget curve's key rows; write every row (--csv) and the plot."""
+    print(format_table(key_rows(rows, warmup_iters)))
+    if args.csv is not None:
+        write_csv(rows, args.csv)
+        print(f"wrote {len(rows)} rows to {args.csv}")
+    if args.plot is not None:
+        plot_schedule(rows, args.plot, title=Path(args.config).name)
+        print(f"wrote {args.plot}")
 
 
 def _run_trial(args: argparse.Namespace, cfg: Config, iters_per_epoch: int,
@@ -269,18 +288,29 @@ def _run_trial(args: argparse.Namespace, cfg: Config, iters_per_epoch: int,
 
     base = budget_of(cfg, iters_per_epoch)
     trial = _trial_budget(args, base)
-    how = "truncated" if args.truncated else "scaled"
     trial_cfg = cfg if args.truncated else scale_schedule(cfg, base, trial)
     if not args.truncated:
-        changes = describe_scaling(cfg, trial_cfg) or ["(unchanged)"]
-        print(f"schedule scaled from {base.describe()} to {trial.describe()}:")
-        print("\n".join(f"  {line}" for line in changes))
+        _show_changes(base, trial, describe_scaling(cfg, trial_cfg))
     rows = simulate_schedule(trial_cfg, iters_per_epoch, max_epochs=trial.epochs,
                              max_iters=trial.iters)
+    _show_trial(args, base, trial, rows, full_rows, _warmup_iters(trial_cfg, iters_per_epoch))
+    return 0
+
+
+def _show_changes(base: Budget, trial: Budget, changes: list[str]) -> None:
+    print(f"schedule scaled from {base.describe()} to {trial.describe()}:")
+    print("\n".join(f"  {line}" for line in changes or ["(unchanged)"]))
+
+
+def _show_trial(args: argparse.Namespace, base: Budget, trial: Budget,
+                rows: list[dict[str, Any]], full_rows: list[dict[str, Any]],
+                warmup_iters: int | None) -> None:
+    """Print the trial's key rows beside the full budget; write the CSV and the plot."""
+    how = "truncated" if args.truncated else "scaled"
     print(f"trial ({trial.describe()}, {how}) beside the full budget ({base.describe()}) "
           "at the same fraction of training:")
     compared = beside_full(rows, full_rows)
-    print(format_table(key_rows(compared, _warmup_iters(trial_cfg, iters_per_epoch))))
+    print(format_table(key_rows(compared, warmup_iters)))
     if args.csv is not None:
         write_csv(compared, args.csv)
         print(f"wrote {len(compared)} rows to {args.csv}")
@@ -289,4 +319,52 @@ def _run_trial(args: argparse.Namespace, cfg: Config, iters_per_epoch: int,
                          (f"trial ({trial.describe()}, {how})", rows)],
                         args.plot, title=Path(args.config).name)
         print(f"wrote {args.plot}")
+
+
+# mmengine (OpenMMLab 2.x) configs ---------------------------------------------------------
+def _load_mmengine(args: argparse.Namespace) -> dict[str, Any]:
+    """CONFIG read by mmengine's ``Config`` with ``--cfg-options``, as plain dicts."""
+    return load_mmengine_config(args.config, args.cfg_options, key_path="CONFIG").to_dict()
+
+
+def _mmengine_or_raise(args: argparse.Namespace, err: ConfigError) -> dict[str, Any]:
+    """The config as mmengine loads it, when our loader failed on an mmengine config
+    (``pkg::`` bases, mmengine-only syntax); else ``err`` as it was."""
+    try:
+        cfg = _load_mmengine(args)
+    except ConfigError:
+        raise err from None
+    if not is_mmengine_config(cfg):
+        raise err
+    return cfg
+
+
+def _run_mmengine(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
+    """The mmengine path: mmengine's schedulers stepped as ParamSchedulerHook steps them
+    (:mod:`rt3d_tune.mmengine_backend.schedule`), shown like the mmcv path's curve."""
+    from rt3d_tune.mmengine_backend import schedule as mm
+
+    workers = getattr(args, "workers", 1)
+    iters_per_epoch = args.iters_per_epoch
+    if iters_per_epoch is None:
+        iters_per_epoch = mm.iters_from_dataloader(cfg, workers)
+        shards = f", {workers} workers" if workers > 1 else ""
+        print(f"iterations per epoch: {iters_per_epoch} (from train_dataloader{shards})")
+    full_rows = mm.simulate_mmengine_schedule(cfg, iters_per_epoch, world_size=workers)
+    if args.trial_epochs is None and args.trial_iters is None:
+        _show_full(args, full_rows, mm.warmup_end(cfg, iters_per_epoch))
+        return 0
+    base = mm.mmengine_budget(cfg, iters_per_epoch)
+    try:
+        trial = _trial_budget(args, base)
+    except ConfigError as err:  # the same check, in mmengine's words
+        raise ConfigError(err.message.replace("runner", "train loop"),
+                          key_path="train_cfg" if err.key_path == "runner" else err.key_path,
+                          expected=err.expected, hint=err.hint) from None
+    trial_cfg = cfg if args.truncated else mm.scale_param_schedulers(cfg, base, trial)
+    if not args.truncated:
+        _show_changes(base, trial, mm.describe_param_scaling(cfg, trial_cfg))
+    rows = mm.simulate_mmengine_schedule(trial_cfg, iters_per_epoch, max_epochs=trial.epochs,
+                                         max_iters=trial.iters, world_size=workers)
+    _show_trial(args, base, trial, rows, full_rows, mm.warmup_end(trial_cfg, iters_per_epoch))
     return 0

@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
+from rt3d_tune.mmengine_backend.dialect import run_length, seed_key
 from rt3d_tune.results import recorder
 from rt3d_tune.results.confirmation import ConfirmedConfig, confirmed, winner
+from rt3d_tune.space.keypaths import plain_dict
 
 __all__ = [
     "EXPORTER_MODULES",
@@ -205,7 +207,15 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _full_budget_config(ctx: ExportContext, best: recorder.TrialRecord, trial_cfg: Any,
+def _trial_seed(ctx: ExportContext, trial_cfg: Any, base: Any) -> Any:
+    """The seed the trial trained with (``seed``; an mmengine config's ``randomness.seed``)."""
+    seed: Any = plain_dict(trial_cfg)
+    for part in seed_key(load_run_space(ctx.run_dir, ctx.info, base).backend).split("."):
+        seed = seed.get(part) if isinstance(seed, dict) else None
+    return seed
+
+
+def _full_budget_config(ctx: ExportContext, best: recorder.TrialRecord, seed: Any,
                         base: Any) -> Any:
     """The winner at the base config's length: base + its params' overrides and its seed,
     the runner and schedule left as the base has them (the trial's were scaled from it)."""
@@ -213,21 +223,15 @@ def _full_budget_config(ctx: ExportContext, best: recorder.TrialRecord, trial_cf
     from rt3d_tune.space.trials import trial_overrides
 
     space = load_run_space(ctx.run_dir, ctx.info, base)
-    overrides = trial_overrides(space, best.params, seed=trial_cfg.get("seed"),
-                                full_budget=True)
+    overrides = trial_overrides(space, best.params, seed=seed, full_budget=True)
     return apply_overrides(base, overrides)
 
 
 def _budgets(base: dict[str, Any], trial: dict[str, Any], info: dict[str, Any]
              ) -> dict[str, Any]:
     """The two lengths: what the base config trains and what each trial trained."""
-    def length(cfg: dict[str, Any]) -> dict[str, Any]:
-        runner = cfg.get("runner") or {}
-        key = "max_iters" if "max_iters" in runner else "max_epochs"
-        return {key: runner.get(key, cfg.get("total_epochs"))}
-
-    return {"full": length(base),
-            "trial": {**length(trial), "schedule": info.get("schedule", "truncated")}}
+    return {"full": run_length(base),
+            "trial": {**run_length(trial), "schedule": info.get("schedule", "truncated")}}
 
 
 def _header(ctx: ExportContext, best: recorder.TrialRecord, budgets: dict[str, Any]) -> str:
@@ -275,7 +279,8 @@ def _write_best(ctx: ExportContext) -> dict[str, Path]:
         f"# Exactly what trial {best.trial_id} of {ctx.run_dir.name} trained.\n"
         + dumps(trial_cfg.to_dict(), "py"), encoding="utf-8")
     base_cfg = Config.fromfile(str(ctx.run_dir / "base_config.py"), import_custom_modules=False)
-    full_cfg = _full_budget_config(ctx, best, trial_cfg, base_cfg)
+    seed = _trial_seed(ctx, trial_cfg, base_cfg)
+    full_cfg = _full_budget_config(ctx, best, seed, base_cfg)
     budgets = _budgets(base_cfg.to_dict(), trial_cfg.to_dict(), ctx.info)
     header = _header(ctx, best, budgets)
     best_config = ctx.best_dir / "best_config.py"
@@ -290,7 +295,7 @@ def _write_best(ctx: ExportContext) -> dict[str, Path]:
     best_runtime.write_text(header + "# Only what the winner changed.\n"
                             + dumps({"_base_": rel, **diff}, "py"), encoding="utf-8")
     summary_path = ctx.best_dir / "summary.json"
-    summary = _summary(ctx, best, diff, budgets, trial_cfg.get("seed"),
+    summary = _summary(ctx, best, diff, budgets, seed,
                        (trial_config, best_config))
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     return {"best_config": best_config, "best_runtime": best_runtime,

@@ -155,6 +155,7 @@ def write_best_mmengine(ctx: Any) -> dict[str, Any]:
     from pathlib import Path
 
     from rt3d_tune.config import Config
+    from rt3d_tune.mmengine_backend.dialect import is_mmengine_config
 
     best_config = Path(ctx.best_dir, "best_config.py")
     if ctx.best is None or not best_config.exists():
@@ -163,6 +164,8 @@ def write_best_mmengine(ctx: Any) -> dict[str, Any]:
     if iters < 1:
         return {}
     cfg = Config.fromfile(str(best_config), import_custom_modules=False).to_dict()
+    if is_mmengine_config(cfg):  # best_config.py is an mmengine config already
+        return {}
     path = Path(ctx.best_dir, "best_mmengine.py")
     path.write_text(to_mmengine(cfg, iters).to_text(), encoding="utf-8")
     return {"best_mmengine": path}

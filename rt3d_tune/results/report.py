@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
+from rt3d_tune.mmengine_backend.dialect import is_mmengine_config
 from rt3d_tune.results import recorder
 from rt3d_tune.results.export import ExportContext, load_run_space, register_exporter
 from rt3d_tune.results.param_labels import ParamLabels, format_number
@@ -132,7 +133,8 @@ def _best_config(ctx: ExportContext) -> tuple[Any, int]:
 
 def _momentum_name(cfg: Any) -> str:
     """What the schedule's momentum is for the optimizer: Adam's family keeps it in betas."""
-    optimizer = dict(cfg.get("optimizer") or {})
+    optimizer = dict(cfg.get("optimizer") or (cfg.get("optim_wrapper") or {}).get("optimizer")
+                     or {})
     adam_like = "betas" in optimizer or "adam" in str(optimizer.get("type", "")).lower()
     return "beta1" if adam_like else "momentum"
 
@@ -292,7 +294,11 @@ def write_report(ctx: ExportContext, top: int = 10) -> dict[str, Path]:
     importances, importance_note = _importances(ctx, labels)
     cfg, iters = _best_config(ctx)
     schedule: list[dict[str, Any]] = []
-    if cfg is not None:
+    if cfg is not None and is_mmengine_config(cfg):
+        from rt3d_tune.mmengine_backend.schedule import simulate_mmengine_schedule
+
+        schedule = simulate_mmengine_schedule(cfg, iters or 10)
+    elif cfg is not None:
         from rt3d_tune.runner.simulate import simulate_schedule
 
         schedule = simulate_schedule(cfg, iters or 10)

@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,13 +187,7 @@ class TuneReportHook(Hook):
         if eval_round == self.last_round:
             return
         self.last_round = eval_round
-        results = dict(getattr(runner, "eval_results", None) or {})
-        if self.metric not in results:
-            produced = ", ".join(sorted(results)) or "none"
-            raise _FatalSearchError(
-                f"the evaluation did not produce the metric {self.metric!r}; "
-                f"it produced: {produced}"
-            )
+        results = self.check_metric(getattr(runner, "eval_results", None) or {})
         self.last_fidelity = fidelity
         metrics = {key: _plain(value) for key, value in results.items()}
         metrics.update(
@@ -210,9 +205,32 @@ class TuneReportHook(Hook):
             if "probe" in metrics:
                 metrics[f"{self.metric}_plain"] = metrics[self.metric]
                 metrics[self.metric] = metrics["probe"]
-        self.last_metrics = metrics
         if getattr(runner, "rank", 0):  # rank 0 alone reports and checkpoints
+            self.last_metrics = metrics
             return
+        self.deliver(metrics, final, lambda folder: runner.save_checkpoint(
+            folder, filename_tmpl=CHECKPOINT_FILE, create_symlink=False))
+
+    def check_metric(self, results: Mapping[str, Any]) -> dict[str, Any]:
+        """The evaluation's metrics, which must hold the searched one.
+
+        Raises:
+            _FatalSearchError: the metric is not among them (every trial would fail so).
+        """
+        if self.metric not in results:
+            produced = ", ".join(sorted(results)) or "none"
+            raise _FatalSearchError(
+                f"the evaluation did not produce the metric {self.metric!r}; "
+                f"it produced: {produced}"
+            )
+        return dict(results)
+
+    def deliver(self, metrics: dict[str, Any], final: bool,
+                save: Callable[[str], Any]) -> None:
+        """Report ``metrics`` to Tune, with a checkpoint that ``save(folder)`` writes as
+        ``CHECKPOINT_FILE`` there (none for the last report unless ``checkpoint_final``;
+        the last one is kept in ``pending_final`` under ``defer_final``)."""
+        self.last_metrics = metrics
         if final and self.defer_final and not (self.checkpoint and self.checkpoint_final):
             self.pending_final = metrics
             return
@@ -222,7 +240,7 @@ class TuneReportHook(Hook):
             return
         tmp = tempfile.mkdtemp(prefix="rt3d_ckpt_")
         try:
-            runner.save_checkpoint(tmp, filename_tmpl=CHECKPOINT_FILE, create_symlink=False)
+            save(tmp)
             Path(tmp, METRICS_FILE).write_text(json.dumps(metrics), encoding="utf-8")
             self._send(metrics, tmp)
         finally:
@@ -292,12 +310,17 @@ def apply_optimizer_hyperparams(optimizer: Any, fresh: list[list[dict[str, Any]]
 
 
 @functools.lru_cache(maxsize=4)
-def _load_base(path: str, mtime: float) -> Any:
+def _load_base(path: str, mtime: float, backend: str = "mmcv") -> Any:
     """The base config, loaded once per worker process (actors are reused).
 
     Loaded from the file rather than unpickled from the driver's copy so that its
-    ``custom_imports`` run (and register the user's classes) in this process too.
+    ``custom_imports`` run (and register the user's classes) in this process too; an
+    mmengine config by mmengine's ``Config``.
     """
+    if backend == "mmengine":
+        from rt3d_tune.mmengine_backend.dialect import load_mmengine_config
+
+        return load_mmengine_config(path)
     from rt3d_tune.config import Config
 
     return Config.fromfile(path)
@@ -312,12 +335,16 @@ def build_trial_config(setup: TrialSetup, params: dict[str, Any], seed: int | No
     from rt3d_tune.runner.data import train_iters_per_epoch
     from rt3d_tune.space.trials import build_trial_configs
 
-    base = _load_base(setup.base_config, os.path.getmtime(setup.base_config))
-    # A data-parallel trial counts the iterations of one rank's shard, as its runner will.
-    workers = setup.space.resources.workers
-    trial, _ = build_trial_configs(setup.space, base, params, seed=seed,
-                                   iters_per_epoch=functools.partial(train_iters_per_epoch,
-                                                                     world_size=workers))
+    space = setup.space
+    base = _load_base(setup.base_config, os.path.getmtime(setup.base_config), space.backend)
+    if space.backend == "mmengine":
+        from rt3d_tune.mmengine_backend.schedule import iters_from_dataloader as count
+    else:
+        count = train_iters_per_epoch
+    # A data-parallel trial counts one rank's shard, as its runner will.
+    iters_per_epoch = functools.partial(count, world_size=space.resources.workers)
+    trial, _ = build_trial_configs(space, base, params, seed=seed,
+                                   iters_per_epoch=iters_per_epoch)
     return trial
 
 
@@ -351,17 +378,20 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     trial_id = str(tune.get_context().get_trial_id())
     resume = _read_checkpoint(tune.get_checkpoint())
     resources = setup.space.resources
+    train_rank: Callable[..., None] = _train_rank
+    if setup.space.backend == "mmengine":
+        from rt3d_tune.mmengine_backend.trial import train_mmengine_rank as train_rank
     if resources.workers == 1:
-        _train_rank(config, setup, trial_id, resume)
+        train_rank(config, setup, trial_id, resume)
         return
     rendezvous = (ray.util.get_node_ip_address(), free_port())
     group = WorkerGroup(resources.workers - 1, resources.cpu, resources.gpu,
                         ray.util.get_current_placement_group(), first_bundle=1)
     try:
-        group.start(_train_rank, [(config, setup, trial_id, resume, rank, resources.workers,
-                                   rendezvous) for rank in range(1, resources.workers)])
+        group.start(train_rank, [(config, setup, trial_id, resume, rank, resources.workers,
+                                  rendezvous) for rank in range(1, resources.workers)])
         try:
-            _train_rank(config, setup, trial_id, resume, 0, resources.workers, rendezvous)
+            train_rank(config, setup, trial_id, resume, 0, resources.workers, rendezvous)
         except Exception:
             if group.error is not None:  # a rank died first: that is the cause
                 raise RuntimeError(f"a data-parallel worker of the trial failed: "
@@ -447,14 +477,22 @@ def _train(config: dict[str, Any], setup: TrialSetup, trial_id: str,
                       params=trial_params(config), confirm_of=confirm.get("of"))
     if resume is not None:
         _resume(runner, hook, *resume)
-    report = _report if rank == 0 else _discard
+    run_and_report(runner.run, hook, setup, extra, _report if rank == 0 else _discard,
+                   "the base config needs data.val and evaluation = dict(interval=..., "
+                   "metric=...)")
+
+
+def run_and_report(run: Callable[[], Any], hook: TuneReportHook, setup: TrialSetup,
+                   extra: Mapping[str, Any], report: Callable[[dict[str, Any]], None],
+                   no_evaluation_hint: str) -> None:
+    """Train (``run()``) and send the trial's last report: its last evaluation marked
+    done, a diverged trial's worst value, or the fatal error every trial would repeat.
+    """
+    metric = setup.space.metric
     try:
-        runner.run()
+        run()
         if hook.last_metrics is None:
-            raise _FatalSearchError(
-                "no evaluation ran in the trial; the base config needs data.val and "
-                "evaluation = dict(interval=..., metric=...)"
-            )
+            raise _FatalSearchError(f"no evaluation ran in the trial; {no_evaluation_hint}")
         if hook.pending_final is not None or not hook.last_metrics["final"] or not hook.reported:
             # The last evaluation goes out once the runner has finished (its loggers
             # closed, its files written), marked done: Tune ends the trial on it instead

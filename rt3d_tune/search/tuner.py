@@ -31,6 +31,7 @@ from rt3d_tune.results import recorder
 from rt3d_tune.results.confirmation import ConfirmedConfig
 from rt3d_tune.results.export import export_run, load_context, write_run_info
 from rt3d_tune.search.trainable import TrialSetup
+from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.params import CONFIRM_KEY, PARAMS_KEY, confirm_point
 from rt3d_tune.space.space import SearchSpace
 from rt3d_tune.space.trials import fixed_seed
@@ -120,6 +121,7 @@ def _prepare_run_dir(space: SearchSpace, run_dir: Path, num_samples: int) -> Non
             "seed": space.search.seed,
             "num_samples": num_samples,
             "scheduler": {"type": space.scheduler.type, **dict(space.scheduler.args)},
+            "backend": space.backend,
             "resources": {"cpu": space.resources.cpu, "gpu": space.resources.gpu,
                           "workers": space.resources.workers,
                           "placement": space.resources.placement},
@@ -135,7 +137,14 @@ def _prepare_run_dir(space: SearchSpace, run_dir: Path, num_samples: int) -> Non
 
 
 def _max_fidelity(space: SearchSpace) -> int:
-    """The most epochs (or evaluation rounds, iteration-based runners) a trial can run."""
+    """The most epochs (or evaluation rounds, iteration-based runners) a trial can run;
+    mmengine trials count validation rounds (``train_cfg.val_interval``)."""
+    if space.backend == "mmengine":
+        from rt3d_tune.mmengine_backend.dialect import train_loop, val_interval
+
+        cfg = plain_dict(space.base_config)
+        length = space.max_epochs or train_loop(cfg)[1]
+        return max(1, -(-int(length) // val_interval(cfg)))
     if space.max_epochs:
         return int(space.max_epochs)
     cfg = space.base_config

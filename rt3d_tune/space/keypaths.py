@@ -38,7 +38,8 @@ def plain_dict(cfg: Any) -> dict[str, Any]:
     return convert(cfg)
 
 
-def check_key_path(base: Mapping[str, Any], path: str) -> None:
+def check_key_path(base: Mapping[str, Any], path: str,
+                   runtime_keys: tuple[str, ...] = RUNTIME_KEYS) -> None:
     """Check that a dotted key path exists in ``base`` or can be created there.
 
     A key may be created under a dict that exists (or a None value, which becomes a
@@ -83,11 +84,11 @@ def check_key_path(base: Mapping[str, Any], path: str) -> None:
         if seg in node:
             node = node[seg]
             continue
-        if i == 0 and seg in RUNTIME_KEYS:
+        if i == 0 and seg in runtime_keys:
             return
         names = [str(key) for key in node]
         if i == 0:
-            names += [key for key in RUNTIME_KEYS if key not in node]
+            names += [key for key in runtime_keys if key not in node]
         close = difflib.get_close_matches(seg, names, n=3, cutoff=0.6 if i == 0 else _TYPO_CUTOFF)
         if i == 0 or close:
             raise ConfigError(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
+from rt3d_tune.mmengine_backend.dialect import is_mmengine_config, train_loop
 from rt3d_tune.space.schema import (
     check_bool,
     check_known_keys,
@@ -142,7 +143,11 @@ class Stop:
 
 
 def base_max_epochs(base: Mapping[str, Any]) -> int | None:
-    """The base config's epochs (``runner.max_epochs`` or legacy ``total_epochs``)."""
+    """The base config's epochs (``runner.max_epochs`` or legacy ``total_epochs``; an
+    mmengine config's ``train_cfg.max_epochs``). None for iteration-based training."""
+    if is_mmengine_config(base):
+        iter_based, length = train_loop(base)
+        return None if iter_based else length
     runner = base.get("runner")
     if isinstance(runner, Mapping):
         return runner.get("max_epochs")
@@ -221,9 +226,14 @@ _SCHEDULER_ARGS: dict[str, dict[str, tuple[Any, Callable[[Any, str], Any]]]] = {
 }
 
 
-def _parse_probe(section: Mapping[str, Any], kind: str) -> tuple[str, float]:
-    default = "cooldown" if kind in PROBE_SCHEDULERS else "none"
+def _parse_probe(section: Mapping[str, Any], kind: str, backend: str) -> tuple[str, float]:
+    default = "cooldown" if kind in PROBE_SCHEDULERS and backend == "mmcv" else "none"
     probe = check_one_of(section.get("probe", default), PROBES, "scheduler.probe")
+    if probe != "none" and backend != "mmcv":
+        raise ConfigError("the cool-down probe runs inside rt3d-tune's own runner; mmengine "
+                          "trials report their plain validation metrics",
+                          key_path="scheduler.probe", given=probe,
+                          hint="remove scheduler.probe (or probe: none)")
     ratio = section.get("probe_ratio", DEFAULT_PROBE_RATIO)
     if not (isinstance(ratio, (int, float)) and not isinstance(ratio, bool)
             and math.isfinite(ratio) and 0 < ratio < 1):
@@ -242,7 +252,8 @@ def _parse_probe(section: Mapping[str, Any], kind: str) -> tuple[str, float]:
     return probe, float(ratio)
 
 
-def parse_scheduler(section: Mapping[str, Any], max_epochs: int | None) -> SchedulerSettings:
+def parse_scheduler(section: Mapping[str, Any], max_epochs: int | None,
+                    backend: str = "mmcv") -> SchedulerSettings:
     """``scheduler:``, checked against the trial's length in epochs (None: unknown)."""
     kind = check_one_of(section.get("type", "fifo"), SCHEDULERS, "scheduler.type")
     spec = _SCHEDULER_ARGS[kind]
@@ -257,7 +268,7 @@ def parse_scheduler(section: Mapping[str, Any], max_epochs: int | None) -> Sched
                 expected=f"at most {max_epochs}",
                 given=args[name],
             )
-    probe, ratio = _parse_probe(section, kind)
+    probe, ratio = _parse_probe(section, kind, backend)
     return SchedulerSettings(kind, args, probe, ratio)
 
 
@@ -338,6 +349,8 @@ def fixed_overrides(stop: Stop, base: Mapping[str, Any], tuned: list[str]) -> di
     key paths, which may not tune the runner at the same time)."""
     if stop.max_epochs is None:
         return {}
+    if is_mmengine_config(base):
+        return _mmengine_fixed_overrides(stop, base, tuned)
     runner = base.get("runner")
     if isinstance(runner, Mapping) and "max_iters" in runner:
         raise ConfigError(
@@ -356,4 +369,22 @@ def fixed_overrides(stop: Stop, base: Mapping[str, Any], tuned: list[str]) -> di
             )
     if not isinstance(runner, Mapping) and key == "runner.max_epochs":
         return {"runner": {"type": "EpochBasedRunner", "max_epochs": stop.max_epochs}}
+    return {key: stop.max_epochs}
+
+
+def _mmengine_fixed_overrides(stop: Stop, base: Mapping[str, Any], tuned: list[str]
+                              ) -> dict[str, Any]:
+    iter_based, _ = train_loop(base)
+    if iter_based:
+        raise ConfigError(
+            "stop.max_epochs needs an epoch-based train loop, but the base config's "
+            "train_cfg counts iterations",
+            key_path="stop.max_epochs",
+            hint="set train_cfg.max_iters in the base config and leave stop.max_epochs out",
+        )
+    key = "train_cfg.max_epochs"
+    for path in tuned:
+        if path in ("train_cfg", key):
+            raise ConfigError(f"stop.max_epochs sets {key} and the space tunes {path!r}",
+                              key_path="stop.max_epochs", hint="keep one of them")
     return {key: stop.max_epochs}

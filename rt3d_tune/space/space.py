@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
+from rt3d_tune.mmengine_backend.dialect import BACKENDS, MMENGINE_KEYS, is_mmengine_config
+from rt3d_tune.mmengine_backend.dialect import RUNTIME_KEYS as MMENGINE_RUNTIME_KEYS
 from rt3d_tune.space.domains import Choice, Domain, Grid, domain_name, parse_domain, walk_domains
-from rt3d_tune.space.keypaths import check_key_path, plain_dict
+from rt3d_tune.space.keypaths import RUNTIME_KEYS, check_key_path, plain_dict
 from rt3d_tune.space.schema import check_known_keys, check_mapping, check_one_of, read_yaml
 from rt3d_tune.space.sections import (
     ALGORITHMS,
@@ -66,7 +68,8 @@ class SearchSpace:
         search, scheduler, resources, stop: the sections.
         max_concurrent: trials at once (from ``search`` or ``resources``), None = Ray decides.
         fixed_overrides: overrides every trial gets (``stop.max_epochs`` -> the runner).
-        base_config: the loaded base Config.
+        base_config: the loaded base Config (an mmengine config's plain-dict view).
+        backend: 'mmcv' (rt3d-tune's runner) or 'mmengine' (mmengine's Runner).
     """
 
     file: Path
@@ -81,6 +84,7 @@ class SearchSpace:
     max_concurrent: int | None = None
     fixed_overrides: Mapping[str, Any] = field(default_factory=dict)
     base_config: Any = field(default=None, compare=False, repr=False)
+    backend: str = "mmcv"
 
     @property
     def is_conditional(self) -> bool:
@@ -153,11 +157,13 @@ def parse_space(
 
 def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSpace:
     top = check_mapping(data, "")
-    check_known_keys(top, ("base", "metric", "mode", "space", "search", "scheduler", "resources",
-                           "stop"), "")
+    check_known_keys(top, ("base", "backend", "metric", "mode", "space", "search", "scheduler",
+                           "resources", "stop"), "")
     metric, mode = _parse_objective(top)
     base = plain_dict(base_config)
-    params = _parse_params(check_mapping(top["space"], "space"), base)
+    backend = _parse_backend(top, base)
+    params = _parse_params(check_mapping(top["space"], "space"), base,
+                           MMENGINE_RUNTIME_KEYS if backend == "mmengine" else RUNTIME_KEYS)
     search_section = check_mapping(top.get("search"), "search")
     search = parse_search(search_section, lambda: _check_grid(params))
     resources, concurrent = parse_resources(check_mapping(top.get("resources"), "resources"),
@@ -165,7 +171,8 @@ def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSp
     stop = parse_stop(check_mapping(top.get("stop"), "stop"), base)
     fixed = fixed_overrides(stop, base, [path for path, _ in params])
     max_epochs = stop.max_epochs if stop.max_epochs is not None else base_max_epochs(base)
-    scheduler = parse_scheduler(check_mapping(top.get("scheduler"), "scheduler"), max_epochs)
+    scheduler = parse_scheduler(check_mapping(top.get("scheduler"), "scheduler"), max_epochs,
+                                backend)
     return SearchSpace(
         file=file,
         base_path=base_path,
@@ -179,7 +186,23 @@ def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSp
         max_concurrent=concurrent,
         fixed_overrides=fixed,
         base_config=base_config,
+        backend=backend,
     )
+
+
+def _parse_backend(top: Mapping[str, Any], base: Mapping[str, Any]) -> str:
+    """``backend:`` when given, else what the base config speaks."""
+    detected = "mmengine" if is_mmengine_config(base) else "mmcv"
+    if "backend" not in top:
+        return detected
+    backend = check_one_of(top["backend"], BACKENDS, "backend")
+    if backend != detected:
+        keys = (", ".join(MMENGINE_KEYS) if detected == "mmengine"
+                else "optimizer, lr_config, runner")
+        raise ConfigError(f"the base config is an {detected} config (it sets {keys})",
+                          key_path="backend", given=backend,
+                          hint=f"backend: {detected}, or leave backend out")
+    return backend
 
 
 def _parse_objective(top: Mapping[str, Any]) -> tuple[str, str]:
@@ -195,15 +218,17 @@ def _parse_objective(top: Mapping[str, Any]) -> tuple[str, str]:
     return metric, check_one_of(top["mode"], MODES, "mode")
 
 
-def _parse_params(space: Mapping[str, Any], base: Mapping[str, Any]) -> list[tuple[str, Domain]]:
-    """The ``space`` section as (key path, domain), each key path checked against the base."""
+def _parse_params(space: Mapping[str, Any], base: Mapping[str, Any],
+                  runtime_keys: tuple[str, ...] = RUNTIME_KEYS) -> list[tuple[str, Domain]]:
+    """The ``space`` section as (key path, domain), each key path checked against the base
+    (``runtime_keys``: the top-level keys a space may create)."""
     if not space:
         raise ConfigError("the space is empty", key_path="space",
                           hint="name at least one key path with a domain")
     params = _flatten_space(space, "")
     _check_overlaps(params)
     for path, _ in params:
-        check_key_path(base, path)
+        check_key_path(base, path, runtime_keys)
     return params
 
 
@@ -242,13 +267,41 @@ def load_space(path: str | Path) -> SearchSpace:
     if not base_path.is_file():
         raise ConfigError("base config not found", file=str(file), key_path="base",
                           given=base, hint=f"looked for {base_path}")
+    base_config = _load_base(base_path, data.get("backend"))
+    return parse_space(data, file, base_config, base_path)
+
+
+def _load_base(path: Path, backend: Any) -> Any:
+    """The base config: read by mmengine's ``Config`` when it is an mmengine config (or the
+    space says so), else by rt3d-tune's.
+
+    Raises:
+        ConfigError: the file does not load; an mmengine config without mmengine.
+    """
     from rt3d_tune.config import Config
+    from rt3d_tune.mmengine_backend.dialect import load_mmengine_config
 
     try:
-        base_config = Config.fromfile(str(base_path))
+        if backend == "mmengine":
+            return load_mmengine_config(path)
+        try:  # which dialect, before any of its custom_imports run
+            plain = Config.fromfile(str(path), import_custom_modules=False)
+        except ConfigError:
+            if backend is not None or not _mmengine_installed():
+                raise
+            return load_mmengine_config(path)  # mmengine-only syntax (lazy imports, ...)
+        if backend is None and is_mmengine_config(plain):
+            return load_mmengine_config(path)
+        plain.import_custom_modules()
+        return plain
     except ConfigError as err:
-        raise err.with_context(file=str(base_path)) from None
-    return parse_space(data, file, base_config, base_path)
+        raise err.with_context(file=str(path)) from None
+
+
+def _mmengine_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("mmengine") is not None
 
 
 def check_resources(space: SearchSpace, available: Mapping[str, float]) -> None:

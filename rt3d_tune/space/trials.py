@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from rt3d_tune.mmengine_backend.dialect import seed_key
+from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.sampling import apply_overrides, overrides_from_params
 from rt3d_tune.space.space import SearchSpace
 
-__all__ = ["SEED_KEY", "build_trial_configs", "confirm_seeds", "fixed_seed", "trial_overrides"]
+__all__ = ["build_trial_configs", "confirm_seeds", "fixed_seed", "trial_overrides"]
 
-SEED_KEY = "seed"
 
 
 def fixed_seed(space: SearchSpace) -> int | None:
@@ -27,14 +28,15 @@ def fixed_seed(space: SearchSpace) -> int | None:
     when it sets one, else ``search.seed``; ``random`` (or a space that tunes ``seed``
     itself) is None.
     """
-    if any(path == SEED_KEY for path, _ in space.params):
+    key = seed_key(space.backend)
+    if any(path == key for path, _ in space.params):
         return None
     choice = space.search.trial_seed
     if choice == "random":
         return None
     if isinstance(choice, int):
         return choice
-    base_seed = space.base_config.get(SEED_KEY) if space.base_config is not None else None
+    base_seed = _lookup(plain_dict(space.base_config), key)
     return int(base_seed) if isinstance(base_seed, int) else int(space.search.seed)
 
 
@@ -61,8 +63,16 @@ def trial_overrides(space: SearchSpace, params: Mapping[str, Any], *, seed: int 
             overrides.pop(key, None)
     seed = fixed_seed(space) if seed is None else seed
     if seed is not None:
-        overrides[SEED_KEY] = seed
+        overrides[seed_key(space.backend)] = seed
     return overrides
+
+
+def _lookup(cfg: Mapping[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(cfg, Mapping):
+            return None
+        cfg = cfg.get(part)
+    return cfg
 
 
 def build_trial_configs(space: SearchSpace, base: Any, params: Mapping[str, Any], *,
@@ -89,9 +99,16 @@ def build_trial_configs(space: SearchSpace, base: Any, params: Mapping[str, Any]
     full = apply_overrides(base, trial_overrides(space, params, seed=seed, full_budget=True))
     if space.stop.schedule != "scaled" or space.stop.max_epochs is None:
         return trial, full
-    from rt3d_tune.budget import budget_of, scale_schedule
     from rt3d_tune.config import Config
 
     iters = iters_per_epoch(trial)
+    if space.backend == "mmengine":
+        from rt3d_tune.mmengine_backend.schedule import mmengine_budget, scale_param_schedulers
+
+        scaled = scale_param_schedulers(trial.to_dict(), mmengine_budget(full, iters),
+                                        mmengine_budget(trial, iters))
+        return Config(scaled, filename=trial.filename), full
+    from rt3d_tune.budget import budget_of, scale_schedule
+
     scaled = scale_schedule(trial, budget_of(full, iters), budget_of(trial, iters))
     return Config(scaled, filename=trial.filename), full

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
+from rt3d_tune.mmengine_backend.dialect import run_length
 from rt3d_tune.space.domains import Choice, Domain, Grid, walk_domains
 from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.sampling import (
@@ -211,6 +212,11 @@ def _iters_per_epoch(space: SearchSpace, notes: list[str]) -> int:
     from rt3d_tune.runner.data import train_iters_per_epoch
 
     try:
+        if space.backend == "mmengine":
+            from rt3d_tune.mmengine_backend.schedule import iters_from_dataloader
+
+            return iters_from_dataloader(plain_dict(space.base_config),
+                                         space.resources.workers)
         return train_iters_per_epoch(plain_dict(space.base_config),
                                      world_size=space.resources.workers)
     except (ConfigError, OSError, *_VALUE_ERRORS) as err:
@@ -226,11 +232,13 @@ def _budget_notes(space: SearchSpace, full: Any, trial: Any) -> list[str]:
 
     if space.stop.max_epochs is None:
         return []
-    full_epochs = plain_dict(full).get("runner", {}).get("max_epochs")
+    full_epochs = run_length(plain_dict(full)).get("max_epochs")
     if space.stop.schedule == "truncated":
         return [f"truncated schedule: a trial trains epochs 1-{space.stop.max_epochs} of the "
                 f"{full_epochs}-epoch curve"]
     head = f"scaled schedule: {full_epochs} epochs -> {space.stop.max_epochs} per trial"
+    if space.backend == "mmengine":
+        return [f"{head}: param_scheduler begin/end/T_max/milestones rescaled"]
     policy = (plain_dict(full).get("lr_config") or {}).get("policy", "the schedule")
     return [f"{head}: {line}" for line in describe_scaling(full, trial)] or \
         [f"{head}: {policy} follows the run's length by itself"]
@@ -253,6 +261,9 @@ def validate_space(space: SearchSpace, samples: int = 4, seed: int | None = None
     notes: list[str] = []
     iters = iters_per_epoch or _iters_per_epoch(space, notes)
     cache: dict[str, Any] = {}
+    checker = check_trial_config
+    if space.backend == "mmengine":
+        from rt3d_tune.mmengine_backend.validate import check_mmengine_config as checker
     checks = []
     for label, params in sample_params(space, samples, space.search.seed if seed is None else seed):
         overrides = trial_overrides(space, params)
@@ -263,7 +274,7 @@ def validate_space(space: SearchSpace, samples: int = 4, seed: int | None = None
         if built is not None:
             cfg, full = built
             check.diff = config_diff(space.base_config, cfg)
-            check.problems += check_trial_config(cfg, iters, cache)
+            check.problems += checker(cfg, iters, cache)
             notes += [n for n in _budget_notes(space, full, cfg) if n not in notes]
         check.problems = [_with_origin(space, params, err) for err in check.problems]
         checks.append(check)

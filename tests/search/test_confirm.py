@@ -5,15 +5,11 @@ winner at the base config's full length (PointNet task, the session's local Ray)
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import space_files
+from driver_kit import kill_after_ends, resume, search_args
 
 from rt3d_tune.budget import budget_of, scale_schedule
 from rt3d_tune.config import Config
@@ -36,19 +32,6 @@ SECTIONS = {
                "confirm": {"top_k": 2, "seeds": 2}},
     "stop": {"max_epochs": 3},
 }
-DRIVER = """
-import sys
-from rt3d_tune import cli
-sys.exit(cli.main(["search"] + sys.argv[1:]))
-"""
-
-
-def ends(path: Path) -> int:
-    if not path.exists():
-        return 0
-    return sum('"event": "end"' in line for line in path.read_text().splitlines())
-
-
 def test_confirmed_winner_and_full_length_export(ray_local, tmp_path):
     space = load_space(space_files.write_space(tmp_path, "budget", POINTNET, **SECTIONS))
     result = run_search(space, output=tmp_path / "runs", name="budget", status=False)
@@ -100,25 +83,13 @@ def test_confirmed_winner_and_full_length_export(ray_local, tmp_path):
 def test_confirmation_resumes_after_the_driver_is_killed(tmp_path):
     space = space_files.write_space(tmp_path, "resume", POINTNET, **{
         **SECTIONS, "search": {**SECTIONS["search"], "max_concurrent": 1}})
-    args = [sys.executable, "-c", DRIVER, str(space), "--name", "r", "--output",
-            str(tmp_path / "runs")]
+    args = search_args(space, tmp_path / "runs")
     run_dir = tmp_path / "runs" / "r"
     confirm_file = run_dir / recorder.CONFIRM_JSONL
-    first = subprocess.Popen(args, cwd=tmp_path, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 180
-        while ends(confirm_file) < 1 and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert first.poll() is None, "the search finished before it could be interrupted"
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-    done_before = ends(confirm_file)
+    done_before = kill_after_ends(args, tmp_path, confirm_file, 1)
     assert 1 <= done_before < 4
 
-    second = subprocess.run(args + ["--resume"], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300, check=False)
+    second = resume(args, tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     confirm = recorder.load_records(run_dir, finished=True, filename=recorder.CONFIRM_JSONL)
     assert len(confirm) == 4

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from driver_kit import kill_after_ends, resume, search_args
 
 from rt3d_tune.results import recorder
 
@@ -19,22 +15,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 POINTNET = REPO / "configs" / "pointnet" / "pointnet_shapes.py"
-# The `search` command as the CLI runs it (its own embedded Ray, like a user's shell).
-DRIVER = """
-import argparse, sys
-from rt3d_tune.commands import search
-parser = argparse.ArgumentParser()
-search.add_parser(parser.add_subparsers(dest="command"))
-sys.exit(search.run(parser.parse_args(["search"] + sys.argv[1:])))
-"""
 SAMPLES = 4
-
-
-def count_ends(run_dir: Path) -> int:
-    path = run_dir / recorder.RESULTS_JSONL
-    if not path.exists():
-        return 0
-    return sum('"event": "end"' in line for line in path.read_text().splitlines())
 
 
 def test_driver_killed_then_resumed_runs_every_trial_exactly_once(tmp_path):
@@ -45,25 +26,13 @@ def test_driver_killed_then_resumed_runs_every_trial_exactly_once(tmp_path):
         "search": {"algorithm": "tpe", "num_samples": SAMPLES, "seed": 1, "max_concurrent": 2},
         "resources": {"cpu": 1}, "stop": {"max_epochs": 2},
     }))
-    args = [sys.executable, "-c", DRIVER, str(space), "--name", "r", "--output",
-            str(tmp_path / "runs")]
+    args = search_args(space, tmp_path / "runs")
     run_dir = tmp_path / "runs" / "r"
-    first = subprocess.Popen(args, cwd=tmp_path, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while count_ends(run_dir) < 2 and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert first.poll() is None, "the search finished before it could be interrupted"
-        assert count_ends(run_dir) >= 2
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)  # the driver and the Ray it started
-        first.wait()
+    kill_after_ends(args, tmp_path, run_dir / recorder.RESULTS_JSONL, 2, timeout=120)
     interrupted = recorder.load_records(run_dir, finished=True)
     assert any(rec.status == recorder.INTERRUPTED for rec in interrupted.values())
 
-    second = subprocess.run(args + ["--resume"], cwd=tmp_path, capture_output=True, check=False,
-                            text=True, timeout=240)
+    second = resume(args, tmp_path, timeout=240)
     assert second.returncode == 0, second.stderr[-3000:]
     records = recorder.load_records(run_dir, finished=True)
     assert len(records) == SAMPLES

@@ -1,0 +1,224 @@
+"""One trial of an mmengine config: ``Runner.from_cfg(cfg).train()`` plus a report hook.
+
+The trial's config is the base (read by mmengine's ``Config``) with the trial's
+overrides, its seed in ``randomness.seed`` and its schedule scaled to its length
+(``rt3d_tune.mmengine_backend.schedule``); its work dir is ``trials/<id>/``, mmengine's own
+(logs, vis backends, ``CheckpointHook``'s files), with ``config.py`` beside them for
+the export. ``TuneReportHook`` (VERY_LOW priority) reports every validation to Tune with
+a checkpoint written by mmengine's saver; a retried or resumed trial goes on through
+mmengine's resume from that checkpoint. A non-finite loss raises ``DivergenceError``
+(the trial is DIVERGED, as with rt3d-tune's runner). Fidelity is the number of
+validation rounds (``train_cfg.val_interval`` epochs, or iterations, each).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from mmengine.runner.loops import IterBasedTrainLoop
+
+from rt3d_tune.errors import ConfigError, DivergenceError
+from rt3d_tune.search.trainable import (
+    CHECKPOINT_FILE,
+    TrialSetup,
+    TuneReportHook,
+    build_trial_config,
+    run_and_report,
+    trial_device,
+)
+from rt3d_tune.space.keypaths import plain_dict
+from rt3d_tune.space.params import CONFIRM_KEY, trial_params
+
+__all__ = ["MMTuneReportHook", "train_mmengine_rank"]
+
+
+# load_from of a trial resuming from its own Tune checkpoint (see _load_trial_checkpoint).
+TRIAL_SCHEME = "rt3d-trial://"
+
+
+def _load_trial_checkpoint(filename: str, map_location: Any = None) -> Any:
+    """mmengine's loader for ``rt3d-trial://<path>``: a checkpoint this search's trial
+    wrote with mmengine's saver moments before. Its message hub pickles mmengine's
+    HistoryBuffer and numpy values, which torch >= 2.6 refuses by default
+    (``weights_only=True``); mmengine 0.10 loads with torch's default. Only this
+    search's own checkpoints take this path; a user's ``load_from`` keeps torch's check.
+    """
+    import torch
+
+    return torch.load(filename[len(TRIAL_SCHEME):], map_location=map_location,
+                      weights_only=False)
+
+
+def _register_trial_scheme() -> None:
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    CheckpointLoader.register_scheme(prefixes=TRIAL_SCHEME, force=True)(_load_trial_checkpoint)
+
+
+@HOOKS.register_module(name="RT3DTuneReportHook")
+class MMTuneReportHook(Hook):
+    """Reports each validation's metrics to Tune (through ``reporter``, the search's
+    TuneReportHook, which owns the checkpoint and final-report rules); stops the trial
+    as DIVERGED on a non-finite loss."""
+
+    priority = "VERY_LOW"
+
+    def __init__(self, reporter: TuneReportHook, rank: int = 0) -> None:
+        self.reporter = reporter
+        self.rank = rank
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
+                         outputs: Mapping[str, Any] | None = None) -> None:
+        values = {name: float(value.detach() if hasattr(value, "detach") else value)
+                  for name, value in (outputs or {}).items() if _is_number(value)}
+        bad = {name: value for name, value in values.items() if not math.isfinite(value)}
+        if bad:
+            raise DivergenceError(runner.iter, runner.epoch, bad)
+
+    def after_val_epoch(self, runner: Any, metrics: Mapping[str, Any] | None = None) -> None:
+        loop = runner.train_loop
+        by_epoch = not isinstance(loop, IterBasedTrainLoop)
+        done, total = (runner.epoch, loop.max_epochs) if by_epoch else (runner.iter,
+                                                                          loop.max_iters)
+        interval = max(1, int(getattr(loop, "val_interval", 1)))
+        results = self.reporter.check_metric(
+            {name: _plain(value) for name, value in (metrics or {}).items()})
+        fidelity = -(-done // interval)
+        final = done >= total
+        self.reporter.last_fidelity = fidelity
+        report = {
+            **results,
+            "epoch": int(runner.epoch),
+            "iteration": int(runner.iter),
+            "iters_per_epoch": len(runner.train_dataloader),
+            "lr": _first_lr(runner.optim_wrapper.get_lr()),
+            "training_iteration": fidelity,
+            "diverged": False,
+            "final": final,
+            **self.reporter.extra,
+        }
+        if self.rank:  # rank 0 alone reports (mmengine's saver writes on rank 0 only)
+            self.reporter.last_metrics = report
+            return
+        # meta: the progress done (mmengine's saver adds one epoch, assuming it is
+        # called before the loop counts the epoch; here the loop has counted it).
+        self.reporter.deliver(report, final, lambda folder: runner.save_checkpoint(
+            folder, CHECKPOINT_FILE, meta={"epoch": int(runner.epoch), "iter": int(runner.iter)}))
+
+
+def _is_number(value: Any) -> bool:
+    if hasattr(value, "numel"):
+        return value.numel() == 1
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return value.item()
+        except (TypeError, ValueError, RuntimeError):
+            return value
+    return value
+
+
+def _first_lr(lrs: Mapping[str, Any]) -> float:
+    for values in lrs.values():
+        if values:
+            return float(values[0])
+    return float("nan")
+
+
+def _join_group(plain: dict[str, Any], device: str, rank: int, world_size: int,
+                rendezvous: tuple[str, int] | None) -> None:
+    """Join the trial's process group and make ``plain`` a distributed mmengine run.
+
+    The group is set up here (gloo on CPU, nccl on CUDA) because mmengine's pytorch
+    launcher selects a CUDA device unconditionally; a Runner finding a group already
+    set up uses it. Each rank sees its own GPU as device 0 (``LOCAL_RANK=0``); on CPU the
+    wrapper gets no device ids (mmengine passes ``LOCAL_RANK``'s, which DDP refuses for a
+    CPU module) unless the config chooses its own ``model_wrapper_cfg``.
+    """
+    import os
+
+    from rt3d_tune.runner.dist import backend_for, init_process_group
+
+    assert rendezvous is not None, "a data-parallel rank needs the group's address"
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0")
+    init_process_group(backend_for(device), *rendezvous, rank, world_size)
+    plain["launcher"] = "pytorch"
+    if device == "cpu" and plain.get("model_wrapper_cfg") is None:
+        plain["model_wrapper_cfg"] = {"type": "MMDistributedDataParallel", "device_ids": None,
+                                      "broadcast_buffers": False}
+
+
+def train_mmengine_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str,
+                        resume: tuple[bytes, dict[str, Any] | None] | None, rank: int = 0,
+                        world_size: int = 1, rendezvous: tuple[str, int] | None = None) -> None:
+    """One rank of a trial (the whole trial on one worker): build its config, train it on
+    mmengine's Runner; rank 0 reports to Tune.
+
+    With several workers every rank joins the trial's process group, then runs the
+    Runner as a distributed one (``_join_group``): mmengine's own
+    MMDistributedDataParallel wrapper, distributed sampler and result collection.
+    """
+    import os
+
+    from mmengine.config import Config as MMConfig
+    from mmengine.runner import Runner
+
+    from rt3d_tune.search.trainable import _discard, _report
+
+    if setup.cwd and os.path.isdir(setup.cwd):
+        os.chdir(setup.cwd)
+    device, gpu_ids = trial_device(setup.cpus)
+    work_dir = Path(setup.run_dir, "trials", trial_id)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    confirm = config.get(CONFIRM_KEY) or {}
+    extra: dict[str, Any] = {"gpu_ids": ",".join(gpu_ids), "device": device}
+    if world_size > 1:
+        extra["workers"] = world_size
+    if confirm:
+        extra.update(confirm_of=confirm["of"], seed=confirm["seed"])
+    reporter = TuneReportHook(setup.space.metric, extra=extra, defer_final=True,
+                              checkpoint_final=setup.space.scheduler.type == "pbt"
+                              and not confirm)
+    try:
+        cfg = build_trial_config(setup, trial_params(config), seed=confirm.get("seed"))
+    except ConfigError as err:
+        raise ConfigError(f"the trial config does not build: {err.format()}") from None
+    if rank == 0:
+        cfg.dump(str(work_dir / "config.py"))  # what the trial trains, for the export
+    plain = plain_dict(cfg)
+    plain.update(work_dir=str(work_dir),
+                 experiment_name=f"{trial_id}_{time.strftime('%Y%m%d_%H%M%S')}")
+    if world_size > 1:
+        _join_group(plain, device, rank, world_size, rendezvous)
+    try:
+        with tempfile.TemporaryDirectory(prefix="rt3d_resume_") as tmp:
+            if resume is not None:
+                data, metrics = resume
+                path = Path(tmp, CHECKPOINT_FILE)
+                path.write_bytes(data)
+                _register_trial_scheme()
+                plain.update(resume=True, load_from=TRIAL_SCHEME + str(path))
+                if metrics is not None and rank == 0:  # a driver killed after the last report
+                    reporter.last_metrics = metrics
+                    reporter.last_fidelity = int(metrics["training_iteration"])
+            runner = Runner.from_cfg(MMConfig(plain, filename=setup.base_config))
+            runner.register_hook(MMTuneReportHook(reporter, rank), priority="VERY_LOW")
+            run_and_report(runner.train, reporter, setup, extra,
+                           _report if rank == 0 else _discard,
+                           "the base config needs val_dataloader, val_evaluator and val_cfg")
+    finally:
+        if world_size > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
