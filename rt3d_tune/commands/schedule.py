@@ -30,7 +30,11 @@ from rt3d_tune.budget import Budget, budget_of, describe_scaling, scale_schedule
 from rt3d_tune.config import Config
 from rt3d_tune.config_options import DictAction
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.mmengine_backend.dialect import is_mmengine_config, load_mmengine_config
+from rt3d_tune.mmengine_backend.dialect import (
+    is_mmengine_config,
+    load_mmengine_config,
+    mmengine_only_syntax,
+)
 
 __all__ = [
     "add_parser",
@@ -330,6 +334,8 @@ def _load_mmengine(args: argparse.Namespace) -> dict[str, Any]:
 def _mmengine_or_raise(args: argparse.Namespace, err: ConfigError) -> dict[str, Any]:
     """The config as mmengine loads it, when our loader failed on an mmengine config
     (``pkg::`` bases, mmengine-only syntax); else ``err`` as it was."""
+    if not mmengine_only_syntax(args.config):
+        raise err
     try:
         cfg = _load_mmengine(args)
     except ConfigError:

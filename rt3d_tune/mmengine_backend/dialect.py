@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "default_scope",
     "is_mmengine_config",
     "load_mmengine_config",
+    "mmengine_only_syntax",
     "require_mmengine",
     "run_length",
     "seed_key",
@@ -87,6 +89,21 @@ def load_mmengine_config(path: str | Path, options: Mapping[str, Any] | None = N
         raise ConfigError(f"mmengine could not load the config: {type(err).__name__}: {err}",
                           file=str(path), key_path=key_path) from None
     return Config(plain_dict(loaded.to_dict()), filename=str(path))
+
+
+def mmengine_only_syntax(path: str | Path) -> bool:
+    """Whether a config rt3d-tune's loader refused may be one only mmengine reads: a
+    ``.py`` file with ``read_base()`` lazy imports or ``pkg::`` bases. Never a YAML or
+    JSON file: what our loader refuses there (alias bombs, cycles, duplicate keys) stays
+    refused rather than handed to a loader without those limits."""
+    file = Path(path)
+    if file.suffix != ".py":
+        return False
+    try:
+        text = file.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "read_base(" in text or re.search(r"""['"][\w.-]+::""", text) is not None
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner.loops import IterBasedTrainLoop
 
 from rt3d_tune.errors import ConfigError, DivergenceError
+from rt3d_tune.runner.hooks.logger.base import to_plain
 from rt3d_tune.search.trainable import (
     CHECKPOINT_FILE,
     TrialSetup,
@@ -89,7 +90,7 @@ class MMTuneReportHook(Hook):
                                                                           loop.max_iters)
         interval = max(1, int(getattr(loop, "val_interval", 1)))
         results = self.reporter.check_metric(
-            {name: _plain(value) for name, value in (metrics or {}).items()})
+            {name: to_plain(value) for name, value in (metrics or {}).items()})
         fidelity = -(-done // interval)
         final = done >= total
         self.reporter.last_fidelity = fidelity
@@ -117,15 +118,6 @@ def _is_number(value: Any) -> bool:
     if hasattr(value, "numel"):
         return value.numel() == 1
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item") and callable(value.item):
-        try:
-            return value.item()
-        except (TypeError, ValueError, RuntimeError):
-            return value
-    return value
 
 
 def _first_lr(lrs: Mapping[str, Any]) -> float:

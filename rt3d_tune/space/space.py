@@ -279,7 +279,7 @@ def _load_base(path: Path, backend: Any) -> Any:
         ConfigError: the file does not load; an mmengine config without mmengine.
     """
     from rt3d_tune.config import Config
-    from rt3d_tune.mmengine_backend.dialect import load_mmengine_config
+    from rt3d_tune.mmengine_backend.dialect import load_mmengine_config, mmengine_only_syntax
 
     try:
         if backend == "mmengine":
@@ -287,21 +287,15 @@ def _load_base(path: Path, backend: Any) -> Any:
         try:  # which dialect, before any of its custom_imports run
             plain = Config.fromfile(str(path), import_custom_modules=False)
         except ConfigError:
-            if backend is not None or not _mmengine_installed():
+            if backend is not None or not mmengine_only_syntax(path):
                 raise
-            return load_mmengine_config(path)  # mmengine-only syntax (lazy imports, ...)
+            return load_mmengine_config(path)  # lazy imports, pkg:: bases
         if backend is None and is_mmengine_config(plain):
             return load_mmengine_config(path)
         plain.import_custom_modules()
         return plain
     except ConfigError as err:
         raise err.with_context(file=str(path)) from None
-
-
-def _mmengine_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("mmengine") is not None
 
 
 def check_resources(space: SearchSpace, available: Mapping[str, float]) -> None:

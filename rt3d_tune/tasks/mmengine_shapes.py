@@ -21,7 +21,7 @@ from mmengine.registry import DATASETS, METRICS, MODELS
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rt3d_tune.tasks.pointnet import SHAPES, PointNetClassifier, SyntheticShapesDataset
+from rt3d_tune.tasks.pointnet import PointNetClassifier, SyntheticShapesDataset
 
 __all__ = ["MMShapesDataset", "ShapesAccuracy", "ShapesPointNet"]
 
@@ -36,23 +36,8 @@ class MMShapesDataset(Dataset):
     and their checks are :class:`SyntheticShapesDataset`'s.
     """
 
-    def __init__(
-        self,
-        num_samples: int = 320,
-        num_points: int = 128,
-        classes: Sequence[str] = tuple(SHAPES),
-        noise: float = 0.03,
-        scale_range: Sequence[float] = (0.6, 1.4),
-        seed: int = 0,
-    ) -> None:
-        self.shapes = SyntheticShapesDataset(
-            num_samples=num_samples,
-            num_points=num_points,
-            classes=classes,
-            noise=noise,
-            scale_range=scale_range,
-            seed=seed,
-        )
+    def __init__(self, **kwargs: Any) -> None:
+        self.shapes = SyntheticShapesDataset(**kwargs)
 
     @property
     def metainfo(self) -> dict[str, Any]:
@@ -96,22 +81,10 @@ class ShapesPointNet(BaseModel):
         init_cfg: mmengine's weight-init config; ``None`` keeps torch's defaults.
     """
 
-    def __init__(
-        self,
-        num_classes: int = 5,
-        channels: Sequence[int] = (32, 64, 128),
-        head_channels: int = 64,
-        dropout: float = 0.2,
-        data_preprocessor: dict[str, Any] | None = None,
-        init_cfg: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, data_preprocessor: dict[str, Any] | None = None,
+                 init_cfg: dict[str, Any] | None = None, **net: Any) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.net = PointNetClassifier(
-            num_classes=num_classes,
-            channels=tuple(channels),
-            head_channels=head_channels,
-            dropout=dropout,
-        )
+        self.net = PointNetClassifier(**net)
 
     def forward(
         self,

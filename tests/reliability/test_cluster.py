@@ -75,18 +75,13 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def test_search_on_two_nodes_survives_losing_one(tmp_path: Path):
-    probe = tmp_path / "probe.txt"
-    base = write_base(tmp_path, max_epochs=3, probe=probe, hold_epoch=1, hold_s=90)
-    space = write_space(tmp_path, "space", base, search={
-        "algorithm": "random", "num_samples": 3, "seed": 0, "max_concurrent": 2})
-    run_dir = tmp_path / "runs" / "c"
-    argv = search_command(space, tmp_path / "runs", "c", "--max-failures", "2")
+def run_on_cluster(tmp_path: Path, script: str, *args: str) -> dict:
+    """Run ``script`` (which starts the cluster and the search) in its own process
+    group; what it printed after ``RESULT``."""
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", CLUSTER_SCRIPT, json.dumps(argv), str(probe), str(run_dir)],
-        cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", script, *args], cwd=tmp_path, env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         stdout, stderr = proc.communicate(timeout=420)
@@ -96,7 +91,17 @@ def test_search_on_two_nodes_survives_losing_one(tmp_path: Path):
             proc.wait()
     lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, stderr[-5000:]
-    out = json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def test_search_on_two_nodes_survives_losing_one(tmp_path: Path):
+    probe = tmp_path / "probe.txt"
+    base = write_base(tmp_path, max_epochs=3, probe=probe, hold_epoch=1, hold_s=90)
+    space = write_space(tmp_path, "space", base, search={
+        "algorithm": "random", "num_samples": 3, "seed": 0, "max_concurrent": 2})
+    run_dir = tmp_path / "runs" / "c"
+    argv = search_command(space, tmp_path / "runs", "c", "--max-failures", "2")
+    out = run_on_cluster(tmp_path, CLUSTER_SCRIPT, json.dumps(argv), str(probe), str(run_dir))
     assert out["address"].startswith("127.0.0.1:")
     assert "removed" in out, out
     assert out["rc"] == 0, out["stderr"]
@@ -147,21 +152,7 @@ def test_a_two_worker_trial_spread_over_two_nodes(tmp_path: Path):
         "algorithm": "random", "num_samples": 1, "seed": 0, "confirm": False})
     run_dir = tmp_path / "runs" / "s"
     argv = search_command(space, tmp_path / "runs", "s")
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SPREAD_SCRIPT, json.dumps(argv)],
-        cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=420)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, stderr[-5000:]
-    out = json.loads(lines[-1][len("RESULT "):])
+    out = run_on_cluster(tmp_path, SPREAD_SCRIPT, json.dumps(argv))
     assert out["rc"] == 0, out["stderr"]
 
     # One worker on each node (the head has no CPU), and the trial finished.
