@@ -114,6 +114,9 @@ def test_asha_search_of_an_mmengine_config_exports_what_mmengine_trains(ray_loca
     assert rerun == best.metric("accuracy")
     summary = json.loads(result.exported["summary"].read_text())
     assert summary["budget"]["full"] == {"max_epochs": 8}
+    # The report, its LR plot from mmengine's own schedulers stepped over the winner.
+    assert (result.run_dir / "report.html").is_file()
+    assert (result.run_dir / "report_schedule.png").stat().st_size > 1000
 
 
 @pytest.mark.ray
