@@ -26,14 +26,14 @@ from mmengine.runner.loops import IterBasedTrainLoop
 
 from rt3d_tune.errors import ConfigError, DivergenceError
 from rt3d_tune.runner.hooks.logger.base import to_plain
-from rt3d_tune.search.trainable import (
+from rt3d_tune.search.report_hook import (
     CHECKPOINT_FILE,
-    TrialSetup,
     TuneReportHook,
-    build_trial_config,
+    discard_report,
+    report_to_tune,
     run_and_report,
-    trial_device,
 )
+from rt3d_tune.search.trainable import TrialSetup, build_trial_config, trial_device
 from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.params import CONFIRM_KEY, trial_params
 
@@ -165,8 +165,6 @@ def train_mmengine_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str
     from mmengine.config import Config as MMConfig
     from mmengine.runner import Runner
 
-    from rt3d_tune.search.trainable import _discard, _report
-
     if setup.cwd and os.path.isdir(setup.cwd):
         os.chdir(setup.cwd)
     device, gpu_ids = trial_device(setup.cpus)
@@ -205,8 +203,8 @@ def train_mmengine_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str
                     reporter.last_fidelity = int(metrics["training_iteration"])
             runner = Runner.from_cfg(MMConfig(plain, filename=setup.base_config))
             runner.register_hook(MMTuneReportHook(reporter, rank), priority="VERY_LOW")
-            run_and_report(runner.train, reporter, setup, extra,
-                           _report if rank == 0 else _discard,
+            run_and_report(runner.train, reporter, setup.space.metric, setup.space.mode, extra,
+                           report_to_tune if rank == 0 else discard_report,
                            "the base config needs val_dataloader, val_evaluator and val_cfg")
     finally:
         if world_size > 1:

@@ -10,16 +10,7 @@ Fidelity (``training_iteration``, what ASHA/HyperBand/median/PBT count) is the n
 of epochs trained when the evaluation ran after a train epoch, and the evaluation
 round otherwise (iteration-based runners).
 
-Failure policy:
-    * a non-finite loss (DivergenceError) ends the trial with one last report that
-      carries the worst finite value of the metric and ``diverged: True``; the
-      scheduler and the sampler see a bad trial and the search goes on;
-    * a metric named in the space but missing from the first evaluation (or no
-      evaluation at all) is a user mistake every trial would repeat: the trial reports
-      ``fatal_error``, the search's stopper (``callbacks.FatalErrorStopper``) ends the
-      whole search, which then raises ConfigError naming the metrics produced;
-    * anything else a trial raises (a model error, a config error of one branch) fails
-      that trial only (retried ``max_failures`` times); the search goes on.
+Failure policy: :mod:`rt3d_tune.search.report_hook`.
 """
 
 from __future__ import annotations
@@ -28,42 +19,34 @@ import copy
 import functools
 import json
 import os
-import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rt3d_tune.errors import ConfigError, DivergenceError
-from rt3d_tune.registry import HOOKS
-from rt3d_tune.runner.hook import Hook
+from rt3d_tune.errors import ConfigError
 from rt3d_tune.runner.priority import Priority
+from rt3d_tune.search.report_hook import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    TuneReportHook,
+    discard_report,
+    report_to_tune,
+    run_and_report,
+)
 from rt3d_tune.space.params import CONFIRM_KEY, trial_params
 
 if TYPE_CHECKING:
     from rt3d_tune.space.space import SearchSpace
 
 __all__ = [
-    "CHECKPOINT_FILE",
-    "DIVERGED_MAGNITUDE",
     "TrialSetup",
-    "TuneReportHook",
     "apply_optimizer_hyperparams",
+    "build_trial_config",
     "train_trial",
-    "worst_value",
+    "trial_device",
 ]
-
-CHECKPOINT_FILE = "trial.pth"
-METRICS_FILE = "metrics.json"  # the report a checkpoint belongs to, beside it
-# Optuna refuses inf; a diverged trial reports this magnitude with the worst sign.
-DIVERGED_MAGNITUDE = 1.0e9
-
-
-def worst_value(mode: str) -> float:
-    """The finite value a diverged trial reports: worse than any real metric."""
-    return -DIVERGED_MAGNITUDE if mode == "max" else DIVERGED_MAGNITUDE
-
 
 @dataclass(frozen=True)
 class TrialSetup:
@@ -87,190 +70,6 @@ class TrialSetup:
     cpus: float = 1.0
     cwd: str | None = None
     probe_epochs: frozenset[int] = frozenset()
-
-
-class _FatalSearchError(Exception):
-    """A problem every trial would hit (reported, then the search stops)."""
-
-
-@HOOKS.register_module()
-class TuneReportHook(Hook):
-    """Reports every evaluation to Ray Tune with a checkpoint to resume from.
-
-    Runs at VERY_LOW priority, after EvalHook has put its metrics in
-    ``runner.eval_results`` and bumped ``runner.eval_round`` in the same stage.
-
-    Args:
-        metric: the metric the search optimizes; it must be among the evaluation's.
-        extra: constant entries added to every report (the trial's GPU ids, ...).
-        report: the reporting function, ``tune.report`` in a trial; tests pass their own.
-        checkpoint: whether to attach a checkpoint to each report.
-        checkpoint_final: whether the last report gets one too. Nothing resumes a
-            finished trial, so it is skipped, except under PBT, where a finished trial
-            can still be the donor another trial exploits.
-        defer_final: keep the last report (one without a checkpoint) in
-            ``pending_final`` instead of sending it: ``train_trial`` sends it once the
-            runner has finished, marked ``done``.
-        probe_epochs: fidelities at which the reported metric is a cool-down probe's
-            (``rt3d_tune.runner.probe``); the plain one goes beside it as
-            ``<metric>_plain`` and the probe's cost as ``probe_iters``.
-        probe_ratio: the probe's length as a fraction of the iterations trained so far.
-    """
-
-    def __init__(
-        self,
-        metric: str,
-        extra: dict[str, Any] | None = None,
-        report: Any = None,
-        checkpoint: bool = True,
-        checkpoint_final: bool = False,
-        defer_final: bool = False,
-        probe_epochs: frozenset[int] = frozenset(),
-        probe_ratio: float = 0.1,
-    ) -> None:
-        self.metric = metric
-        self.probe_epochs = probe_epochs
-        self.probe_ratio = probe_ratio
-        self.extra = dict(extra or {})
-        self._report = report
-        self.checkpoint = checkpoint
-        self.checkpoint_final = checkpoint_final
-        self.defer_final = defer_final
-        self.pending_final: dict[str, Any] | None = None
-        self.last_round = 0
-        self.last_fidelity = 0
-        self.last_metrics: dict[str, Any] | None = None
-        self.reported = False  # in this run of the trial (a resumed one starts over)
-
-    def before_run(self, runner: Any) -> None:
-        # After a resume the runner restored its eval round; do not report it again.
-        self.last_round = int(getattr(runner, "eval_round", 0))
-
-    def after_train_epoch(self, runner: Any) -> None:
-        # EvalHook ran in this stage before us; the runner counts this epoch on return.
-        final = runner.epoch + 1 >= runner.max_epochs
-        self._maybe_report(runner, fidelity=runner.epoch + 1, epoch=runner.epoch + 1, final=final,
-                           next_iter=runner.iter)
-
-    def after_train_iter(self, runner: Any) -> None:
-        if int(getattr(runner, "eval_round", 0)) != self.last_round:
-            final = runner.max_iters is not None and runner.iter + 1 >= runner.max_iters
-            self._maybe_report(
-                runner, fidelity=int(runner.eval_round), epoch=runner.epoch, final=final,
-                next_iter=runner.iter + 1,
-            )
-
-    def _probe(self, runner: Any, next_iter: int) -> dict[str, Any]:
-        """A cool-down probe from here: its metrics as a report's entries (the plain
-        metric moves to ``<metric>_plain``)."""
-        from rt3d_tune.runner.hooks.evaluation import EvalHook
-        from rt3d_tune.runner.hooks.lr_updater import LrUpdaterHook
-        from rt3d_tune.runner.probe import cooldown_probe, probe_iters
-
-        lr_hook = next((h for h in runner.hooks if isinstance(h, LrUpdaterHook)), None)
-        eval_hook = next(h for h in runner.hooks if isinstance(h, EvalHook))
-        result = cooldown_probe(
-            runner, probe_iters(next_iter, self.probe_ratio),
-            lr_hook.final_lr if lr_hook is not None else runner.current_lr(),
-            lambda: eval_hook.compute_metrics(runner), start_iter=next_iter,
-        )
-        entries: dict[str, Any] = {"probe_iters": result.iters, "probe_s": result.seconds}
-        if result.diverged:  # the cool-down blew up: the plain metric stands
-            entries["probe_error"] = result.error
-        elif self.metric in result.metrics:
-            entries["probe"] = _plain(result.metrics[self.metric])
-        return entries
-
-    def _maybe_report(self, runner: Any, fidelity: int, epoch: int, final: bool,
-                      next_iter: int) -> None:
-        eval_round = int(getattr(runner, "eval_round", 0))
-        if eval_round == self.last_round:
-            return
-        self.last_round = eval_round
-        results = self.check_metric(getattr(runner, "eval_results", None) or {})
-        self.last_fidelity = fidelity
-        metrics = {key: _plain(value) for key, value in results.items()}
-        metrics.update(
-            epoch=int(epoch),
-            iteration=int(runner.iter) + 1,
-            iters_per_epoch=len(runner.data_loader),
-            lr=_first_lr(runner.current_lr()),
-            training_iteration=fidelity,
-            diverged=False,
-            final=final,
-            **self.extra,
-        )
-        if fidelity in self.probe_epochs and not final:
-            metrics.update(self._probe(runner, next_iter))
-            if "probe" in metrics:
-                metrics[f"{self.metric}_plain"] = metrics[self.metric]
-                metrics[self.metric] = metrics["probe"]
-        if getattr(runner, "rank", 0):  # rank 0 alone reports and checkpoints
-            self.last_metrics = metrics
-            return
-        self.deliver(metrics, final, lambda folder: runner.save_checkpoint(
-            folder, filename_tmpl=CHECKPOINT_FILE, create_symlink=False))
-
-    def check_metric(self, results: Mapping[str, Any]) -> dict[str, Any]:
-        """The evaluation's metrics, which must hold the searched one.
-
-        Raises:
-            _FatalSearchError: the metric is not among them (every trial would fail so).
-        """
-        if self.metric not in results:
-            produced = ", ".join(sorted(results)) or "none"
-            raise _FatalSearchError(
-                f"the evaluation did not produce the metric {self.metric!r}; "
-                f"it produced: {produced}"
-            )
-        return dict(results)
-
-    def deliver(self, metrics: dict[str, Any], final: bool,
-                save: Callable[[str], Any]) -> None:
-        """Report ``metrics`` to Tune, with a checkpoint that ``save(folder)`` writes as
-        ``CHECKPOINT_FILE`` there (none for the last report unless ``checkpoint_final``;
-        the last one is kept in ``pending_final`` under ``defer_final``)."""
-        self.last_metrics = metrics
-        if final and self.defer_final and not (self.checkpoint and self.checkpoint_final):
-            self.pending_final = metrics
-            return
-        if not self.checkpoint or (final and not self.checkpoint_final):
-            # A driver restored before Tune saw the end reruns from the checkpoint before.
-            self._send(metrics, None)
-            return
-        tmp = tempfile.mkdtemp(prefix="rt3d_ckpt_")
-        try:
-            save(tmp)
-            Path(tmp, METRICS_FILE).write_text(json.dumps(metrics), encoding="utf-8")
-            self._send(metrics, tmp)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    def _send(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
-        self.reported = True
-        if self._report is not None:
-            self._report(metrics, checkpoint_dir)
-            return
-        from ray import tune
-
-        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        tune.report(metrics, checkpoint=checkpoint)
-
-
-def _plain(value: Any) -> Any:
-    """Tensors and numpy scalars -> Python numbers (results must be JSON-able)."""
-    if hasattr(value, "item") and callable(value.item):
-        try:
-            return value.item()
-        except (TypeError, ValueError, RuntimeError):
-            return value
-    return value
-
-
-def _first_lr(lr: Any) -> float:
-    if isinstance(lr, dict):
-        lr = next(iter(lr.values()), [])
-    return float(lr[0]) if lr else float("nan")
 
 
 def _optimizers(optimizer: Any) -> list[Any]:
@@ -477,45 +276,10 @@ def _train(config: dict[str, Any], setup: TrialSetup, trial_id: str,
                       params=trial_params(config), confirm_of=confirm.get("of"))
     if resume is not None:
         _resume(runner, hook, *resume)
-    run_and_report(runner.run, hook, setup, extra, _report if rank == 0 else _discard,
+    run_and_report(runner.run, hook, metric, setup.space.mode, extra,
+                   report_to_tune if rank == 0 else discard_report,
                    "the base config needs data.val and evaluation = dict(interval=..., "
                    "metric=...)")
-
-
-def run_and_report(run: Callable[[], Any], hook: TuneReportHook, setup: TrialSetup,
-                   extra: Mapping[str, Any], report: Callable[[dict[str, Any]], None],
-                   no_evaluation_hint: str) -> None:
-    """Train (``run()``) and send the trial's last report: its last evaluation marked
-    done, a diverged trial's worst value, or the fatal error every trial would repeat.
-    """
-    metric = setup.space.metric
-    try:
-        run()
-        if hook.last_metrics is None:
-            raise _FatalSearchError(f"no evaluation ran in the trial; {no_evaluation_hint}")
-        if hook.pending_final is not None or not hook.last_metrics["final"] or not hook.reported:
-            # The last evaluation goes out once the runner has finished (its loggers
-            # closed, its files written), marked done: Tune ends the trial on it instead
-            # of asking for one more result (one round trip less per trial). Also when
-            # the schedule ended between two evaluations, or a resumed trial had nothing
-            # left to run: its last evaluation again, marked as the end.
-            report({**hook.last_metrics, "final": True, "done": True})
-    except DivergenceError as err:
-        # The loss is averaged over the ranks: every rank diverges at the same step.
-        report(
-            {
-                metric: worst_value(setup.space.mode),
-                "diverged": True,
-                "error": str(err),
-                "epoch": err.epoch,
-                "iteration": err.iteration + 1,
-                "training_iteration": hook.last_fidelity + 1,
-                "done": True,
-                **extra,
-            }
-        )
-    except _FatalSearchError as err:
-        report({metric: worst_value(setup.space.mode), "fatal_error": str(err), "done": True})
 
 
 def _resume(runner: Any, hook: TuneReportHook, data: bytes,
@@ -533,16 +297,6 @@ def _resume(runner: Any, hook: TuneReportHook, data: bytes,
         hook.last_fidelity = int(metrics["training_iteration"])
     apply_optimizer_hyperparams(runner.optimizer, fresh)
     hook.last_round = int(getattr(runner, "eval_round", 0))
-
-
-def _report(metrics: dict[str, Any]) -> None:
-    from ray import tune
-
-    tune.report(metrics)
-
-
-def _discard(metrics: dict[str, Any]) -> None:
-    """What ranks other than 0 do with a report."""
 
 
 def _node_id() -> str:

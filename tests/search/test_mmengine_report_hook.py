@@ -16,7 +16,7 @@ import torch
 
 from rt3d_tune.errors import DivergenceError
 from rt3d_tune.mmengine_backend.trial import MMTuneReportHook
-from rt3d_tune.search.trainable import CHECKPOINT_FILE, TuneReportHook
+from rt3d_tune.search.report_hook import CHECKPOINT_FILE, TuneReportHook
 
 
 class _Runner(SimpleNamespace):

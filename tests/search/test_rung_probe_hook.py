@@ -11,7 +11,7 @@ import torch
 from rt3d_tune.config import Config
 from rt3d_tune.runner.builder import build_runner
 from rt3d_tune.runner.priority import Priority
-from rt3d_tune.search.trainable import TuneReportHook
+from rt3d_tune.search.report_hook import TuneReportHook
 
 REPO = Path(__file__).resolve().parents[2]
 POINTNET = REPO / "configs" / "pointnet" / "pointnet_shapes.py"

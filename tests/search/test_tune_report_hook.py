@@ -10,15 +10,14 @@ from typing import Any
 import pytest
 import torch
 
-from rt3d_tune.search.trainable import (
+from rt3d_tune.search.report_hook import (
     CHECKPOINT_FILE,
     METRICS_FILE,
+    FatalSearchError,
     TuneReportHook,
-    _FatalSearchError,
-    apply_optimizer_hyperparams,
-    snapshot_hyperparams,
     worst_value,
 )
+from rt3d_tune.search.trainable import apply_optimizer_hyperparams, snapshot_hyperparams
 
 
 class FakeRunner(SimpleNamespace):
@@ -127,7 +126,7 @@ def test_missing_metric_names_the_metrics_produced():
     runner = make_runner()
     hook.before_run(runner)
     evaluate(runner, accuracy=0.5, recall=0.25)
-    with pytest.raises(_FatalSearchError, match=r"'bev_mAP'.*accuracy, recall"):
+    with pytest.raises(FatalSearchError, match=r"'bev_mAP'.*accuracy, recall"):
         hook.after_train_epoch(runner)
 
 
