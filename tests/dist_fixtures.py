@@ -60,10 +60,18 @@ def train_rank(rank: int, world_size: int, port: int, cfg: dict[str, Any], work_
                out_dir: str, resume_from: str | None = None) -> None:
     """Train ``cfg`` as ``rank``, work dir ``work_root/rank<r>``; record weights, LRs,
     metrics, loader lengths."""
-    from rt3d_tune.runner.builder import build_runner
+    from rt3d_tune.runner.dist import process_group
 
     if world_size > 1:
         _join(rank, world_size, port)
+    with process_group():
+        _train(rank, cfg, work_root, out_dir, resume_from)
+
+
+def _train(rank: int, cfg: dict[str, Any], work_root: str, out_dir: str,
+           resume_from: str | None) -> None:
+    from rt3d_tune.runner.builder import build_runner
+
     if resume_from is not None:
         cfg = {**cfg, "resume_from": resume_from}
     record = RecordLr()
@@ -80,8 +88,6 @@ def train_rank(rank: int, world_size: int, port: int, cfg: dict[str, Any], work_
         "max_iters": runner.max_iters,
         "epoch": runner.epoch,
     }, Path(out_dir, f"rank{rank}.pt"))
-    if world_size > 1:
-        torch.distributed.destroy_process_group()
 
 
 def fx_state(runner: Any) -> dict[str, torch.Tensor]:

@@ -97,3 +97,21 @@ def test_search_efficiency_compares_methods_with_the_grid(ray_local, capsys):
     out = capsys.readouterr().out
     assert "grid best bev_mAP" in out and "tpe_asha seed 0 best bev_mAP" in out
     last_line_is(out, "tpe_asha/grid compute to 99% of grid best")
+
+
+@pytest.mark.slow
+def test_data_parallel_compares_two_ranks_with_one_worker(capsys):
+    import data_parallel
+    import torch
+
+    assert data_parallel.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    for way in (data_parallel.ONE, data_parallel.DDP, data_parallel.INDEPENDENT):
+        assert f"FIGURE {way.name} = " in out
+        assert f"FIGURE {way.name}, per iteration = " in out
+    assert "WHERE THE REST GOES: ideal 2.00x;" in out
+    assert all(value > 0 for _, value in ratios(out))
+    last_line_is(out, "2 workers/1 worker samples/s")
+    if not torch.cuda.is_available():  # --device cuda without a GPU: a message, exit 2
+        assert data_parallel.main(["--quick", "--device", "cuda"]) == 2
+        assert "NO CUDA" in capsys.readouterr().err

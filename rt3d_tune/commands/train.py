@@ -134,14 +134,12 @@ def _train_here(cfg: Any, args: argparse.Namespace, kwargs: dict[str, Any]
         return {"epoch": runner.epoch, "iter": runner.iter, "work_dir": runner.work_dir}
     import torch.distributed as dist
 
-    from rt3d_tune.runner.dist import init_from_torchrun_env
+    from rt3d_tune.runner.dist import init_from_torchrun_env, process_group
 
     init_from_torchrun_env()
-    try:
+    with process_group():
         runner = train(cfg, work_dir=args.work_dir,
                        progress=False if dist.get_rank() else None, **kwargs)
-    finally:
-        dist.destroy_process_group()
     if runner.rank:
         return None
     return {"epoch": runner.epoch, "iter": runner.iter, "work_dir": runner.work_dir}

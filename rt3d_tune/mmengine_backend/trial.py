@@ -25,6 +25,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner.loops import IterBasedTrainLoop
 
 from rt3d_tune.errors import ConfigError, DivergenceError
+from rt3d_tune.runner.dist import process_group
 from rt3d_tune.runner.hooks.logger.base import to_plain
 from rt3d_tune.search.report_hook import (
     CHECKPOINT_FILE,
@@ -190,25 +191,18 @@ def train_mmengine_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str
                  experiment_name=f"{trial_id}_{time.strftime('%Y%m%d_%H%M%S')}")
     if world_size > 1:
         _join_group(plain, device, rank, world_size, rendezvous)
-    try:
-        with tempfile.TemporaryDirectory(prefix="rt3d_resume_") as tmp:
-            if resume is not None:
-                data, metrics = resume
-                path = Path(tmp, CHECKPOINT_FILE)
-                path.write_bytes(data)
-                _register_trial_scheme()
-                plain.update(resume=True, load_from=TRIAL_SCHEME + str(path))
-                if metrics is not None and rank == 0:  # a driver killed after the last report
-                    reporter.last_metrics = metrics
-                    reporter.last_fidelity = int(metrics["training_iteration"])
-            runner = Runner.from_cfg(MMConfig(plain, filename=setup.base_config))
-            runner.register_hook(MMTuneReportHook(reporter, rank), priority="VERY_LOW")
-            run_and_report(runner.train, reporter, setup.space.metric, setup.space.mode, extra,
-                           report_to_tune if rank == 0 else discard_report,
-                           "the base config needs val_dataloader, val_evaluator and val_cfg")
-    finally:
-        if world_size > 1:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
+    with process_group(), tempfile.TemporaryDirectory(prefix="rt3d_resume_") as tmp:
+        if resume is not None:
+            data, metrics = resume
+            path = Path(tmp, CHECKPOINT_FILE)
+            path.write_bytes(data)
+            _register_trial_scheme()
+            plain.update(resume=True, load_from=TRIAL_SCHEME + str(path))
+            if metrics is not None and rank == 0:  # a driver killed after the last report
+                reporter.last_metrics = metrics
+                reporter.last_fidelity = int(metrics["training_iteration"])
+        runner = Runner.from_cfg(MMConfig(plain, filename=setup.base_config))
+        runner.register_hook(MMTuneReportHook(reporter, rank), priority="VERY_LOW")
+        run_and_report(runner.train, reporter, setup.space.metric, setup.space.mode, extra,
+                       report_to_tune if rank == 0 else discard_report,
+                       "the base config needs val_dataloader, val_evaluator and val_cfg")

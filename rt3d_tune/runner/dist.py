@@ -9,10 +9,11 @@ order, the padding a distributed sampler adds dropped.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -32,6 +33,7 @@ __all__ = [
     "init_from_torchrun_env",
     "init_process_group",
     "is_distributed",
+    "process_group",
     "unwrap_model",
 ]
 
@@ -68,6 +70,21 @@ def init_process_group(backend: str, address: str, port: int, rank: int,
         world_size=world_size,
         timeout=COLLECTIVE_TIMEOUT,
     )
+
+
+@contextlib.contextmanager
+def process_group() -> Iterator[None]:
+    """Leave the process group set up before the body when the body ends: after a
+    barrier when it succeeded (no rank tears its sockets down while another still
+    finishes its last collective), at once when it failed (a barrier would wait for a
+    rank that is gone)."""
+    try:
+        yield
+        if dist.is_initialized():
+            dist.barrier()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def init_from_torchrun_env(device: str | None = None) -> torch.device:

@@ -79,18 +79,15 @@ def _train_rank(config_path: str, train_kwargs: dict[str, Any], rank: int, world
     """One rank: join the group, train, leave it; rank 0's summary."""
     import ray
     import torch
-    import torch.distributed as dist
 
     from rt3d_tune.config import Config
-    from rt3d_tune.runner.dist import backend_for, init_process_group
+    from rt3d_tune.runner.dist import backend_for, init_process_group, process_group
     from rt3d_tune.runner.train import train
 
     os.chdir(cwd)
     torch.set_num_threads(max(1, round(cpus)))
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     init_process_group(backend_for(device), *rendezvous, rank, world_size)
-    try:
+    with process_group():
         runner = train(Config.fromfile(config_path), progress=False, **train_kwargs)
-        return {"epoch": runner.epoch, "iter": runner.iter, "work_dir": runner.work_dir}
-    finally:
-        dist.destroy_process_group()
+    return {"epoch": runner.epoch, "iter": runner.iter, "work_dir": runner.work_dir}

@@ -222,7 +222,7 @@ def _train_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str,
                 resume: tuple[bytes, dict[str, Any] | None] | None, rank: int = 0,
                 world_size: int = 1, rendezvous: tuple[str, int] | None = None) -> None:
     """One rank of a trial: build the runner, resume, train; rank 0 reports to Tune."""
-    from rt3d_tune.runner.dist import backend_for, init_process_group
+    from rt3d_tune.runner.dist import backend_for, init_process_group, process_group
 
     if setup.cwd and os.path.isdir(setup.cwd):
         os.chdir(setup.cwd)
@@ -230,13 +230,8 @@ def _train_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str,
     if world_size > 1:
         assert rendezvous is not None, "a data-parallel rank needs the group's address"
         init_process_group(backend_for(device), *rendezvous, rank, world_size)
-    try:
+    with process_group():
         _train(config, setup, trial_id, resume, device, gpu_ids)
-    finally:
-        if world_size > 1:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 def _train(config: dict[str, Any], setup: TrialSetup, trial_id: str,
