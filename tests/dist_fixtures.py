@@ -94,3 +94,25 @@ def fx_state(runner: Any) -> dict[str, torch.Tensor]:
     from rt3d_tune.runner.dist import unwrap_model
 
     return {k: v.detach().clone() for k, v in unwrap_model(runner.model).state_dict().items()}
+
+
+def mmengine_divergence_rank(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    """Rank 1's loss is NaN, rank 0's is finite: record whether each rank stopped."""
+    import math
+    from types import SimpleNamespace
+
+    from rt3d_tune.errors import DivergenceError
+    from rt3d_tune.mmengine_backend.trial import MMTuneReportHook
+    from rt3d_tune.runner.dist import process_group
+
+    _join(rank, world_size, port)
+    stopped = False
+    with process_group():
+        hook = MMTuneReportHook(reporter=None, rank=rank)  # type: ignore[arg-type]
+        loss = math.nan if rank == 1 else 0.5
+        try:
+            hook.after_train_iter(SimpleNamespace(iter=3, epoch=0), 0,
+                                  outputs={"loss": torch.tensor(loss)})
+        except DivergenceError:
+            stopped = True
+    Path(out_dir, f"rank{rank}.txt").write_text(str(stopped))

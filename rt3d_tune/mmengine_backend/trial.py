@@ -4,7 +4,7 @@ The trial's config is the base (read by mmengine's ``Config``) with the trial's
 overrides, its seed in ``randomness.seed`` and its schedule scaled to its length
 (``rt3d_tune.mmengine_backend.schedule``); its work dir is ``trials/<id>/``, mmengine's own
 (logs, vis backends, ``CheckpointHook``'s files), with ``config.py`` beside them for
-the export. ``TuneReportHook`` (VERY_LOW priority) reports every validation to Tune with
+the export. ``MMTuneReportHook`` (VERY_LOW priority) reports every validation to Tune with
 a checkpoint written by mmengine's saver; a retried or resumed trial goes on through
 mmengine's resume from that checkpoint. A non-finite loss raises ``DivergenceError``
 (the trial is DIVERGED, as with rt3d-tune's runner). Fidelity is the number of
@@ -25,7 +25,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner.loops import IterBasedTrainLoop
 
 from rt3d_tune.errors import ConfigError, DivergenceError
-from rt3d_tune.runner.dist import process_group
+from rt3d_tune.runner.dist import all_reduce_mean, is_distributed, process_group
 from rt3d_tune.runner.hooks.logger.base import to_plain
 from rt3d_tune.search.report_hook import (
     CHECKPOINT_FILE,
@@ -81,6 +81,10 @@ class MMTuneReportHook(Hook):
         values = {name: float(value.detach() if hasattr(value, "detach") else value)
                   for name, value in (outputs or {}).items() if _is_number(value)}
         bad = {name: value for name, value in values.items() if not math.isfinite(value)}
+        # mmengine does not average the losses over the ranks: every rank must stop
+        # together, or the others wait on a collective the stopped one never joins.
+        if is_distributed() and all_reduce_mean({"diverged": float(bool(bad))})["diverged"]:
+            bad = bad or {"loss on another rank": math.nan}
         if bad:
             raise DivergenceError(runner.iter, runner.epoch, bad)
 

@@ -81,3 +81,10 @@ def test_a_non_finite_loss_is_a_divergence():
         hook.after_train_iter(runner, 2, outputs={"loss": torch.tensor(math.nan), "acc": 0.5})
     assert err.value.iteration == 7 and err.value.epoch == 1
     assert math.isnan(err.value.values["loss"]) and "acc" not in err.value.values
+
+
+def test_a_nan_on_one_rank_stops_every_rank(tmp_path):
+    import dist_fixtures
+
+    dist_fixtures.spawn_ranks(dist_fixtures.mmengine_divergence_rank, 2, str(tmp_path))
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)] == ["True", "True"]
