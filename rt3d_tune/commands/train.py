@@ -88,12 +88,21 @@ def _check_launcher(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train. Returns 0, or 1 when training diverged. Raises ConfigError for user mistakes."""
     from rt3d_tune.config import Config
-    from rt3d_tune.errors import DivergenceError
+    from rt3d_tune.errors import ConfigError, DivergenceError
+    from rt3d_tune.mmengine_backend.dialect import is_mmengine_config, mmengine_only_syntax
     from rt3d_tune.paths import check_writable_folder
     from rt3d_tune.runner.train import default_work_dir
 
     _check_launcher(args)
-    cfg = Config.fromfile(args.config)
+    try:  # which dialect, before any of its custom_imports run
+        cfg = Config.fromfile(args.config, import_custom_modules=False)
+    except ConfigError:
+        if not mmengine_only_syntax(args.config):
+            raise
+        return _train_mmengine(args, {})  # lazy imports, pkg:: bases: mmengine reads it
+    if is_mmengine_config(cfg):
+        return _train_mmengine(args, cfg)
+    cfg.import_custom_modules()
     work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
     check_writable_folder(work_dir, "--work-dir" if args.work_dir else "work_dir", parents=True)
     kwargs: dict[str, Any] = {
@@ -117,9 +126,39 @@ def run(args: argparse.Namespace) -> int:
     except DivergenceError as err:
         print(f"rt3d-tune train: {err}", file=sys.stderr)
         return 1
-    if done is not None:  # rank 0 (or the only process)
+    _print_done(done)
+    return 0
+
+
+def _print_done(done: dict[str, Any] | None) -> None:
+    if done is not None and not done.get("rank"):  # rank 0 (or the only process)
         print(f"done: {done['epoch']} epochs, {done['iter']} iterations; "
               f"work dir {done['work_dir']}")
+
+
+def _train_mmengine(args: argparse.Namespace, cfg: Any) -> int:
+    """An mmengine config: mmengine's Runner trains it (``tools/train.py`` of 2.x)."""
+    from rt3d_tune.errors import ConfigError, DivergenceError
+    from rt3d_tune.mmengine_backend.train import train_mmengine
+    from rt3d_tune.paths import check_writable_folder
+    from rt3d_tune.runner.train import default_work_dir
+
+    if args.launcher == "ray":
+        raise ConfigError("--launcher ray runs rt3d-tune's own runner; an mmengine config "
+                          "trains data-parallel under torchrun", key_path="--launcher",
+                          given="ray", hint="torchrun --nproc_per_node=N -m rt3d_tune train "
+                          "CONFIG --launcher pytorch, or resources.workers in a search")
+    work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
+    check_writable_folder(work_dir, "--work-dir" if args.work_dir else "work_dir", parents=True)
+    try:
+        done = train_mmengine(args.config, work_dir=work_dir, cfg_options=args.cfg_options,
+                              resume_from=args.resume_from, auto_resume=args.auto_resume,
+                              seed=args.seed, deterministic=args.deterministic,
+                              launcher=args.launcher)
+    except DivergenceError as err:
+        print(f"rt3d-tune train: {err}", file=sys.stderr)
+        return 1
+    _print_done(done)
     return 0
 
 

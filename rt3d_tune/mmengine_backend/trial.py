@@ -13,20 +13,14 @@ validation rounds (``train_cfg.val_interval`` epochs, or iterations, each).
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
-from mmengine.runner.loops import IterBasedTrainLoop
-
-from rt3d_tune.errors import ConfigError, DivergenceError
-from rt3d_tune.runner.dist import all_reduce_mean, is_distributed, process_group
-from rt3d_tune.runner.hooks.logger.base import to_plain
+from rt3d_tune.errors import ConfigError
+from rt3d_tune.mmengine_backend.hooks import MMTuneReportHook
+from rt3d_tune.runner.dist import process_group
 from rt3d_tune.search.report_hook import (
     CHECKPOINT_FILE,
     TuneReportHook,
@@ -38,7 +32,7 @@ from rt3d_tune.search.trainable import TrialSetup, build_trial_config, trial_dev
 from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.params import CONFIRM_KEY, trial_params
 
-__all__ = ["MMTuneReportHook", "train_mmengine_rank"]
+__all__ = ["train_mmengine_rank"]
 
 
 # load_from of a trial resuming from its own Tune checkpoint (see _load_trial_checkpoint).
@@ -62,74 +56,6 @@ def _register_trial_scheme() -> None:
     from mmengine.runner.checkpoint import CheckpointLoader
 
     CheckpointLoader.register_scheme(prefixes=TRIAL_SCHEME, force=True)(_load_trial_checkpoint)
-
-
-@HOOKS.register_module(name="RT3DTuneReportHook")
-class MMTuneReportHook(Hook):
-    """Reports each validation's metrics to Tune (through ``reporter``, the search's
-    TuneReportHook, which owns the checkpoint and final-report rules); stops the trial
-    as DIVERGED on a non-finite loss."""
-
-    priority = "VERY_LOW"
-
-    def __init__(self, reporter: TuneReportHook, rank: int = 0) -> None:
-        self.reporter = reporter
-        self.rank = rank
-
-    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
-                         outputs: Mapping[str, Any] | None = None) -> None:
-        values = {name: float(value.detach() if hasattr(value, "detach") else value)
-                  for name, value in (outputs or {}).items() if _is_number(value)}
-        bad = {name: value for name, value in values.items() if not math.isfinite(value)}
-        # mmengine does not average the losses over the ranks: every rank must stop
-        # together, or the others wait on a collective the stopped one never joins.
-        if is_distributed() and all_reduce_mean({"diverged": float(bool(bad))})["diverged"]:
-            bad = bad or {"loss on another rank": math.nan}
-        if bad:
-            raise DivergenceError(runner.iter, runner.epoch, bad)
-
-    def after_val_epoch(self, runner: Any, metrics: Mapping[str, Any] | None = None) -> None:
-        loop = runner.train_loop
-        by_epoch = not isinstance(loop, IterBasedTrainLoop)
-        done, total = (runner.epoch, loop.max_epochs) if by_epoch else (runner.iter,
-                                                                          loop.max_iters)
-        interval = max(1, int(getattr(loop, "val_interval", 1)))
-        results = self.reporter.check_metric(
-            {name: to_plain(value) for name, value in (metrics or {}).items()})
-        fidelity = -(-done // interval)
-        final = done >= total
-        self.reporter.last_fidelity = fidelity
-        report = {
-            **results,
-            "epoch": int(runner.epoch),
-            "iteration": int(runner.iter),
-            "iters_per_epoch": len(runner.train_dataloader),
-            "lr": _first_lr(runner.optim_wrapper.get_lr()),
-            "training_iteration": fidelity,
-            "diverged": False,
-            "final": final,
-            **self.reporter.extra,
-        }
-        if self.rank:  # rank 0 alone reports (mmengine's saver writes on rank 0 only)
-            self.reporter.last_metrics = report
-            return
-        # meta: the progress done (mmengine's saver adds one epoch, assuming it is
-        # called before the loop counts the epoch; here the loop has counted it).
-        self.reporter.deliver(report, final, lambda folder: runner.save_checkpoint(
-            folder, CHECKPOINT_FILE, meta={"epoch": int(runner.epoch), "iter": int(runner.iter)}))
-
-
-def _is_number(value: Any) -> bool:
-    if hasattr(value, "numel"):
-        return value.numel() == 1
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _first_lr(lrs: Mapping[str, Any]) -> float:
-    for values in lrs.values():
-        if values:
-            return float(values[0])
-    return float("nan")
 
 
 def _join_group(plain: dict[str, Any], device: str, rank: int, world_size: int,

@@ -15,7 +15,7 @@ pytest.importorskip("mmengine")
 import torch
 
 from rt3d_tune.errors import DivergenceError
-from rt3d_tune.mmengine_backend.trial import MMTuneReportHook
+from rt3d_tune.mmengine_backend.hooks import MMTuneReportHook
 from rt3d_tune.search.report_hook import CHECKPOINT_FILE, TuneReportHook
 
 

@@ -48,8 +48,9 @@ def write_space(tmp_path: Path, name: str, **sections: Any) -> Path:
 
 
 def _run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as the trials ran (resources.cpu: 1)
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
 
 
 @pytest.mark.ray
@@ -114,6 +115,16 @@ def test_asha_search_of_an_mmengine_config_exports_what_mmengine_trains(ray_loca
     assert rerun == best.metric("accuracy")
     summary = json.loads(result.exported["summary"].read_text())
     assert summary["budget"]["full"] == {"max_epochs": 8}
+    # The reproduce command the search prints (rt3d-tune train on an mmengine config runs
+    # mmengine's Runner) reaches it too.
+    assert summary["reproduce"].startswith("OMP_NUM_THREADS=1 rt3d-tune train ")
+    proc = _run([sys.executable, "-m", "rt3d_tune", "train", str(result.exported["trial_config"]),
+                 "--work-dir", str(tmp_path / "cli")], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "done: 4 epochs" in proc.stdout
+    scalars = [json.loads(line) for path in (tmp_path / "cli").glob("*/vis_data/scalars.json")
+               for line in path.read_text().splitlines()]
+    assert [s["accuracy"] for s in scalars if "accuracy" in s][-1] == best.metric("accuracy")
     # The report, its LR plot from mmengine's own schedulers stepped over the winner.
     assert (result.run_dir / "report.html").is_file()
     assert (result.run_dir / "report_schedule.png").stat().st_size > 1000
@@ -138,6 +149,13 @@ def test_an_interrupted_mmengine_search_resumes_every_trial_exactly_once(tmp_pat
     assert all(rec.status == recorder.TERMINATED for rec in records.values())
     assert all(sorted(rec.results) == [1, 2, 3] for rec in records.values())
     assert (run_dir / "best" / "best_config.py").is_file()
+
+
+def test_an_mmengine_config_under_the_ray_launcher_is_refused(tmp_path):
+    proc = _run([sys.executable, "-m", "rt3d_tune", "train", str(BASE), "--launcher", "ray",
+                 "--workers", "2", "--work-dir", str(tmp_path / "w")], tmp_path)
+    assert proc.returncode == 2 and "--launcher" in proc.stderr and "torchrun" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,93 @@
+"""The hooks mmengine runs for rt3d-tune: stop on a diverged loss, report to Tune."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from mmengine.runner.loops import IterBasedTrainLoop
+
+from rt3d_tune.errors import DivergenceError
+from rt3d_tune.runner.dist import all_reduce_mean, is_distributed
+from rt3d_tune.runner.hooks.logger.base import to_plain
+from rt3d_tune.search.report_hook import CHECKPOINT_FILE, TuneReportHook
+
+__all__ = ["MMTuneReportHook", "StopOnDivergence"]
+
+
+@HOOKS.register_module()
+class StopOnDivergence(Hook):
+    """Stops training with ``DivergenceError`` at the first non-finite logged loss (mmengine
+    trains on through NaN), on every rank of a data-parallel run at once."""
+
+    priority = "VERY_LOW"
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
+                         outputs: Mapping[str, Any] | None = None) -> None:
+        values = {name: float(value.detach() if hasattr(value, "detach") else value)
+                  for name, value in (outputs or {}).items() if _is_number(value)}
+        bad = {name: value for name, value in values.items() if not math.isfinite(value)}
+        # mmengine does not average the losses over the ranks: every rank must stop
+        # together, or the others wait on a collective the stopped one never joins.
+        if is_distributed() and all_reduce_mean({"diverged": float(bool(bad))})["diverged"]:
+            bad = bad or {"loss on another rank": math.nan}
+        if bad:
+            raise DivergenceError(runner.iter, runner.epoch, bad)
+
+
+
+@HOOKS.register_module(name="RT3DTuneReportHook")
+class MMTuneReportHook(StopOnDivergence):
+    """Reports each validation's metrics to Tune (through ``reporter``, the search's
+    TuneReportHook, which owns the checkpoint and final-report rules); stops the trial
+    as DIVERGED on a non-finite loss."""
+
+    def __init__(self, reporter: TuneReportHook, rank: int = 0) -> None:
+        self.reporter = reporter
+        self.rank = rank
+
+    def after_val_epoch(self, runner: Any, metrics: Mapping[str, Any] | None = None) -> None:
+        loop = runner.train_loop
+        by_epoch = not isinstance(loop, IterBasedTrainLoop)
+        done, total = (runner.epoch, loop.max_epochs) if by_epoch else (runner.iter,
+                                                                          loop.max_iters)
+        interval = max(1, int(getattr(loop, "val_interval", 1)))
+        results = self.reporter.check_metric(
+            {name: to_plain(value) for name, value in (metrics or {}).items()})
+        fidelity = -(-done // interval)
+        final = done >= total
+        self.reporter.last_fidelity = fidelity
+        report = {
+            **results,
+            "epoch": int(runner.epoch),
+            "iteration": int(runner.iter),
+            "iters_per_epoch": len(runner.train_dataloader),
+            "lr": _first_lr(runner.optim_wrapper.get_lr()),
+            "training_iteration": fidelity,
+            "diverged": False,
+            "final": final,
+            **self.reporter.extra,
+        }
+        if self.rank:  # rank 0 alone reports (mmengine's saver writes on rank 0 only)
+            self.reporter.last_metrics = report
+            return
+        # meta: the progress done (mmengine's saver adds one epoch, assuming it is
+        # called before the loop counts the epoch; here the loop has counted it).
+        self.reporter.deliver(report, final, lambda folder: runner.save_checkpoint(
+            folder, CHECKPOINT_FILE, meta={"epoch": int(runner.epoch), "iter": int(runner.iter)}))
+
+
+def _is_number(value: Any) -> bool:
+    if hasattr(value, "numel"):
+        return value.numel() == 1
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _first_lr(lrs: Mapping[str, Any]) -> float:
+    for values in lrs.values():
+        if values:
+            return float(values[0])
+    return float("nan")
