@@ -73,7 +73,7 @@ figure is printed for reference (it shares the seed's noise with the truth, so i
 optimistic). A ranking with no spread (every value equal) counts as correlation 0.
 
 **Search regret at equal compute.** A tabular benchmark: for each mode, ``--search-seeds``
-(4) searches with the product's searcher and scheduler (``_search_setup`` on a real
+(4) searches with the product's searcher and scheduler (``search_setup`` on a real
 ``SearchSpace``: the grid's space, ``search: {algorithm: tpe, trial_seed: fixed}``,
 ``scheduler: {type: asha, grace_period: 1, reduction_factor: 2}`` (+ ``probe:
 cooldown, probe_ratio: r`` for the cooldown modes), ``stop.max_epochs: T``), run by
@@ -626,7 +626,7 @@ def run_search(folder: Path, grid: Grid, base: Path, mode: Mode, search_seed: in
     from rt3d_tune.results.recorder import best_record, load_records
     from rt3d_tune.search.callbacks import ResultRecorder
     from rt3d_tune.search.schedulers import rung_epochs
-    from rt3d_tune.search.tuner import _max_fidelity, _search_setup
+    from rt3d_tune.search.searchers import max_fidelity, search_setup
     from rt3d_tune.space.trials import confirm_seeds, fixed_seed
 
     settings = grid.settings
@@ -646,7 +646,7 @@ def run_search(folder: Path, grid: Grid, base: Path, mode: Mode, search_seed: in
     trial_seed = fixed_seed(space)
     seeds = confirm_seeds(space)
     assert trial_seed in SEEDS and all(s in SEEDS for s in seeds), (trial_seed, seeds)
-    probes = (rung_epochs(space.scheduler, _max_fidelity(space))
+    probes = (rung_epochs(space.scheduler, max_fidelity(space))
               if space.scheduler.probe != "none" else frozenset())
     assert set(probes) <= set(settings.rungs), (probes, settings.rungs)
     ids = {config["key"]: config["id"] for config in settings.configs}
@@ -666,7 +666,7 @@ def run_search(folder: Path, grid: Grid, base: Path, mode: Mode, search_seed: in
 
     run_dir = folder / "searches" / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    search_alg, param_space, samples, scheduler = _search_setup(space, space.search.num_samples)
+    search_alg, param_space, samples, scheduler = search_setup(space, space.search.num_samples)
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(_replay_trial, table=table), {"cpu": 1}),
         param_space=param_space,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import space_files
 
-from rt3d_tune.search.tuner import _search_setup
+from rt3d_tune.search.searchers import search_setup
 from rt3d_tune.space.space import load_space
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ def draws(tmp_path: Path, trial_seed: str, count: int, search_seed: int = 0) -> 
         tmp_path, trial_seed, POINTNET, space=CHOICES,
         search={"algorithm": "tpe", "num_samples": count, "seed": search_seed,
                 "trial_seed": trial_seed}))
-    searcher, _, _, _ = _search_setup(space, count)
+    searcher, _, _, _ = search_setup(space, count)
     return [json.dumps(searcher.suggest(f"t{i}"), sort_keys=True) for i in range(count)]
 
 
