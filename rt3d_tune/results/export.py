@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.mmengine_backend.dialect import run_length, seed_key
+from rt3d_tune.mmengine_backend.dialect import run_length
 from rt3d_tune.results import recorder
 from rt3d_tune.results.confirmation import ConfirmedConfig, confirmed, winner
-from rt3d_tune.space.keypaths import plain_dict
 
 __all__ = [
     "EXPORTER_MODULES",
@@ -207,22 +206,13 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _trial_seed(ctx: ExportContext, trial_cfg: Any, base: Any) -> Any:
-    """The seed the trial trained with (``seed``; an mmengine config's ``randomness.seed``)."""
-    seed: Any = plain_dict(trial_cfg)
-    for part in seed_key(load_run_space(ctx.run_dir, ctx.info, base).backend).split("."):
-        seed = seed.get(part) if isinstance(seed, dict) else None
-    return seed
-
-
-def _full_budget_config(ctx: ExportContext, best: recorder.TrialRecord, seed: Any,
+def _full_budget_config(space: Any, best: recorder.TrialRecord, seed: Any,
                         base: Any) -> Any:
     """The winner at the base config's length: base + its params' overrides and its seed,
     the runner and schedule left as the base has them (the trial's were scaled from it)."""
     from rt3d_tune.space.sampling import apply_overrides
     from rt3d_tune.space.trials import trial_overrides
 
-    space = load_run_space(ctx.run_dir, ctx.info, base)
     overrides = trial_overrides(space, best.params, seed=seed, full_budget=True)
     return apply_overrides(base, overrides)
 
@@ -279,8 +269,11 @@ def _write_best(ctx: ExportContext) -> dict[str, Path]:
         f"# Exactly what trial {best.trial_id} of {ctx.run_dir.name} trained.\n"
         + dumps(trial_cfg.to_dict(), "py"), encoding="utf-8")
     base_cfg = Config.fromfile(str(ctx.run_dir / "base_config.py"), import_custom_modules=False)
-    seed = _trial_seed(ctx, trial_cfg, base_cfg)
-    full_cfg = _full_budget_config(ctx, best, seed, base_cfg)
+    from rt3d_tune.space.trials import config_seed
+
+    space = load_run_space(ctx.run_dir, ctx.info, base_cfg)
+    seed = config_seed(space, trial_cfg)
+    full_cfg = _full_budget_config(space, best, seed, base_cfg)
     budgets = _budgets(base_cfg.to_dict(), trial_cfg.to_dict(), ctx.info)
     header = _header(ctx, best, budgets)
     best_config = ctx.best_dir / "best_config.py"

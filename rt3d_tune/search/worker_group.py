@@ -49,13 +49,8 @@ def trial_resources(cpu: float, gpu: float, workers: int, placement: str) -> Any
 
 
 class RankWorker:
-    """One rank's process: runs a function, tells where it runs."""
-
-    def node(self) -> tuple[str, str]:
-        """(node id, node IP) of this actor."""
-        import ray
-
-        return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
+    """One rank's process: runs a function; rank 0 of ``--launcher ray`` also picks the
+    rendezvous."""
 
     def rendezvous(self) -> tuple[str, int]:
         """(IP, free port) on this actor's node, for rank 0 of ``--launcher ray``."""
@@ -96,12 +91,6 @@ class WorkerGroup:
         self.refs: list[Any] = []
         self.error: BaseException | None = None
         self._watch: threading.Thread | None = None
-
-    def nodes(self) -> list[str]:
-        """The node id of every actor."""
-        import ray
-
-        return [node for node, _ in ray.get([a.node.remote() for a in self.actors])]
 
     def start(self, fn: Callable[..., Any], args: Sequence[Sequence[Any]]) -> None:
         """Run ``fn(*args[i])`` on actor i, and watch them: the first one to fail is kept

@@ -47,6 +47,7 @@ __all__ = [
     "grid_params",
     "grid_points",
     "grid_size",
+    "lookup",
     "make_sampler",
     "num_trials",
     "overrides_from_params",
@@ -308,7 +309,7 @@ def make_sampler(algorithm: str, seed: int, space: SearchSpace) -> Any:
                       given=algorithm, hint=hint)
 
 
-def _lookup(data: Any, key_path: str) -> Any:
+def lookup(data: Any, key_path: str) -> Any:
     """The value at a dotted key path of plain containers, or ABSENT."""
     for part in key_path.split("."):
         if isinstance(data, Mapping) and part in data:
@@ -355,7 +356,7 @@ def apply_overrides(base_cfg: Any, overrides: Mapping[str, Any]) -> Any:
     cfg = copy.deepcopy(base_cfg) if isinstance(base_cfg, Config) else Config(base_cfg)
     plain = cfg.to_dict()
     for key, value in overrides.items():
-        value = _like_base(copy.deepcopy(value), _lookup(plain, key))
+        value = _like_base(copy.deepcopy(value), lookup(plain, key))
         if isinstance(value, Mapping):
             value = {**value, "_delete_": True}
         cfg.merge_from_dict({key: value})

@@ -14,10 +14,10 @@ from typing import Any
 
 from rt3d_tune.mmengine_backend.dialect import seed_key
 from rt3d_tune.space.keypaths import plain_dict
-from rt3d_tune.space.sampling import apply_overrides, overrides_from_params
+from rt3d_tune.space.sampling import ABSENT, apply_overrides, lookup, overrides_from_params
 from rt3d_tune.space.space import SearchSpace
 
-__all__ = ["build_trial_configs", "confirm_seeds", "fixed_seed", "trial_overrides"]
+__all__ = ["build_trial_configs", "config_seed", "confirm_seeds", "fixed_seed", "trial_overrides"]
 
 
 
@@ -36,7 +36,7 @@ def fixed_seed(space: SearchSpace) -> int | None:
         return None
     if isinstance(choice, int):
         return choice
-    base_seed = _lookup(plain_dict(space.base_config), key)
+    base_seed = config_seed(space, space.base_config)
     return int(base_seed) if isinstance(base_seed, int) else int(space.search.seed)
 
 
@@ -67,12 +67,11 @@ def trial_overrides(space: SearchSpace, params: Mapping[str, Any], *, seed: int 
     return overrides
 
 
-def _lookup(cfg: Mapping[str, Any], path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(cfg, Mapping):
-            return None
-        cfg = cfg.get(part)
-    return cfg
+def config_seed(space: SearchSpace, cfg: Any) -> int | None:
+    """The training seed a config sets (``seed``; an mmengine config's
+    ``randomness.seed``), None when it sets none."""
+    seed = lookup(plain_dict(cfg), seed_key(space.backend))
+    return None if seed is ABSENT else seed
 
 
 def build_trial_configs(space: SearchSpace, base: Any, params: Mapping[str, Any], *,
