@@ -130,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
     if unfinished:
         print(f"{unfinished} trial(s) did not finish; to continue: rt3d-tune search "
               f"{args.space} --output {args.output} --name {result.run_dir.name} --resume")
+    if result.budget_cut is not None and (
+            len(result.records) < result.budget_cut[0] or result.budget_cut[1]):
+        print(budget_line(space.stop.time_budget_s, len(result.records), *result.budget_cut,
+                          args.space))
     if result.best is None:
         print(f"no trial reported {space.metric!r}; see {result.run_dir / 'results.csv'}")
         return 1
@@ -148,6 +152,13 @@ def run(args: argparse.Namespace) -> int:
     for name, path in result.exported.items():
         print(f"  {name}: {path}")
     return 0
+
+
+def budget_line(budget_s: float, ran: int, planned: int, cut: int, space_file: str) -> str:
+    """What ``stop.time_budget_s`` did to the search, said where the user looks."""
+    cut_text = f", {cut} of them cut short" if cut else ""
+    return (f"stop.time_budget_s ({budget_s:g} s) ended the search: {ran} of {planned} "
+            f"trials ran{cut_text}; raise it in {space_file} to run them all")
 
 
 def _headline(summary: dict[str, Any]) -> list[str]:

@@ -50,6 +50,8 @@ class SearchResult:
             or None when no trial reported the metric.
         exported: name -> path of every exported file.
         confirmed: the winner's confirmation runs (None when not confirmed).
+        budget_cut: when ``stop.time_budget_s`` ended the search: (trials planned,
+            trials it cut short); None when it did not.
     """
 
     run_dir: Path
@@ -57,6 +59,7 @@ class SearchResult:
     best: recorder.TrialRecord | None
     exported: dict[str, Path] = field(default_factory=dict)
     confirmed: ConfirmedConfig | None = None
+    budget_cut: tuple[int, int] | None = None
 
 
 def resolve_run_dir(space: SearchSpace, output: str | Path, name: str | None, resume: bool) -> Path:
@@ -182,9 +185,10 @@ def run_search(
         started = time.monotonic()
         phase.search_tuner(trainable, samples, status, stream).fit()
         budget = space.stop.time_budget_s
+        budget_cut = None
         if budget is not None and time.monotonic() - started >= budget:
-            recorder.close_unfinished(run_dir, recorder.EARLY_STOPPED,
-                                      "stop.time_budget_s reached")
+            budget_cut = (samples, recorder.close_unfinished(
+                run_dir, recorder.EARLY_STOPPED, "stop.time_budget_s reached"))
         records = recorder.load_records(run_dir, finished=True)
         _raise_fatal(records)
         confirm = phase.confirm_tuner(trainable, records,
@@ -195,7 +199,7 @@ def run_search(
     context = load_context(run_dir)
     exported = export_run(run_dir, context)
     return SearchResult(run_dir=run_dir, records=records, best=context.best, exported=exported,
-                        confirmed=context.winner_confirmation)
+                        confirmed=context.winner_confirmation, budget_cut=budget_cut)
 
 
 def _trial_setup(space: SearchSpace, run_dir: Path, cpus: float) -> TrialSetup:

@@ -145,3 +145,26 @@ def test_a_trial_that_raises_is_recorded_with_its_message_and_the_others_go_on(
     assert by_branch[0].status == "TERMINATED"
     assert by_branch[1].status == "ERROR" and "momentum" in by_branch[1].error
     assert result.best is by_branch[0] or result.best.trial_id == by_branch[0].trial_id
+
+
+def test_the_time_budget_ends_the_search_and_the_cli_says_how_far_it_got(
+    ray_local, tmp_path, capsys
+):
+    from rt3d_tune import cli
+
+    space = write_space(tmp_path, "budget",
+                        search={"algorithm": "random", "num_samples": 300, "seed": 0,
+                                "max_concurrent": 2, "confirm": False},
+                        stop={"max_epochs": 2, "time_budget_s": 10})
+    assert cli.main(["search", str(space), "--output", str(tmp_path / "runs"),
+                     "--name", "budget"]) == 0
+    out = capsys.readouterr().out
+    rows = read_rows(tmp_path / "runs" / "budget" / "results.csv")
+    assert 0 < len(rows) < 300  # a trial takes a fraction of a second here, not 1/30 s
+    cut = [r for r in rows if r["error"] == "stop.time_budget_s reached"]
+    assert all(r["status"] == "EARLY_STOPPED" for r in cut)
+    line = (f"stop.time_budget_s (10 s) ended the search: {len(rows)} of 300 trials ran"
+            + (f", {len(cut)} of them cut short" if cut else "")
+            + f"; raise it in {space} to run them all")
+    assert line in out.splitlines()
+    assert (tmp_path / "runs" / "budget" / "best" / "best_config.py").is_file()
