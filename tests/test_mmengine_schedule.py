@@ -1,5 +1,6 @@
-"""``rt3d_tune.mmengine_backend.schedule``: mmengine's own schedulers simulated, and a trial's
-``param_scheduler`` scaled so its curve is the full run's compressed in time.
+"""mmengine's own schedulers simulated (``mmengine_backend.simulate``), and a trial's
+``param_scheduler`` scaled so its curve is the full run's compressed in time
+(``mmengine_backend.schedule``).
 
 Every curve here comes from mmengine's schedulers (``simulate_mmengine_schedule``).
 Checked: (a) the simulation against hand-computed curves; (b) for each scheduler type,
@@ -30,12 +31,11 @@ from rt3d_tune.errors import ConfigError
 from rt3d_tune.mmengine_backend.dialect import is_mmengine_config
 from rt3d_tune.mmengine_backend.schedule import (
     describe_param_scaling,
-    iters_from_dataloader,
     mmengine_budget,
     scale_param_schedulers,
-    simulate_mmengine_schedule,
     warmup_end,
 )
+from rt3d_tune.mmengine_backend.simulate import iters_from_dataloader, simulate_mmengine_schedule
 
 IPE = 8  # iterations per epoch
 FULL_EPOCHS = 16

@@ -347,16 +347,20 @@ def _mmengine_or_raise(args: argparse.Namespace, err: ConfigError) -> dict[str, 
 
 def _run_mmengine(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
     """The mmengine path: mmengine's schedulers stepped as ParamSchedulerHook steps them
-    (:mod:`rt3d_tune.mmengine_backend.schedule`), shown like the mmcv path's curve."""
+    (:mod:`rt3d_tune.mmengine_backend.simulate`), shown like the mmcv path's curve."""
     from rt3d_tune.mmengine_backend import schedule as mm
+    from rt3d_tune.mmengine_backend.simulate import (
+        iters_from_dataloader,
+        simulate_mmengine_schedule,
+    )
 
     workers = getattr(args, "workers", 1)
     iters_per_epoch = args.iters_per_epoch
     if iters_per_epoch is None:
-        iters_per_epoch = mm.iters_from_dataloader(cfg, workers)
+        iters_per_epoch = iters_from_dataloader(cfg, workers)
         shards = f", {workers} workers" if workers > 1 else ""
         print(f"iterations per epoch: {iters_per_epoch} (from train_dataloader{shards})")
-    full_rows = mm.simulate_mmengine_schedule(cfg, iters_per_epoch, world_size=workers)
+    full_rows = simulate_mmengine_schedule(cfg, iters_per_epoch, world_size=workers)
     if args.trial_epochs is None and args.trial_iters is None:
         _show_full(args, full_rows, mm.warmup_end(cfg, iters_per_epoch))
         return 0
@@ -370,7 +374,7 @@ def _run_mmengine(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
     trial_cfg = cfg if args.truncated else mm.scale_param_schedulers(cfg, base, trial)
     if not args.truncated:
         _show_changes(base, trial, mm.describe_param_scaling(cfg, trial_cfg))
-    rows = mm.simulate_mmengine_schedule(trial_cfg, iters_per_epoch, max_epochs=trial.epochs,
+    rows = simulate_mmengine_schedule(trial_cfg, iters_per_epoch, max_epochs=trial.epochs,
                                          max_iters=trial.iters, world_size=workers)
     _show_trial(args, base, trial, rows, full_rows, mm.warmup_end(trial_cfg, iters_per_epoch))
     return 0

@@ -295,7 +295,7 @@ def write_report(ctx: ExportContext, top: int = 10) -> dict[str, Path]:
     cfg, iters = _best_config(ctx)
     schedule: list[dict[str, Any]] = []
     if cfg is not None and is_mmengine_config(cfg):
-        from rt3d_tune.mmengine_backend.schedule import simulate_mmengine_schedule
+        from rt3d_tune.mmengine_backend.simulate import simulate_mmengine_schedule
 
         schedule = simulate_mmengine_schedule(cfg, iters or 10)
     elif cfg is not None:

@@ -137,7 +137,7 @@ def build_trial_config(setup: TrialSetup, params: dict[str, Any], seed: int | No
     space = setup.space
     base = _load_base(setup.base_config, os.path.getmtime(setup.base_config), space.backend)
     if space.backend == "mmengine":
-        from rt3d_tune.mmengine_backend.schedule import iters_from_dataloader as count
+        from rt3d_tune.mmengine_backend.simulate import iters_from_dataloader as count
     else:
         count = train_iters_per_epoch
     # A data-parallel trial counts one rank's shard, as its runner will.

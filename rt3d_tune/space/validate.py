@@ -213,7 +213,7 @@ def _iters_per_epoch(space: SearchSpace, notes: list[str]) -> int:
 
     try:
         if space.backend == "mmengine":
-            from rt3d_tune.mmengine_backend.schedule import iters_from_dataloader
+            from rt3d_tune.mmengine_backend.simulate import iters_from_dataloader
 
             return iters_from_dataloader(plain_dict(space.base_config),
                                          space.resources.workers)
