@@ -125,3 +125,6 @@ def test_parallel_trials_share_one_experiment_in_a_file_store(tmp_path):
     client = mlflow.MlflowClient(tracking_uri=uri)
     named = [e for e in client.search_experiments() if e.name == "search"]
     assert len(named) == 1 and set(ids) == {named[0].experiment_id}
+    # the store's own default experiment was written once, whole (six processes opening
+    # a new store at once used to race on it: "Yaml file '.../0/meta.yaml' exists")
+    assert client.get_experiment("0").name == "Default"

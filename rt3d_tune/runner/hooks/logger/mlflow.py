@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
@@ -107,11 +108,13 @@ class MlflowLoggerHook(LoggerHook):
     def _experiment_id(self) -> str | None:
         if self.exp_name is None:
             return None
-        client = self.mlflow.MlflowClient()
         # Trials of one search start side by side. MLflow's file store checks a name and
         # creates the experiment in two steps, so two trials could each create one named
-        # like the search (seen: half the runs in a second 'mlf'): one at a time.
+        # like the search (seen: half the runs in a second 'mlf'), and a new store's
+        # client writes its default experiment the same way (seen: "Yaml file
+        # '.../mlruns/0/meta.yaml' exists"): one at a time, from the client on.
         with _file_store_lock(self.mlflow.get_tracking_uri()):
+            client = self.mlflow.MlflowClient()
             experiment = client.get_experiment_by_name(self.exp_name)
             if experiment is not None:
                 return str(experiment.experiment_id)
@@ -154,14 +157,20 @@ class MlflowLoggerHook(LoggerHook):
 
 @contextlib.contextmanager
 def _file_store_lock(uri: str) -> Iterator[None]:
-    """An exclusive lock on a file store's folder (``file:`` URIs and plain paths) while
-    an experiment is looked up or created; other stores check names themselves."""
+    """An exclusive lock on the folder holding a file store (``file:`` URIs and plain
+    paths) while the store is opened and an experiment looked up or created; other
+    stores check names themselves. The lock is on that folder itself (flock of a
+    directory), so the store's own folder is left for MLflow to create with its
+    default experiment, and no lock file is left anywhere."""
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme not in ("", "file"):
         yield
         return
-    root = Path(urllib.parse.unquote(parsed.path) if parsed.scheme else uri)
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".rt3d_experiment.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    parent = Path(urllib.parse.unquote(parsed.path) if parsed.scheme else uri).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor closes
         yield
+    finally:
+        os.close(fd)
