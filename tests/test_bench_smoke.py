@@ -115,3 +115,29 @@ def test_data_parallel_compares_two_ranks_with_one_worker(capsys):
     if not torch.cuda.is_available():  # --device cuda without a GPU: a message, exit 2
         assert data_parallel.main(["--quick", "--device", "cuda"]) == 2
         assert "NO CUDA" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_mmengine_fidelity_ranks_plain_and_probe_on_mmengine_runs(tmp_path, capsys):
+    pytest.importorskip("mmengine")
+    import csv
+
+    import mmengine_fidelity
+
+    assert mmengine_fidelity.main(["--quick", "--out", str(tmp_path), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    with (tmp_path / "runs.csv").open(newline="") as src:
+        rows = list(csv.DictReader(src))
+    # 3 configs x 1 seed x (4 full + 2 trial rounds); the probe at the trial's rung only
+    assert len({(r["config"], r["seed"], r["kind"]) for r in rows}) == 3 * 2
+    assert sorted({int(r["round"]) for r in rows if r["kind"] == "full"}) == [1, 2, 3, 4]
+    assert sorted({int(r["round"]) for r in rows if r["kind"] == "trial"}) == [1, 2]
+    probed = [r for r in rows if r["probe_iters"]]
+    assert {(r["kind"], r["round"]) for r in probed} == {("trial", "1")} and len(probed) == 3
+    assert all(int(r["probe_iters"]) >= 1 and r["probe_diverged"] == "0" for r in probed)
+    for name in ("plain accuracy at T/2 (round 1)", "probe 0.25 accuracy at T/2 (round 1)",
+                 "trial final accuracy at T (round 2)", "probe seconds / trial training seconds"):
+        assert name in out
+    assert len(FIGURE.findall(out)) >= 8
+    assert ratios(out)
+    last_line_is(out, "probe/plain rank correlation at T/2")

@@ -15,7 +15,7 @@ from rt3d_tune.runner.dist import all_reduce_mean, is_distributed
 from rt3d_tune.runner.hooks.logger.base import to_plain
 from rt3d_tune.search.report_hook import CHECKPOINT_FILE, TuneReportHook
 
-__all__ = ["MMTuneReportHook", "StopOnDivergence"]
+__all__ = ["MMTuneReportHook", "StopOnDivergence", "nonfinite_losses"]
 
 
 @HOOKS.register_module()
@@ -27,16 +27,22 @@ class StopOnDivergence(Hook):
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
                          outputs: Mapping[str, Any] | None = None) -> None:
-        values = {name: float(value.detach() if hasattr(value, "detach") else value)
-                  for name, value in (outputs or {}).items() if _is_number(value)}
-        bad = {name: value for name, value in values.items() if not math.isfinite(value)}
-        # mmengine does not average the losses over the ranks: every rank must stop
-        # together, or the others wait on a collective the stopped one never joins.
-        if is_distributed() and all_reduce_mean({"diverged": float(bool(bad))})["diverged"]:
-            bad = bad or {"loss on another rank": math.nan}
+        bad = nonfinite_losses(outputs)
         if bad:
             raise DivergenceError(runner.iter, runner.epoch, bad)
 
+
+def nonfinite_losses(outputs: Mapping[str, Any] | None) -> dict[str, float]:
+    """The logged values of a ``train_step`` that are not finite. mmengine does not
+    average the losses over the ranks: in a data-parallel run every rank learns whether
+    any rank's were (a collective), so that all stop together, or the others would wait
+    on a collective the stopped one never joins."""
+    values = {name: float(value.detach() if hasattr(value, "detach") else value)
+              for name, value in (outputs or {}).items() if _is_number(value)}
+    bad = {name: value for name, value in values.items() if not math.isfinite(value)}
+    if is_distributed() and all_reduce_mean({"diverged": float(bool(bad))})["diverged"]:
+        bad = bad or {"loss on another rank": math.nan}
+    return bad
 
 
 @HOOKS.register_module(name="RT3DTuneReportHook")
@@ -60,6 +66,13 @@ class MMTuneReportHook(StopOnDivergence):
         fidelity = -(-done // interval)
         final = done >= total
         self.reporter.last_fidelity = fidelity
+        probe = None
+        if self.reporter.probes_at(fidelity, final):
+            from rt3d_tune.mmengine_backend.probe import mmengine_cooldown_probe
+            from rt3d_tune.runner.probe import probe_iters
+
+            probe = mmengine_cooldown_probe(
+                runner, probe_iters(int(runner.iter), self.reporter.probe_ratio))
         report = {
             **results,
             "epoch": int(runner.epoch),
@@ -71,6 +84,8 @@ class MMTuneReportHook(StopOnDivergence):
             "final": final,
             **self.reporter.extra,
         }
+        if probe is not None:
+            self.reporter.add_probe(report, probe)
         if self.rank:  # rank 0 alone reports (mmengine's saver writes on rank 0 only)
             self.reporter.last_metrics = report
             return

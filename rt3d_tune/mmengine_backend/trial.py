@@ -109,7 +109,9 @@ def train_mmengine_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str
         extra.update(confirm_of=confirm["of"], seed=confirm["seed"])
     reporter = TuneReportHook(setup.space.metric, extra=extra, defer_final=True,
                               checkpoint_final=setup.space.scheduler.type == "pbt"
-                              and not confirm)
+                              and not confirm,
+                              probe_epochs=frozenset() if confirm else setup.probe_epochs,
+                              probe_ratio=setup.space.scheduler.probe_ratio)
     try:
         cfg = build_trial_config(setup, trial_params(config), seed=confirm.get("seed"))
     except ConfigError as err:

@@ -42,7 +42,8 @@ from rt3d_tune.runner.iter_based import IterLoader
 from rt3d_tune.runner.log_buffer import LogBuffer
 from rt3d_tune.schedules import annealing_linear
 
-__all__ = ["ProbeResult", "cooldown_probe", "probe_iters", "train_loader"]
+__all__ = ["ProbeResult", "TrainingSnapshot", "cooldown_probe", "probe_iters",
+           "train_loader"]
 
 FinalLr = float | Sequence[float] | Mapping[str, Sequence[float]]
 """One LR for every group, one per param group, or per optimizer name (dict optimizers)."""
@@ -203,7 +204,7 @@ def cooldown_probe(
     except DivergenceError as err:
         error = str(err)
     finally:
-        saved.restore(runner)
+        saved.restore()
     seconds = time.perf_counter() - started
     for hook in runner.hooks:
         if isinstance(hook, IterTimerHook):
@@ -227,33 +228,29 @@ def _loaders(runner: Any, train: Any) -> list[Any]:
     return list({id(loader): loader for loader in found}.values())
 
 
-class _Snapshot:
-    """Everything a probe can change, copied so that ``restore`` puts it back exactly.
+class TrainingSnapshot:
+    """Everything training can change, copied so that ``restore`` puts it back exactly.
 
-    Model parameters and every buffer (BatchNorm statistics, EMA averages), gradients
-    (accumulation carries them between iterations), train/eval flags, optimizer state
-    and param-group values, the training hooks' attributes (a GradScaler deep-copied),
-    the runner's per-iteration attributes and meta, the python/numpy/torch/CUDA RNG
-    states, and the data loaders' generators and sampler/dataset epoch state.
+    The modules' parameters and every buffer (BatchNorm statistics, EMA averages),
+    gradients (accumulation carries them between iterations), train/eval flags; the
+    optimizers' state and param-group values; the given objects' attributes (hooks, an
+    optimizer wrapper; a GradScaler deep-copied); the python/numpy/torch/CUDA RNG states;
+    the data loaders' generators and sampler/dataset epoch state.
     """
 
-    def __init__(self, runner: Any, hooks: Iterable[Hook], loaders: Iterable[Any]) -> None:
-        model = runner.model
-        self.tensors = [(t, t.detach().clone()) for t in _tensors(model)]
-        self.grads = [
-            (p, None if p.grad is None else p.grad.detach().clone()) for p in model.parameters()
-        ]
-        self.training = [(module, module.training) for module in model.modules()]
-        self.optimizers = [
-            (opt, *_optimizer_state(opt)) for opt in named_optimizers(runner.optimizer).values()
-        ]
-        self.hooks = [(hook, _hook_vars(hook)) for hook in hooks]
-        self.attrs = {name: getattr(runner, name) for name in _RUNNER_ATTRS}
-        self.meta = copy.deepcopy(runner.meta)
+    def __init__(self, modules: Iterable[torch.nn.Module], optimizers: Iterable[Any],
+                 objects: Iterable[Any], loaders: Iterable[Any]) -> None:
+        modules = list({id(m): m for m in modules}.values())
+        self.tensors = [(t, t.detach().clone()) for m in modules for t in _tensors(m)]
+        self.grads = [(p, None if p.grad is None else p.grad.detach().clone())
+                      for m in modules for p in m.parameters()]
+        self.training = [(module, module.training) for m in modules for module in m.modules()]
+        self.optimizers = [(opt, *_optimizer_state(opt)) for opt in optimizers]
+        self.objects = [(obj, _hook_vars(obj)) for obj in objects]
         self.rng = _rng_state()
         self.loaders = [(loader, _loader_state(loader)) for loader in loaders]
 
-    def restore(self, runner: Any) -> None:
+    def restore(self) -> None:
         with torch.no_grad():
             for tensor, value in self.tensors:
                 tensor.copy_(value)
@@ -268,19 +265,34 @@ class _Snapshot:
                 params = group["params"]
                 group.clear()
                 group.update(values, params=params)
-        for hook, attrs in self.hooks:
-            vars(hook).clear()
-            vars(hook).update(attrs)
-        for name, value in self.attrs.items():
-            setattr(runner, name, value)
-        runner.meta.clear()
-        runner.meta.update(self.meta)
+        for obj, attrs in self.objects:
+            vars(obj).clear()
+            vars(obj).update(attrs)
         _set_rng_state(self.rng)
         for loader, (generator_state, parts) in self.loaders:
             if generator_state is not None:
                 loader.generator.set_state(generator_state)
             for part, attrs in parts:
                 vars(part).update(attrs)
+
+
+class _Snapshot(TrainingSnapshot):
+    """A TrainingSnapshot of an rt3d-tune runner: its model, optimizers, the training
+    hooks, and the runner's per-iteration attributes and meta."""
+
+    def __init__(self, runner: Any, hooks: Iterable[Hook], loaders: Iterable[Any]) -> None:
+        super().__init__([runner.model], named_optimizers(runner.optimizer).values(), hooks,
+                         loaders)
+        self.attrs = {name: getattr(runner, name) for name in _RUNNER_ATTRS}
+        self.meta = copy.deepcopy(runner.meta)
+        self.runner = runner
+
+    def restore(self) -> None:
+        super().restore()
+        for name, value in self.attrs.items():
+            setattr(self.runner, name, value)
+        self.runner.meta.clear()
+        self.runner.meta.update(self.meta)
 
 
 def _tensors(model: torch.nn.Module) -> list[torch.Tensor]:
@@ -302,8 +314,8 @@ def _optimizer_state(
     return state, groups
 
 
-def _hook_vars(hook: Hook) -> dict[str, Any]:
-    attrs = dict(vars(hook))
+def _hook_vars(obj: Any) -> dict[str, Any]:
+    attrs = dict(vars(obj))
     for name, value in attrs.items():
         if isinstance(value, torch.amp.GradScaler):
             attrs[name] = copy.deepcopy(value)  # updated in place at each step

@@ -119,26 +119,19 @@ class TuneReportHook(Hook):
                 next_iter=runner.iter + 1,
             )
 
-    def _probe(self, runner: Any, next_iter: int) -> dict[str, Any]:
-        """A cool-down probe from here: its metrics as a report's entries (the plain
-        metric moves to ``<metric>_plain``)."""
+    def _probe(self, runner: Any, next_iter: int) -> Any:
+        """A cool-down probe from here (a ``ProbeResult``)."""
         from rt3d_tune.runner.hooks.evaluation import EvalHook
         from rt3d_tune.runner.hooks.lr_updater import LrUpdaterHook
         from rt3d_tune.runner.probe import cooldown_probe, probe_iters
 
         lr_hook = next((h for h in runner.hooks if isinstance(h, LrUpdaterHook)), None)
         eval_hook = next(h for h in runner.hooks if isinstance(h, EvalHook))
-        result = cooldown_probe(
+        return cooldown_probe(
             runner, probe_iters(next_iter, self.probe_ratio),
             lr_hook.final_lr if lr_hook is not None else runner.current_lr(),
             lambda: eval_hook.compute_metrics(runner), start_iter=next_iter,
         )
-        entries: dict[str, Any] = {"probe_iters": result.iters, "probe_s": result.seconds}
-        if result.diverged:  # the cool-down blew up: the plain metric stands
-            entries["probe_error"] = result.error
-        elif self.metric in result.metrics:
-            entries["probe"] = _plain(result.metrics[self.metric])
-        return entries
 
     def _maybe_report(self, runner: Any, fidelity: int, epoch: int, final: bool,
                       next_iter: int) -> None:
@@ -159,16 +152,30 @@ class TuneReportHook(Hook):
             final=final,
             **self.extra,
         )
-        if fidelity in self.probe_epochs and not final:
-            metrics.update(self._probe(runner, next_iter))
-            if "probe" in metrics:
-                metrics[f"{self.metric}_plain"] = metrics[self.metric]
-                metrics[self.metric] = metrics["probe"]
+        if self.probes_at(fidelity, final):
+            self.add_probe(metrics, self._probe(runner, next_iter))
         if getattr(runner, "rank", 0):  # rank 0 alone reports and checkpoints
             self.last_metrics = metrics
             return
         self.deliver(metrics, final, lambda folder: runner.save_checkpoint(
             folder, filename_tmpl=CHECKPOINT_FILE, create_symlink=False))
+
+    def probes_at(self, fidelity: int, final: bool) -> bool:
+        """Whether the report at ``fidelity`` is a probe's (a rung, not the last report)."""
+        return fidelity in self.probe_epochs and not final
+
+    def add_probe(self, metrics: dict[str, Any], result: Any) -> None:
+        """A probe's ``ProbeResult`` into a report: its cost (``probe_iters``,
+        ``probe_s``) and its metric as the reported one (the plain one moves to
+        ``<metric>_plain``); when the cool-down diverged, its error, and the plain metric
+        stands."""
+        metrics.update(probe_iters=result.iters, probe_s=result.seconds)
+        if result.diverged:
+            metrics["probe_error"] = result.error
+        elif self.metric in result.metrics:
+            metrics["probe"] = _plain(result.metrics[self.metric])
+            metrics[f"{self.metric}_plain"] = metrics[self.metric]
+            metrics[self.metric] = metrics["probe"]
 
     def check_metric(self, results: Mapping[str, Any]) -> dict[str, Any]:
         """The evaluation's metrics, which must hold the searched one.

@@ -226,14 +226,9 @@ _SCHEDULER_ARGS: dict[str, dict[str, tuple[Any, Callable[[Any, str], Any]]]] = {
 }
 
 
-def _parse_probe(section: Mapping[str, Any], kind: str, backend: str) -> tuple[str, float]:
-    default = "cooldown" if kind in PROBE_SCHEDULERS and backend == "mmcv" else "none"
+def _parse_probe(section: Mapping[str, Any], kind: str) -> tuple[str, float]:
+    default = "cooldown" if kind in PROBE_SCHEDULERS else "none"
     probe = check_one_of(section.get("probe", default), PROBES, "scheduler.probe")
-    if probe != "none" and backend != "mmcv":
-        raise ConfigError("the cool-down probe runs inside rt3d-tune's own runner; mmengine "
-                          "trials report their plain validation metrics",
-                          key_path="scheduler.probe", given=probe,
-                          hint="remove scheduler.probe (or probe: none)")
     ratio = section.get("probe_ratio", DEFAULT_PROBE_RATIO)
     if not (isinstance(ratio, (int, float)) and not isinstance(ratio, bool)
             and math.isfinite(ratio) and 0 < ratio < 1):
@@ -252,8 +247,7 @@ def _parse_probe(section: Mapping[str, Any], kind: str, backend: str) -> tuple[s
     return probe, float(ratio)
 
 
-def parse_scheduler(section: Mapping[str, Any], max_epochs: int | None,
-                    backend: str = "mmcv") -> SchedulerSettings:
+def parse_scheduler(section: Mapping[str, Any], max_epochs: int | None) -> SchedulerSettings:
     """``scheduler:``, checked against the trial's length in epochs (None: unknown)."""
     kind = check_one_of(section.get("type", "fifo"), SCHEDULERS, "scheduler.type")
     spec = _SCHEDULER_ARGS[kind]
@@ -268,7 +262,7 @@ def parse_scheduler(section: Mapping[str, Any], max_epochs: int | None,
                 expected=f"at most {max_epochs}",
                 given=args[name],
             )
-    probe, ratio = _parse_probe(section, kind, backend)
+    probe, ratio = _parse_probe(section, kind)
     return SchedulerSettings(kind, args, probe, ratio)
 
 

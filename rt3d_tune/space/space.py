@@ -171,8 +171,7 @@ def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSp
     stop = parse_stop(check_mapping(top.get("stop"), "stop"), base)
     fixed = fixed_overrides(stop, base, [path for path, _ in params])
     max_epochs = stop.max_epochs if stop.max_epochs is not None else base_max_epochs(base)
-    scheduler = parse_scheduler(check_mapping(top.get("scheduler"), "scheduler"), max_epochs,
-                                backend)
+    scheduler = parse_scheduler(check_mapping(top.get("scheduler"), "scheduler"), max_epochs)
     return SearchSpace(
         file=file,
         base_path=base_path,

@@ -63,18 +63,25 @@ def test_asha_search_of_an_mmengine_config_exports_what_mmengine_trains(ray_loca
     from rt3d_tune.search.tuner import run_search
     from rt3d_tune.space.space import load_space
 
-    # One trial at a time: ASHA's cut at a rung depends on the order the results reach
-    # it, and this task's trials all score 0.2 after epoch 1 (the warm-up), so with two
-    # at once whether one is stopped at epoch 2 depended on which finished first.
+    # One trial at a time: ASHA's cut at a rung depends on the order the results reach it.
     space = load_space(write_space(tmp_path, "mm", search={
         "algorithm": "random", "num_samples": 4, "seed": 0, "max_concurrent": 1,
         "confirm": False}))
-    assert space.backend == "mmengine" and space.scheduler.probe == "none"
+    assert space.backend == "mmengine" and space.scheduler.probe == "cooldown"
     result = run_search(space, output=tmp_path / "runs", name="mm", status=False)
 
     statuses = [rec.status for rec in result.records.values()]
     assert len(statuses) == 4 and recorder.EARLY_STOPPED in statuses
     assert set(statuses) <= {recorder.EARLY_STOPPED, recorder.TERMINATED}
+    # ASHA's rungs (rounds 1 and 2) ranked the trials by a cool-down probe's accuracy;
+    # the plain accuracy is kept beside it, the last round is plain.
+    for rec in result.records.values():
+        for fidelity, res in rec.results.items():
+            probed = fidelity in (1, 2)
+            assert ("accuracy_plain" in res) is probed and ("probe_iters" in res) is probed
+            if probed:
+                assert res["accuracy"] == res["probe"] and res["probe_iters"] == round(
+                    res["iteration"] * space.scheduler.probe_ratio)
     # Fidelity: validation rounds, one per epoch here.
     finished = [rec for rec in result.records.values() if rec.status == recorder.TERMINATED]
     assert all(sorted(rec.results) == [1, 2, 3, 4] for rec in finished)
@@ -211,16 +218,21 @@ def test_two_worker_mmengine_trials_run_on_mmengines_distributed_wrapper(ray_loc
     from rt3d_tune.space.space import load_space
 
     space = load_space(write_space(
-        tmp_path, "dp", resources={"cpu": 1, "workers": 2}, scheduler={"type": "fifo"},
+        tmp_path, "dp", resources={"cpu": 1, "workers": 2},
+        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
         stop={"max_epochs": 2},
         search={"algorithm": "random", "num_samples": 2, "seed": 0, "confirm": False}))
     result = run_search(space, output=tmp_path / "runs", name="dp", status=False)
 
-    assert {rec.status for rec in result.records.values()} == {recorder.TERMINATED}
+    assert {rec.status for rec in result.records.values()} <= {recorder.TERMINATED,
+                                                               recorder.EARLY_STOPPED}
     for rec in result.records.values():
-        last = rec.results[max(rec.results)]
+        first, last = rec.results[1], rec.results[max(rec.results)]
         assert last["workers"] == 2
         # 320 samples over 2 ranks of DefaultSampler, 16 per batch: 10 iterations an epoch
-        assert last["iters_per_epoch"] == 10 and last["iteration"] == 20
-        assert sorted(rec.results) == [1, 2]
+        assert last["iters_per_epoch"] == 10 and last["iteration"] == 10 * max(rec.results)
+        # ASHA's rung after round 1: a cool-down probe on both ranks (a rank that
+        # skipped it would leave the other waiting in its gradient all-reduce)
+        assert first["probe_iters"] == 2 and "accuracy_plain" in first
+    assert any(sorted(rec.results) == [1, 2] for rec in result.records.values())
     assert (result.run_dir / "best" / "best_config.py").is_file()
