@@ -3,14 +3,17 @@
 Every problem a user can fix by editing a config, a space file or a command line is
 raised as :class:`ConfigError`. It carries where the problem is (file and dotted key
 path), what was expected, what was given, and a hint. The CLI prints it as one message
-and exits with status 2; anything else is a bug and keeps its traceback.
+and exits with status 2. :class:`RecordingError` (the run directory stopped taking
+writes) is printed with the command that resumes the search, status 1; anything else is
+a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "DivergenceError"]
+__all__ = ["ConfigError", "DivergenceError", "RecordingError"]
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -102,3 +105,23 @@ class DivergenceError(RuntimeError):
         self.values = dict(values)
         shown = ", ".join(f"{k}={v}" for k, v in self.values.items())
         super().__init__(f"training diverged at epoch {epoch}, iteration {iteration}: {shown}")
+
+
+class RecordingError(OSError):
+    """The search could not record a trial event in its run directory (a full disk, a
+    folder made read-only): the search stops as a killed driver would, keeping every
+    event written so far, and ``--resume`` continues it once the directory is writable.
+
+    Args:
+        path: the file the event was for (``results.jsonl`` or ``confirm.jsonl``).
+        cause: the OSError the write raised.
+    """
+
+    def __init__(self, path: str | Path, cause: OSError) -> None:
+        super().__init__(cause.errno, f"cannot record the search's results in {path}: "
+                         f"{cause.strerror or cause}")
+        self.path = str(path)
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()

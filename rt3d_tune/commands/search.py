@@ -81,14 +81,15 @@ def _trial_config_problems(space: SearchSpace) -> list[tuple[ConfigError, list[s
 def run(args: argparse.Namespace) -> int:
     """Check everything that needs no Ray, search, export, and print the best trial.
 
-    Returns 0, 1 when no trial reported the metric, 2 when the trial configs have
-    problems (each printed).
+    Returns 0, 1 when no trial reported the metric or the run directory stopped taking
+    writes (the message says how to resume), 2 when the trial configs have problems
+    (each printed).
 
     Raises:
         ConfigError: a bad argument, space, run directory or cluster address.
     """
     from rt3d_tune.commands.validate import print_problems
-    from rt3d_tune.errors import ConfigError
+    from rt3d_tune.errors import ConfigError, RecordingError
     from rt3d_tune.results.run_lock import RunLock, refuse_if_held
     from rt3d_tune.search.address import check_ray_address
     from rt3d_tune.space.bounds import check_search_size
@@ -114,22 +115,29 @@ def run(args: argparse.Namespace) -> int:
     from rt3d_tune.search.tuner import resolve_run_dir, run_search  # imports torch
 
     run_dir = resolve_run_dir(space, args.output, args.name, args.resume)
-    with RunLock(run_dir):
-        result = run_search(
-            space,
-            address=args.address,
-            name=run_dir.name,
-            output=run_dir.parent,
-            num_samples=args.num_samples,
-            resume=args.resume,
-            max_failures=args.max_failures,
-            debug=getattr(args, "debug", False),
-        )
+    to_continue = (f"rt3d-tune search {args.space} --output {args.output} "
+                   f"--name {run_dir.name} --resume")
+    try:
+        with RunLock(run_dir):
+            result = run_search(
+                space,
+                address=args.address,
+                name=run_dir.name,
+                output=run_dir.parent,
+                num_samples=args.num_samples,
+                resume=args.resume,
+                max_failures=args.max_failures,
+                debug=getattr(args, "debug", False),
+            )
+    except RecordingError as err:
+        print(f"rt3d-tune search: error: {err}\nthe search stopped; every result recorded "
+              f"so far is kept. Once {Path(err.path).parent} can be written again, "
+              f"continue it: {to_continue}", file=sys.stderr)
+        return 1
     print(f"run directory: {result.run_dir}")
     unfinished = sum(rec.status == "INTERRUPTED" for rec in result.records.values())
     if unfinished:
-        print(f"{unfinished} trial(s) did not finish; to continue: rt3d-tune search "
-              f"{args.space} --output {args.output} --name {result.run_dir.name} --resume")
+        print(f"{unfinished} trial(s) did not finish; to continue: {to_continue}")
     if result.budget_cut is not None and (
             len(result.records) < result.budget_cut[0] or result.budget_cut[1]):
         print(budget_line(space.stop.time_budget_s, len(result.records), *result.budget_cut,

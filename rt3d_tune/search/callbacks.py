@@ -11,6 +11,7 @@ from typing import Any
 from ray.exceptions import RayError
 from ray.tune import Callback, Stopper
 
+from rt3d_tune.errors import RecordingError
 from rt3d_tune.results.recorder import (
     ERROR,
     RESULTS_JSONL,
@@ -61,6 +62,15 @@ class ResultRecorder(Callback):
         self._reconciled = False
         self._params: dict[str, dict[str, Any]] = {}
 
+    def _append(self, event: dict[str, Any]) -> None:
+        """One event into the file; a failed write (the file left as it was) ends the
+        search with RecordingError: an event that is not recorded would be lost, and the
+        trials would go on training for results nobody keeps."""
+        try:
+            append_event(self.path, event)
+        except OSError as err:
+            raise RecordingError(self.path, err) from err
+
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         """On the first step, forget trials a killed driver ran after Tune's last save.
 
@@ -74,8 +84,7 @@ class ResultRecorder(Callback):
         known = {trial.trial_id for trial in trials}
         for trial_id in load_records(self.path.parent, filename=self.path.name):
             if trial_id not in known:
-                append_event(self.path, {"event": "discard", "trial_id": trial_id,
-                                         "time": time.time()})
+                self._append({"event": "discard", "trial_id": trial_id, "time": time.time()})
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         params = trial_params(trial.config)
@@ -85,7 +94,7 @@ class ResultRecorder(Callback):
         confirm = trial.config.get(CONFIRM_KEY)
         if isinstance(confirm, dict):
             event.update(confirm_of=confirm["of"], seed=confirm["seed"])
-        append_event(self.path, event)
+        self._append(event)
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -93,35 +102,20 @@ class ResultRecorder(Callback):
         params = trial_params(trial.config)
         if params != self._params.get(trial.trial_id, params):  # PBT exploited and explored
             self._params[trial.trial_id] = params
-            append_event(self.path, {"event": "params", "trial_id": trial.trial_id,
+            self._append({"event": "params", "trial_id": trial.trial_id,
                                      "params": params, "time": time.time()})
         kept = {k: v for k, v in result.items() if k not in _DROPPED_KEYS}
-        append_event(self.path, {"event": "result", "trial_id": trial.trial_id, "result": kept})
+        self._append({"event": "result", "trial_id": trial.trial_id, "result": kept})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
-        append_event(
-            self.path,
-            {
-                "event": "end",
-                "trial_id": trial.trial_id,
-                "status": classify(last),
-                "error": last.get("fatal_error") or last.get("error"),
-                "time": time.time(),
-            },
-        )
+        self._append({"event": "end", "trial_id": trial.trial_id, "status": classify(last),
+                      "error": last.get("fatal_error") or last.get("error"),
+                      "time": time.time()})
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        append_event(
-            self.path,
-            {
-                "event": "end",
-                "trial_id": trial.trial_id,
-                "status": ERROR,
-                "error": _error_text(trial),
-                "time": time.time(),
-            },
-        )
+        self._append({"event": "end", "trial_id": trial.trial_id, "status": ERROR,
+                      "error": _error_text(trial), "time": time.time()})
 
 
 class FatalErrorStopper(Stopper):

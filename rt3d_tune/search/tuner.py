@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from rt3d_tune.errors import ConfigError
+from rt3d_tune.errors import ConfigError, RecordingError
 from rt3d_tune.results import recorder
 from rt3d_tune.results.confirmation import ConfirmedConfig
 from rt3d_tune.results.export import export_run, load_context, write_run_info
@@ -183,7 +183,7 @@ def run_search(
         check_resources(space, ray.cluster_resources())
         trainable = tune.with_resources(tune.with_parameters(train_trial, setup=setup), resources)
         started = time.monotonic()
-        phase.search_tuner(trainable, samples, status, stream).fit()
+        _fit(phase.search_tuner(trainable, samples, status, stream))
         budget = space.stop.time_budget_s
         budget_cut = None
         if budget is not None and time.monotonic() - started >= budget:
@@ -194,7 +194,7 @@ def run_search(
         confirm = phase.confirm_tuner(trainable, records,
                                       (stream or sys.stderr) if status else None)
         if confirm is not None:
-            confirm.fit()
+            _fit(confirm)
             _raise_fatal(recorder.load_records(run_dir, filename=recorder.CONFIRM_JSONL))
     context = load_context(run_dir)
     exported = export_run(run_dir, context)
@@ -346,6 +346,21 @@ def _discard_partial(run_dir: Path) -> None:
     if path.exists():
         path.rename(path.with_name(path.name + ".interrupted"))
     shutil.rmtree(run_dir / RAY_DIR, ignore_errors=True)
+
+
+def _fit(tuner: Any) -> None:
+    """``tuner.fit()``; when it stopped because the run directory took no more writes,
+    that RecordingError itself (Tune raises any callback's error as a TuneError holding
+    the traceback as text, the original only as its context)."""
+    try:
+        tuner.fit()
+    except Exception as err:
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, RecordingError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def _raise_fatal(records: dict[str, recorder.TrialRecord]) -> None:

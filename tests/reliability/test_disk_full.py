@@ -7,6 +7,10 @@ namespace of its own (``unshare``), and is skipped where that is not allowed. Th
 test injects the fault at the write in the trial's worker (a module the base config
 imports through ``custom_imports``, as a user's module), since a Ray search inside such
 a namespace is not something a test should start.
+
+When the driver's own ``results.jsonl`` cannot take a line, the search stops with a
+message and the command that resumes it (exit 1, no traceback), the file keeps every
+whole line, and ``--resume`` finishes the search with every trial once.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from reliability_kit import POINTNET, REPO, events, no_confirmation, write_space
+from reliability_kit import POINTNET, REPO, events, no_confirmation, write_base, write_space
 
 from rt3d_tune.results import recorder
 
@@ -190,3 +194,66 @@ def test_the_write_error_survives_pickling_as_ray_sends_it(tmp_path):
     assert "cannot write the checkpoint" in str(again)
     assert not list((tmp_path / "ckpt").glob(".*.tmp"))
     assert again.errno != errno.ENOSPC  # a folder in the way is not a full disk
+
+
+# The search command with the driver's recorder on a disk that fills up: its 6th write
+# to the run's results file writes half of the line and fails as a full disk does, and
+# every later write fails too.
+FULL_DRIVER = """
+import errno, os, sys
+import rt3d_tune.results.recorder as recorder
+
+class FillingDisk:
+    writes = 0
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def write(self, fd, data):
+        FillingDisk.writes += 1
+        if FillingDisk.writes < 6:
+            return os.write(fd, data)
+        if FillingDisk.writes == 6:
+            os.write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+recorder.os = FillingDisk()
+from rt3d_tune import cli
+sys.exit(cli.main(["search"] + sys.argv[1:]))
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_full_disk_under_the_drivers_results_stops_the_search_and_resume_finishes_it(
+    tmp_path
+):
+    space = write_space(tmp_path, "space", write_base(tmp_path, max_epochs=2), search={
+        "algorithm": "random", "num_samples": 4, "seed": 0, "max_concurrent": 2,
+        **no_confirmation()})
+    args = [str(space), "--output", str(tmp_path / "runs"), "--name", "full"]
+    proc = subprocess.run([sys.executable, "-c", FULL_DRIVER, *args], cwd=tmp_path,
+                          capture_output=True, text=True, check=False, timeout=300)
+    run_dir = tmp_path / "runs" / "full"
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert (f"rt3d-tune search: error: cannot record the search's results in "
+            f"{run_dir / recorder.RESULTS_JSONL}: No space left on device") in proc.stderr
+    resume_command = f"rt3d-tune search {space} --output {tmp_path / 'runs'} --name full --resume"
+    assert resume_command in proc.stderr
+    # the half-written line was cut back: five whole events, nothing torn
+    text = (run_dir / recorder.RESULTS_JSONL).read_text()
+    assert text.endswith("\n") and len(events(run_dir)) == len(text.splitlines()) == 5
+
+    done = subprocess.run([sys.executable, "-m", "rt3d_tune", "search", *args, "--resume"],
+                          cwd=tmp_path, capture_output=True, text=True, check=False,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = recorder.load_records(run_dir, finished=True)
+    assert len(records) == 4
+    assert {rec.status for rec in records.values()} == {recorder.TERMINATED}
+    # as after a killed driver: every trial once, with every epoch's result
+    assert all(sorted(rec.results) == [1, 2] for rec in records.values())
+    rows = (run_dir / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4
+    assert (run_dir / "best" / "best_config.py").is_file()
