@@ -10,11 +10,12 @@ Pure: no torch, no Ray.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.limits import MAX_EPOCHS, MAX_ITERS, MAX_SEED, MAX_TRIALS, count_text
+from rt3d_tune.space.domains import Choice, Grid, Int, LogInt, LogUniform, Uniform
 from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.sampling import grid_size
 from rt3d_tune.space.space import SearchSpace
@@ -70,10 +71,47 @@ def check_search_size(space: SearchSpace, num_samples: int | None = None) -> int
         brackets = space.scheduler.args.get("brackets")
         if isinstance(brackets, int):
             _at_most(brackets, MAX_BRACKETS, "scheduler.brackets", "asks for {n} brackets")
+        _check_tuned_length(space)
     except ConfigError as err:
         raise err.with_context(file=file) from None
     _check_base_length(space)
     return trials
+
+
+# The keys that set how long a trial trains, in both dialects, and their bounds.
+_LENGTH_KEYS = {"runner.max_epochs": MAX_EPOCHS, "total_epochs": MAX_EPOCHS,
+                "train_cfg.max_epochs": MAX_EPOCHS, "runner.max_iters": MAX_ITERS,
+                "train_cfg.max_iters": MAX_ITERS}
+
+
+def _values(template: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """(config key path, the largest value it can take) for every number a parsed space
+    entry can set: each option of a choice, the upper bound of a range."""
+    if isinstance(template, (Choice, Grid)):
+        for option in template.options:
+            yield from _values(option, path)
+    elif isinstance(template, (Uniform, LogUniform, Int, LogInt)):
+        yield path, template.high
+    elif isinstance(template, Mapping):
+        for key, item in template.items():
+            yield from _values(item, f"{path}.{key}")
+    elif isinstance(template, (int, float)) and not isinstance(template, bool):
+        yield path, template
+
+
+def _check_tuned_length(space: SearchSpace) -> None:
+    """A space that tunes the run length itself (``runner.max_epochs: {choice: [12,
+    24]}``, no ``stop.max_epochs``) is bounded like ``stop.max_epochs``."""
+    for param, domain in space.params:
+        for path, value in _values(domain, param):
+            limit = _LENGTH_KEYS.get(path)
+            if limit is not None and value > limit:
+                unit = "epochs" if path.endswith("epochs") else "iterations"
+                raise ConfigError(
+                    f"a trial may train {count_text(value)} {unit} ({path}), more than the "
+                    f"{limit:,} allowed", key_path=f"space.{param}",
+                    expected=f"values of at most {limit:,}", given=value,
+                    hint="lower the domain's upper bound")
 
 
 def _check_base_length(space: SearchSpace) -> None:

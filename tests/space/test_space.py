@@ -307,3 +307,24 @@ def test_check_resources(tmp_path):
     with pytest.raises(ConfigError) as info:
         check_resources(space, {"CPU": 0.5, "GPU": 2})
     assert info.value.key_path == "resources.cpu"
+
+
+@pytest.mark.parametrize("body, key_path, needle", [
+    ("space:\n  runner.max_epochs: {int: [6, 20000]}\n", "space.runner.max_epochs",
+     "20,000 epochs (runner.max_epochs)"),
+    ("space:\n  runner.max_epochs: {choice: [12, 24, 100000]}\n", "space.runner.max_epochs",
+     "100,000 epochs"),
+    ("space:\n  runner:\n    choice:\n      - {type: IterBasedRunner, max_iters: 20000000}\n",
+     "space.runner", "20,000,000 iterations (runner.max_iters)"),
+    ("space:\n  runner.max_iters: {logint: [1, 50000000]}\n", "space.runner.max_iters",
+     "50,000,000 iterations"),
+])
+def test_a_tuned_run_length_is_bounded_like_stop_max_epochs(tmp_path, body, key_path, needle):
+    from rt3d_tune.space.bounds import check_search_size
+
+    with pytest.raises(ConfigError) as info:
+        check_search_size(load(tmp_path, body))
+    assert info.value.key_path == key_path and needle in str(info.value)
+    # within the bounds the same spaces are fine
+    ok = load(tmp_path, "space:\n  runner.max_epochs: {choice: [12, 24, 10000]}\n")
+    assert check_search_size(ok) == ok.search.num_samples
