@@ -278,7 +278,25 @@ def validate_space(space: SearchSpace, samples: int = 4, seed: int | None = None
             notes += [n for n in _budget_notes(space, full, cfg) if n not in notes]
         check.problems = [_with_origin(space, params, err) for err in check.problems]
         checks.append(check)
-    return ValidationReport(space, iters, checks, notes)
+    return ValidationReport(space, iters, checks, notes + _probe_notes(space))
+
+
+def _probe_notes(space: SearchSpace) -> list[str]:
+    """Where the trials report a cool-down probe's metric instead of the plain one."""
+    from rt3d_tune.search.schedulers import rung_epochs
+    from rt3d_tune.search.searchers import max_fidelity
+
+    if space.scheduler.probe == "none":
+        return []
+    rungs = sorted(rung_epochs(space.scheduler, max_fidelity(space)))
+    if not rungs:
+        return []
+    unit = "validation round" if space.backend == "mmengine" else "epoch"
+    unit += "s" if len(rungs) > 1 else ""
+    return [f"rung probes: after {unit} {', '.join(map(str, rungs))} a trial reports "
+            f"{space.metric} after a cool-down of {space.scheduler.probe_ratio:g} of the "
+            f"iterations so far ({space.scheduler.type}'s rungs; scheduler.probe: none "
+            f"reports the plain metric)"]
 
 
 def _with_origin(space: SearchSpace, params: Mapping[str, Any], err: ConfigError) -> ConfigError:

@@ -114,3 +114,26 @@ def test_validate_starts_no_ray_and_no_training():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          cwd=REPO, check=False).stdout
     assert out.strip().splitlines()[-1] == "NO_RAY 0"
+
+
+@pytest.mark.parametrize("scheduler, note", [
+    ({"type": "asha", "grace_period": 1, "reduction_factor": 2},
+     "rung probes: after epochs 1, 2 a trial reports accuracy after a cool-down of 0.25 of "
+     "the iterations so far (asha's rungs; scheduler.probe: none reports the plain metric)"),
+    ({"type": "asha", "grace_period": 2, "reduction_factor": 3, "probe_ratio": 0.1},
+     "rung probes: after epoch 2 a trial reports accuracy after a cool-down of 0.1 of"),
+    ({"type": "asha", "probe": "none"}, None),
+    ({"type": "fifo"}, None),
+])
+def test_validate_says_where_trials_report_a_probe(tmp_path, capsys, scheduler, note):
+    import yaml
+
+    path = write(tmp_path, "space:\n  optimizer.lr: {loguniform: [1.0e-4, 1.0e-2]}\n"
+                 "stop: {max_epochs: 4}\nscheduler: " + yaml.safe_dump(scheduler,
+                                                                       default_flow_style=True))
+    assert cli.main(["validate", str(path), "--samples", "1"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if "rung probes" in line]
+    if note is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and note in notes[0]
