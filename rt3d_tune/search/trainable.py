@@ -193,12 +193,27 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
             train_rank(config, setup, trial_id, resume, 0, resources.workers, rendezvous)
         except Exception:
             if group.error is not None:  # a rank died first: that is the cause
-                raise RuntimeError(f"a data-parallel worker of the trial failed: "
-                                   f"{_first_line(group.error)}") from None
+                rank = 1 + (group.failed or 0)
+                saved = _save_rank_error(Path(setup.run_dir, "trials", trial_id), rank,
+                                         group.error)
+                raise RuntimeError(f"a data-parallel worker of the trial failed (rank {rank}):"
+                                   f" {_first_line(group.error)}{saved}") from None
             raise
         group.wait()
     finally:
         group.shutdown()
+
+
+def _save_rank_error(work_dir: Path, rank: int, err: BaseException) -> str:
+    """The failed rank's whole error (Ray's text holds the rank's own traceback) in
+    ``rank<k>_error.txt`` of the trial's folder; what to add to the one-line message."""
+    path = work_dir / f"rank{rank}_error.txt"
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{type(err).__name__}: {err}\n", encoding="utf-8")
+    except OSError:
+        return ""
+    return f"; its traceback: {path}"
 
 
 def _first_line(err: BaseException) -> str:

@@ -90,6 +90,7 @@ class WorkerGroup:
             self.actors.append(actor.options(**options).remote())
         self.refs: list[Any] = []
         self.error: BaseException | None = None
+        self.failed: int | None = None  # the index of the actor that failed first
         self._watch: threading.Thread | None = None
 
     def start(self, fn: Callable[..., Any], args: Sequence[Sequence[Any]]) -> None:
@@ -111,7 +112,7 @@ class WorkerGroup:
                 ray.get(done[0])
             except BaseException as err:
                 if self.error is None:
-                    self.error = err
+                    self.error, self.failed = err, self.refs.index(done[0])
                 self.shutdown()
                 return
 

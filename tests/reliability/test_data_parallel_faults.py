@@ -87,3 +87,6 @@ def test_a_killed_worker_of_a_two_worker_trial_is_retried_from_its_checkpoint(ra
     train = [(line["epoch"], line["iter"]) for line in lines if line["mode"] == "train"]
     assert len(train) == len(set(train)) and {e for e, _ in train} == {1, 2, 3}
     assert [line["epoch"] for line in lines if line["mode"] == "val"] == [1, 2, 3]
+    # The killed rank's error, whole, beside the trial's log (the message names the file).
+    error = (run_dir / "trials" / trial_id / "rank1_error.txt").read_text()
+    assert "ActorDiedError" in error or "RayActorError" in error, error
