@@ -37,7 +37,7 @@ def _cfg(tmp_path: Path, name: str, **changes: Any) -> Any:
     cfg.param_scheduler[0].end = 4
     cfg.param_scheduler[1].update(end=EPOCHS, T_max=EPOCHS)
     cfg.work_dir = str(tmp_path / name)
-    cfg.experiment_name = name
+    cfg.experiment_name = f"{name}-{tmp_path.name}"  # mmengine keys its logger and hub by it
     cfg.randomness = {"seed": 0}
     cfg.default_hooks.checkpoint = {"type": "CheckpointHook", "interval": -1}
     for key, value in list(changes.items()):  # {"_delete_": True, ...} replaces the key
