@@ -191,17 +191,24 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
                                   rendezvous) for rank in range(1, resources.workers)])
         try:
             train_rank(config, setup, trial_id, resume, 0, resources.workers, rendezvous)
+        except ConfigError:
+            raise  # every rank builds the same config: rank 0's message is the cause
         except Exception:
-            if group.error is not None:  # a rank died first: that is the cause
+            error = group.first_failure(timeout=_RANK_FAILURE_WAIT_S)
+            if error is not None:  # a rank died first: that is the cause
                 rank = 1 + (group.failed or 0)
-                saved = _save_rank_error(Path(setup.run_dir, "trials", trial_id), rank,
-                                         group.error)
+                saved = _save_rank_error(Path(setup.run_dir, "trials", trial_id), rank, error)
                 raise RuntimeError(f"a data-parallel worker of the trial failed (rank {rank}):"
-                                   f" {_first_line(group.error)}{saved}") from None
+                                   f" {_first_line(error)}{saved}") from None
             raise
         group.wait()
     finally:
         group.shutdown()
+
+
+# How long rank 0, failing, waits for Ray to report a dead rank as the cause (a killed
+# rank breaks rank 0's next collective at once; Ray sees the death a moment later).
+_RANK_FAILURE_WAIT_S = 10.0
 
 
 def _save_rank_error(work_dir: Path, rank: int, err: BaseException) -> str:

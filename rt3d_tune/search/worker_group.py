@@ -116,6 +116,14 @@ class WorkerGroup:
                 self.shutdown()
                 return
 
+    def first_failure(self, timeout: float) -> BaseException | None:
+        """The first rank's failure, waiting up to ``timeout`` s for the watcher to see
+        one: a rank's death reaches the others through a broken collective sooner than
+        it reaches Ray, so a caller that just failed asks here for the cause."""
+        if self._watch is not None:
+            self._watch.join(timeout)
+        return self.error
+
     def wait(self) -> list[Any]:
         """Every actor's return value; raises the first failure."""
         import ray
