@@ -20,8 +20,9 @@ from rt3d_tune._compat import checked_release
 __all__ = ["CHECKED_OPTUNA", "insert_trials"]
 
 # Optuna releases whose RDB models and session this module was checked against
-# (tests/results/test_export.py reads the file back field for field).
-CHECKED_OPTUNA = {(5, 0)}
+# (tests/results/test_export.py reads the file back field for field; 5.1's tables
+# compile to the same SQLite DDL as 5.0's, its models only gained type annotations).
+CHECKED_OPTUNA = {(5, 0), (5, 1)}
 
 
 def insert_trials(storage: Any, study_id: int, trials: list[Any]) -> bool:
