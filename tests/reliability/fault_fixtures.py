@@ -4,8 +4,8 @@
   or whose ``train_step`` raises, from a given train iteration on.
 * ``TrialProbeHook``: after each train epoch's last iteration appends ``epoch pid
   node_id work_dir`` to a shared file; the first trial of the search to finish
-  ``hold_epoch`` (only that one, only once) writes ``<probe_file>.held`` and waits up to ``hold_s`` seconds (or until
-  ``<probe_file>.release`` exists), so that a test can kill its worker, remove its node
+  ``hold_epoch`` (only that one, only once) writes ``<probe_file>.held`` and waits up
+  to ``hold_s`` seconds (or until ``<probe_file>.release`` exists), so that a test can kill its worker, remove its node
   or look at the running processes while it is known to be mid-training with a
   checkpoint reported.
 
