@@ -5,9 +5,9 @@
 * ``TrialProbeHook``: after each train epoch's last iteration appends ``epoch pid
   node_id work_dir`` to a shared file; the first trial of the search to finish
   ``hold_epoch`` (only that one, only once) writes ``<probe_file>.held`` and waits up
-  to ``hold_s`` seconds (or until ``<probe_file>.release`` exists), so that a test can kill its worker, remove its node
-  or look at the running processes while it is known to be mid-training with a
-  checkpoint reported.
+  to ``hold_s`` seconds (or until ``<probe_file>.release`` exists), so that a test can
+  kill its worker, remove its node or look at the running processes while it is known
+  to be mid-training with a checkpoint reported.
 
 The test copies this file next to the base config it writes, so Ray workers import it
 the way a user's module is imported (``custom_imports`` searches the config's folder).
