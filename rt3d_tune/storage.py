@@ -233,10 +233,16 @@ def skip_parts(*folders: str, suffixes: Iterable[str] = (),
     return keep
 
 
-def _reason(err: BaseException) -> str:
+_CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                         "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                         "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+
+
+def _reason(err: BaseException, scheme: str) -> str:
     text = str(err).strip() or type(err).__name__
-    if "INTERNAL_FAILURE" in text and not os.environ.get("AWS_ACCESS_KEY_ID"):
-        text += " (no credentials were found)"
+    if scheme in ("s3", "s3a") and not any(os.environ.get(v) for v in _CREDENTIAL_VARIABLES) \
+            and not Path("~/.aws/credentials").expanduser().is_file():
+        text += " (no credentials were found: no AWS_ACCESS_KEY_ID, no ~/.aws/credentials)"
     return text
 
 
@@ -260,6 +266,7 @@ def check_storage(uri: str, key_path: str = "--storage") -> Storage:
                 "AWS_SECRET_ACCESS_KEY) and, for MinIO or Ceph, AWS_ENDPOINT_URL"
                 if _split(storage.uri)[0] in ("s3", "s3a")
                 else "check that the location exists and that this machine can write there")
-        raise ConfigError(f"cannot write to the storage {storage.uri}: {_reason(err)}",
+        reason = _reason(err, _split(storage.uri)[0])
+        raise ConfigError(f"cannot write to the storage {storage.uri}: {reason}",
                           key_path=key_path, given=uri, hint=hint) from None
     return storage
