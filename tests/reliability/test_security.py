@@ -20,6 +20,8 @@ from rt3d_tune import cli
 # held mid-training, the sockets of every process below the driver are listed.
 SEARCH_SCRIPT = r"""
 import json, os, sys, threading, time
+# As in a user's shell: nothing set for Ray beforehand (the test session sets this).
+os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
 sys.path.insert(0, sys.argv[4])
 from reliability_kit import cmdline, descendants, listening_sockets
 from rt3d_tune.space.space import load_space
@@ -83,6 +85,11 @@ def test_embedded_ray_listens_on_loopback_only(embedded_search):
     public = [(pid, addr, port, embedded_search["procs"][str(pid)][:120])
               for pid, addr, port in listen if addr not in ("127.0.0.1", "::1")]
     assert public == []
+    # Every kind of server: the GCS, the raylet, the driver's and the workers' gRPC
+    # servers, the runtime-env agent.
+    owners = {embedded_search["procs"][str(pid)] for pid, _, _ in listen}
+    for kind in ("gcs_server", "raylet", "RuntimeEnvAgent", "ray::"):
+        assert any(kind in owner for owner in owners), (kind, owners)
 
 
 @pytest.mark.ray
