@@ -103,7 +103,12 @@ def build_trial_configs(space: SearchSpace, base: Any, params: Mapping[str, Any]
     iters = iters_per_epoch(trial)
     if space.backend == "mmengine":
         from rt3d_tune.mmengine_backend.schedule import mmengine_budget, scale_param_schedulers
+        from rt3d_tune.mmengine_backend.start import config_problems
 
+        # a misspelt scheduler is a spelling mistake, not one for stop.schedule: truncated
+        for err in config_problems(trial.to_dict()):
+            if (err.key_path or "").startswith("param_scheduler"):
+                raise err
         scaled = scale_param_schedulers(trial.to_dict(), mmengine_budget(full, iters),
                                         mmengine_budget(trial, iters))
         return Config(scaled, filename=trial.filename), full
