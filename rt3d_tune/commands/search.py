@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from rt3d_tune.search.tuner import resolve_run_dir, run_search  # imports torch
 
     run_dir = resolve_run_dir(space, args.output, args.name, args.resume)
+    created = not args.resume and not run_dir.exists()
     to_continue = (f"rt3d-tune search {args.space} --output {args.output} "
                    f"--name {run_dir.name} --resume")
     try:
@@ -134,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
               f"so far is kept. Once {Path(err.path).parent} can be written again, "
               f"continue it: {to_continue}", file=sys.stderr)
         return 1
+    except ConfigError:
+        if created:
+            _remove_unstarted(run_dir)
+        raise
     print(f"run directory: {result.run_dir}")
     unfinished = sum(rec.status == "INTERRUPTED" for rec in result.records.values())
     if unfinished:
@@ -160,6 +165,18 @@ def run(args: argparse.Namespace) -> int:
     for name, path in result.exported.items():
         print(f"  {name}: {path}")
     return 0
+
+
+def _remove_unstarted(run_dir: Path) -> None:
+    """Remove the run directory this search made when it was refused before any trial
+    ran (too few CPUs or GPUs on the cluster): no run.json, space copy or lock is left
+    to look like a run. One with a trial's result stays, for the user to read."""
+    import shutil
+
+    from rt3d_tune.results.recorder import RESULTS_JSONL
+
+    if not (run_dir / RESULTS_JSONL).exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def budget_line(budget_s: float, ran: int, planned: int, cut: int, space_file: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
+from rt3d_tune.limits import MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS
 from rt3d_tune.mmengine_backend.dialect import is_mmengine_config, train_loop
 from rt3d_tune.space.schema import (
     check_bool,
@@ -163,9 +164,9 @@ def _parse_confirm(value: Any) -> Confirm:
     default = Confirm()
     return Confirm(
         top_k=check_number(section.get("top_k", default.top_k), "search.confirm.top_k",
-                           integer=True, minimum=0),
+                           integer=True, minimum=0, maximum=MAX_TRIALS),
         seeds=check_number(section.get("seeds", default.seeds), "search.confirm.seeds",
-                           integer=True, minimum=1),
+                           integer=True, minimum=1, maximum=MAX_TRIALS),
     )
 
 
@@ -207,17 +208,21 @@ def parse_search(section: Mapping[str, Any], grid_ok: Callable[[], None]) -> Sea
 _SCHEDULER_ARGS: dict[str, dict[str, tuple[Any, Callable[[Any, str], Any]]]] = {
     "fifo": {},
     "asha": {
-        "grace_period": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
+        "grace_period": (1, lambda v, p: check_number(v, p, integer=True, minimum=1,
+                                                      maximum=MAX_EPOCHS)),
         "reduction_factor": (4, lambda v, p: check_number(v, p, above=1)),
         "brackets": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
     },
     "hyperband": {"reduction_factor": (3, lambda v, p: check_number(v, p, above=1))},
     "median": {
-        "grace_period": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
-        "min_samples_required": (3, lambda v, p: check_number(v, p, integer=True, minimum=1)),
+        "grace_period": (1, lambda v, p: check_number(v, p, integer=True, minimum=1,
+                                                      maximum=MAX_EPOCHS)),
+        "min_samples_required": (3, lambda v, p: check_number(v, p, integer=True, minimum=1,
+                                                              maximum=MAX_TRIALS)),
     },
     "pbt": {
-        "perturbation_interval": (1, lambda v, p: check_number(v, p, integer=True, minimum=1)),
+        "perturbation_interval": (1, lambda v, p: check_number(v, p, integer=True, minimum=1,
+                                                               maximum=MAX_EPOCHS)),
         "quantile_fraction": (0.25, lambda v, p: check_number(v, p, minimum=0, maximum=0.5)),
         "resample_probability": (0.25, lambda v, p: check_number(v, p, minimum=0, maximum=1)),
         # synchronous PBT: every trial waits at each perturbation point for the others
@@ -273,7 +278,7 @@ def parse_resources(section: Mapping[str, Any], search: Mapping[str, Any]
     check_known_keys(section, ("workers", "cpu", "gpu", "placement", "max_concurrent"),
                      "resources")
     workers = _with_hint(lambda: check_number(section.get("workers", 1), "resources.workers",
-                                              integer=True, minimum=1),
+                                              integer=True, minimum=1, maximum=MAX_WORKERS),
                          "the number of data-parallel workers per trial: 1 (the default) "
                          "trains a trial in one process")
     gpu = check_number(section.get("gpu", 0), "resources.gpu", minimum=0)
@@ -298,7 +303,8 @@ def parse_resources(section: Mapping[str, Any], search: Mapping[str, Any]
     where = "search" if "max_concurrent" in search else "resources"
     concurrent = {**search, **section}.get("max_concurrent")
     if concurrent is not None:
-        check_number(concurrent, f"{where}.max_concurrent", integer=True, minimum=1)
+        check_number(concurrent, f"{where}.max_concurrent", integer=True, minimum=1,
+                     maximum=MAX_TRIALS)
     return res, concurrent
 
 
