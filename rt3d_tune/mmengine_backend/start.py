@@ -97,19 +97,33 @@ def _registered_names(registry: Any) -> list[str]:
     return sorted(names)
 
 
+def _accepted(cls: Any) -> list[str] | None:
+    """The keyword arguments ``cls`` takes, following ``**kwargs`` handed on to the next
+    ``__init__`` of its MRO (mmengine's LR mixins); None when it takes any keyword."""
+    inits = ([klass.__dict__["__init__"] for klass in inspect.getmro(cls)
+              if "__init__" in klass.__dict__] if isinstance(cls, type) else [cls])
+    names: list[str] = []
+    for init in inits:
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        names += [p.name for p in params if p.name != "self" and p.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return names
+    return None
+
+
 def _check_arguments(cls: Any, entry: Mapping[str, Any], key_path: str) -> None:
-    """Refuse a key of ``entry`` that ``cls`` does not take (unless it takes ``**kwargs``)."""
-    try:
-        params = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
+    """Refuse a key of ``entry`` that ``cls`` does not take (unless it takes any keyword)."""
+    accepted = _accepted(cls)
+    if accepted is None:
         return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [name for name in params if name != "self"]
     for key in entry:
-        if key != "type" and key not in params:
+        if key != "type" and key not in accepted:
             close = closest_names(str(key), accepted)
-            raise ConfigError(f"{cls.__name__} takes no argument {key!r}",
+            raise ConfigError(f"{getattr(cls, '__name__', cls)} takes no argument {key!r}",
                               key_path=f"{key_path}.{key}",
                               expected="one of " + ", ".join(accepted), given=entry[key],
                               hint=f"did you mean {close[0]!r}?" if close else None)
