@@ -213,7 +213,7 @@ def build_from_cfg(
     Raises:
         ConfigError: no ``type``, an unknown name (with the closest registered
             names), or a constructor that rejects the arguments (with the class name
-            and the accepted arguments).
+            and the accepted arguments) or refuses a value (its ValueError).
     """
     type_path = f"{key_path}.type" if key_path else "type"
     if not isinstance(cfg, Mapping):
@@ -266,6 +266,9 @@ def build_from_cfg(
             given=args,
             hint=accepted,
         ) from err
+    except ValueError as err:  # torch's "Invalid learning rate: -0.01", at the key path
+        name = getattr(obj_cls, "__name__", repr(obj_cls))
+        raise ConfigError(f"{name} refused a value: {err}", key_path=key_path or None) from err
 
 
 def _add_torch_optimizers(registry: Registry) -> None:

@@ -100,15 +100,19 @@ def build_trial_configs(space: SearchSpace, base: Any, params: Mapping[str, Any]
         return trial, full
     from rt3d_tune.config import Config
 
+    if space.backend == "mmengine":
+        from rt3d_tune.mmengine_backend.start import config_problems
+
+        # Before counting the data loader or scaling the schedulers: a misspelt dataset
+        # or scheduler is said as a spelling mistake (not as mmengine's KeyError, nor as
+        # one for stop.schedule: truncated), as the trial's start says it.
+        problems = config_problems(trial.to_dict())
+        if problems:
+            raise problems[0]
     iters = iters_per_epoch(trial)
     if space.backend == "mmengine":
         from rt3d_tune.mmengine_backend.schedule import mmengine_budget, scale_param_schedulers
-        from rt3d_tune.mmengine_backend.start import config_problems
 
-        # a misspelt scheduler is a spelling mistake, not one for stop.schedule: truncated
-        for err in config_problems(trial.to_dict()):
-            if (err.key_path or "").startswith("param_scheduler"):
-                raise err
         scaled = scale_param_schedulers(trial.to_dict(), mmengine_budget(full, iters),
                                         mmengine_budget(trial, iters))
         return Config(scaled, filename=trial.filename), full
