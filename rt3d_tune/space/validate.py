@@ -4,8 +4,12 @@
 points) plus a few *coverage* configs that choose every option of every choice at least
 once, with numeric domains at their bounds (where schedules most often break). For each
 it merges the overrides into the base config, builds the model, the optimizer and the
-optimizer hook, and simulates the LR and momentum schedule over the whole run. Every
-problem is collected with its key path and the space entry it came from.
+optimizer hook, simulates the LR and momentum schedule over the whole run, then starts
+the trial as a trial starts, short of its first iteration (``dry_start``: rt3d-tune's
+runner with its data loaders and every hook; an mmengine config's Runner with its loops,
+optim wrapper and param schedulers): what a trial would refuse, validate refuses first,
+with the same message. Every problem is collected with its key path and the space entry
+it came from.
 """
 
 from __future__ import annotations
