@@ -1,5 +1,3 @@
-import sys
+from rt3d_tune.cli import console_main
 
-from rt3d_tune.cli import main
-
-sys.exit(main())
+console_main()

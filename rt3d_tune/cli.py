@@ -4,12 +4,20 @@ Each subcommand lives in ``rt3d_tune/commands/<name>.py`` with ``add_parser(subp
 and ``run(args) -> int``; heavy imports (torch, ray) happen inside ``run`` so that
 ``--help`` stays instant. User mistakes (ConfigError) print one message and exit 2; a
 traceback is shown only with ``--debug``.
+
+``console_main`` is the ``rt3d-tune`` program (and ``python -m rt3d_tune``): ``main``,
+then the process ends. A search ends with ``os._exit`` once its output is flushed, so
+that Ray's teardown at interpreter exit, where a driver that joined a cluster has been
+seen to crash (SIGSEGV) after a finished search, cannot replace the search's exit
+status with its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -52,5 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def console_main(argv: Sequence[str] | None = None) -> None:
+    """Run ``main`` as the process's whole life: exit with its status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command != "search":
+        sys.exit(main(argv))
+    faulthandler.enable()  # a crash inside Ray prints where it happened
+    code = main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

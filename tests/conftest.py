@@ -60,3 +60,25 @@ def _one_torch_thread():
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server on 127.0.0.1 for the session (``tests/s3_server.py``)."""
+    from s3_server import start_s3_server
+
+    server = start_s3_server(tmp_path_factory.mktemp("s3") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """This process's S3 client variables pointed at the session's server."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    from rt3d_tune import storage
+
+    storage._filesystem.cache_clear()  # filesystems built under other variables
+    yield s3_server
+    storage._filesystem.cache_clear()

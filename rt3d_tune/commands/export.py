@@ -20,15 +20,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Write best/best_config.py, best/best_runtime.py, best/summary.json and "
         "results.csv of RUN_DIR from what its trials recorded.",
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory `rt3d-tune search` made")
+    parser.add_argument("run_dir", metavar="RUN_DIR",
+                        help="a directory `rt3d-tune search` made, or the URI of a run kept "
+                        "in storage (s3://bucket/prefix/NAME)")
+    parser.add_argument("--output", default="runs", metavar="DIR",
+                        help="for a run in storage: where its working copy goes (default: "
+                        "runs); what is written is also stored back")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Export and print the written paths. Raises ConfigError for a wrong directory."""
     from rt3d_tune.results.export import export_run
+    from rt3d_tune.results.stored_run import upload_run, working_copy
 
-    paths = export_run(args.run_dir)
+    run_dir, stored = working_copy(args.run_dir, getattr(args, "output", "runs"))
+    paths = export_run(run_dir)
+    if stored is not None:
+        upload_run(run_dir, stored)
     if "best_config" not in paths:
         print("no trial reported the metric; only results.csv was written")
     for name, path in paths.items():

@@ -17,7 +17,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "compute, learning curves, parallel coordinates, parameter importance, the top trials "
         "and the LR/momentum curve of the best config. Opens offline.",
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory `rt3d-tune search` made")
+    parser.add_argument("run_dir", metavar="RUN_DIR",
+                        help="a directory `rt3d-tune search` made, or the URI of a run kept "
+                        "in storage (s3://bucket/prefix/NAME)")
+    parser.add_argument("--output", default="runs", metavar="DIR",
+                        help="for a run in storage: where its working copy goes (default: "
+                        "runs); what is written is also stored back")
     return parser
 
 
@@ -25,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
     """Write the report and print its path. Raises ConfigError for a wrong directory."""
     from rt3d_tune.results.export import load_context
     from rt3d_tune.results.report import write_report
+    from rt3d_tune.results.stored_run import upload_run, working_copy
 
-    paths = write_report(load_context(args.run_dir))
+    run_dir, stored = working_copy(args.run_dir, getattr(args, "output", "runs"))
+    paths = write_report(load_context(run_dir))
+    if stored is not None:
+        upload_run(run_dir, stored)
     print(f"report: {paths['report']}")
     return 0

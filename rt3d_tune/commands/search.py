@@ -11,6 +11,7 @@ all printed). A mistake exits 2 with its message.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rt3d_tune.errors import ConfigError
     from rt3d_tune.space.space import SearchSpace
+    from rt3d_tune.storage import Storage
 
 __all__ = ["add_parser", "run"]
 
@@ -39,7 +41,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--name", default=None, metavar="N",
                         help="the run's directory name (default: <space stem>-<time>)")
     parser.add_argument("--output", default="runs", metavar="DIR",
-                        help="where run directories go (default: runs)")
+                        help="where run directories go (default: runs); with --storage URI, "
+                        "where the run's working copy goes")
+    parser.add_argument("--storage", default=None, metavar="URI",
+                        help="where the run is kept: a folder every node of the cluster "
+                        "mounts, or a URI (s3://bucket/prefix, gs://..., abfs://..., "
+                        "hdfs://...) that every node reaches (default: storage: in SPACE, "
+                        "else --output on this machine)")
     parser.add_argument("--num-samples", type=int, default=None, metavar="N",
                         help="trials to run (overrides search.num_samples)")
     parser.add_argument("--resume", action="store_true",
@@ -69,6 +77,24 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.name is not None:
         check_run_name(args.name)
     check_writable_folder(args.output, "--output")
+    if args.storage is not None:
+        from rt3d_tune.storage import parse_storage
+
+        parse_storage(args.storage)
+
+
+def _check_storage(storage: str | None, key_path: str) -> None:
+    """A URI the run will be kept in can be written (seconds, before Ray starts); a
+    local storage path is a folder this process can write in."""
+    from rt3d_tune.paths import check_writable_folder
+    from rt3d_tune.storage import Storage, check_storage, parse_storage
+
+    if storage is None:
+        return
+    if Storage(parse_storage(storage, key_path)).remote:
+        check_storage(storage, key_path)
+    else:
+        check_writable_folder(parse_storage(storage, key_path), key_path)
 
 
 def _trial_config_problems(space: SearchSpace) -> list[tuple[ConfigError, list[str]]]:
@@ -90,17 +116,21 @@ def run(args: argparse.Namespace) -> int:
     """
     from rt3d_tune.commands.validate import print_problems
     from rt3d_tune.errors import ConfigError, RecordingError
-    from rt3d_tune.results.run_lock import RunLock, refuse_if_held
+    from rt3d_tune.results.run_lock import RunLock, StoredRunLock, refuse_if_held
+    from rt3d_tune.results.stored_run import run_location
     from rt3d_tune.search.address import check_ray_address
     from rt3d_tune.space.bounds import check_search_size
     from rt3d_tune.space.sampling import config_diff, format_diff
     from rt3d_tune.space.space import load_space
 
     _check_args(args)
+    output, _ = run_location(args.storage, args.output)
     if args.name is not None:  # at once, and the holder's pid says more than a used dir
-        refuse_if_held(Path(args.output, args.name))
+        refuse_if_held(output / args.name)
     check_ray_address(args.address)
     space = load_space(args.space)
+    storage = args.storage or space.storage
+    _check_storage(storage, "--storage" if args.storage else "storage")
     if args.num_samples is not None and space.search.algorithm == "grid":
         raise ConfigError("under the grid algorithm the grid decides the number of trials",
                           key_path="--num-samples", hint="leave --num-samples out")
@@ -112,23 +142,26 @@ def run(args: argparse.Namespace) -> int:
             print(f"(`rt3d-tune validate {args.space}` shows the trial configs behind them)",
                   file=sys.stderr)
             return 2
-    from rt3d_tune.search.tuner import resolve_run_dir, run_search  # imports torch
+    from rt3d_tune.search.tuner import locate_run, run_search  # imports torch
 
-    run_dir = resolve_run_dir(space, args.output, args.name, args.resume)
+    run_dir, run_store = locate_run(space, args.output, args.name, args.resume, storage)
     created = not args.resume and not run_dir.exists()
-    to_continue = (f"rt3d-tune search {args.space} --output {args.output} "
-                   f"--name {run_dir.name} --resume")
+    where = f"--storage {storage} " if run_store is not None else f"--output {run_dir.parent} "
+    to_continue = f"rt3d-tune search {args.space} {where}--name {run_dir.name} --resume"
+    stored_lock = StoredRunLock(run_store) if run_store is not None else contextlib.nullcontext()
     try:
-        with RunLock(run_dir):
+        with RunLock(run_dir), stored_lock:
             result = run_search(
                 space,
                 address=args.address,
                 name=run_dir.name,
                 output=run_dir.parent,
+                storage=storage,
                 num_samples=args.num_samples,
                 resume=args.resume,
                 max_failures=args.max_failures,
                 debug=getattr(args, "debug", False),
+                disconnect=False,
             )
     except RecordingError as err:
         print(f"rt3d-tune search: error: {err}\nthe search stopped; every result recorded "
@@ -137,9 +170,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except ConfigError:
         if created:
-            _remove_unstarted(run_dir)
+            _remove_unstarted(run_dir, run_store)
         raise
     print(f"run directory: {result.run_dir}")
+    if run_store is not None:
+        print(f"kept in: {run_store.uri} (export it anywhere: rt3d-tune export {run_store.uri})")
     unfinished = sum(rec.status == "INTERRUPTED" for rec in result.records.values())
     if unfinished:
         print(f"{unfinished} trial(s) did not finish; to continue: {to_continue}")
@@ -167,16 +202,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _remove_unstarted(run_dir: Path) -> None:
-    """Remove the run directory this search made when it was refused before any trial
-    ran (too few CPUs or GPUs on the cluster): no run.json, space copy or lock is left
-    to look like a run. One with a trial's result stays, for the user to read."""
+def _remove_unstarted(run_dir: Path, run_store: Storage | None) -> None:
+    """Remove the run directory this search made (and its stored copy) when it was
+    refused before any trial ran (too few CPUs or GPUs on the cluster, a node that
+    cannot see the run directory): no run.json, space copy or lock is left to look like
+    a run. One with a trial's result stays, for the user to read."""
     import shutil
 
     from rt3d_tune.results.recorder import RESULTS_JSONL
 
     if not (run_dir / RESULTS_JSONL).exists():
         shutil.rmtree(run_dir, ignore_errors=True)
+        if run_store is not None:
+            run_store.remove()
 
 
 def budget_line(budget_s: float, ran: int, planned: int, cut: int, space_file: str) -> str:

@@ -27,6 +27,7 @@ from rt3d_tune.search.report_hook import (
     TuneReportHook,
     discard_report,
     report_to_tune,
+    report_with_checkpoint,
     run_and_report,
 )
 from rt3d_tune.search.trainable import TrialSetup, build_trial_config, trial_device
@@ -97,8 +98,8 @@ def train_mmengine_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str
     if setup.cwd and os.path.isdir(setup.cwd):
         os.chdir(setup.cwd)
     device, gpu_ids = trial_device(setup.cpus)
-    work_dir = Path(setup.run_dir, "trials", trial_id)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    folder = setup.trial_folder(trial_id, rank)
+    work_dir = folder.path
     confirm = config.get(CONFIRM_KEY) or {}
     extra: dict[str, Any] = {"gpu_ids": ",".join(gpu_ids), "device": device}
     if world_size > 1:
@@ -106,6 +107,7 @@ def train_mmengine_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str
     if confirm:
         extra.update(confirm_of=confirm["of"], seed=confirm["seed"])
     reporter = TuneReportHook(setup.space.metric, extra=extra, defer_final=True,
+                              report=folder.reporting(report_with_checkpoint),
                               checkpoint_final=setup.space.scheduler.type == "pbt"
                               and not confirm,
                               probe_epochs=frozenset() if confirm else setup.probe_epochs,
@@ -136,6 +138,9 @@ def train_mmengine_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str
         except ConfigError as err:
             raise ConfigError(f"the trial config does not build: {err.format()}") from None
         runner.register_hook(MMTuneReportHook(reporter, rank), priority="VERY_LOW")
-        run_and_report(runner.train, reporter, setup.space.metric, setup.space.mode, extra,
-                       report_to_tune if rank == 0 else discard_report,
-                       "the base config needs val_dataloader, val_evaluator and val_cfg")
+        try:
+            run_and_report(runner.train, reporter, setup.space.metric, setup.space.mode, extra,
+                           folder.reporting(report_to_tune) if rank == 0 else discard_report,
+                           "the base config needs val_dataloader, val_evaluator and val_cfg")
+        finally:
+            folder.close()

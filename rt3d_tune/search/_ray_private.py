@@ -8,6 +8,12 @@
   Tune fills only at its next experiment checkpoint, so on the Ray releases in
   ``CHECKED_RAY`` it reads the copies Tune has just written on the driver when they are
   not there yet.
+* :func:`loopback_node` makes the embedded instance's node address 127.0.0.1, so that
+  every server of it (GCS, raylet, workers, agents) listens on loopback only: Ray's
+  public switch is the variable RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read once when
+  ``ray`` is imported; when Ray was imported before it was set, the constant it sets
+  (``ray._private.ray_constants.ENABLE_RAY_CLUSTER``) is set too on the checked
+  releases. Elsewhere Ray picks its node address itself (the public behaviour).
 * :func:`quiet_token_notice` filters one message of one Ray logger (by its private
   module name) while the embedded instance starts. It is not gated on the release: on
   a Ray that logs elsewhere or in other words it matches nothing, and Ray's own warning
@@ -17,6 +23,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +31,8 @@ from typing import Any
 
 from rt3d_tune._compat import checked_release
 
-__all__ = ["CHECKED_RAY", "quiet_token_notice", "skip_unsent_usage_tags", "trial_error"]
+__all__ = ["CHECKED_RAY", "loopback_node", "quiet_token_notice", "skip_unsent_usage_tags",
+           "trial_error"]
 
 # Ray releases whose internals this module was checked against
 # (tests/search/test_ray_session.py, tests/search/test_callbacks.py).
@@ -34,6 +42,33 @@ CHECKED_RAY = {(2, 60)}
 # instance with RAY_AUTH_MODE unset, i.e. when it turns token authentication on itself.
 TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
 TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster."
+
+
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def loopback_node() -> bool:
+    """Make a Ray instance started by this process take 127.0.0.1 as its node address.
+
+    Returns:
+        True when Ray will (the variable was set before Ray's import, or the constant
+        was set on a checked release); False when Ray chooses (an unchecked release
+        imported before the variable was set).
+    """
+    import sys
+
+    os.environ[LOOPBACK_SWITCH] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is None:
+        return True  # Ray reads the variable when it is imported
+    if getattr(constants, "ENABLE_RAY_CLUSTER", True) is False:
+        return True
+    import ray
+
+    if not checked_release(ray.__version__, CHECKED_RAY):
+        return False
+    constants.ENABLE_RAY_CLUSTER = False
+    return True
 
 
 def skip_unsent_usage_tags() -> bool:

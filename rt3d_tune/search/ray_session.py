@@ -1,25 +1,36 @@
-"""Starting or joining Ray for a search (DESIGN.md, "Ray").
+"""Starting or joining Ray for a search (docs/ARCHITECTURE.md, "Ray").
 
-No address: an embedded local instance on loopback only, dashboard off, token
-authentication on (Ray's default for a new local instance, with its token in
-``~/.ray/auth_token``; RAY_AUTH_MODE=disabled turns it off). Ray warns about that default
-at every start; the search keeps it on purpose, so that warning is not shown. An address
-(``auto``, ``ray://host:port``, ``host:port``) or RAY_ADDRESS: join that cluster. A
-Ray already initialized in this process (a test session, a notebook) is reused and
-left running.
+No address: an embedded local instance on loopback only (every server of it listens on
+127.0.0.1, see ``_ray_private.loopback_node``), dashboard off, token authentication on
+(Ray's default for a new local instance, with its token in ``~/.ray/auth_token``;
+RAY_AUTH_MODE=disabled turns it off). Ray warns about that default at every start; the
+search keeps it on purpose, so that warning is not shown. An address (``auto``,
+``ray://host:port``, ``host:port``) or RAY_ADDRESS: join that cluster; a cluster that
+refuses this driver (most often its authentication token) is a ``ConfigError`` naming
+the address and what to do, not Ray's traceback. A Ray already initialized in this
+process (a test session, a notebook) is reused and left running.
+
+Leaving a joined cluster: ``disconnect=False`` skips ``ray.shutdown()``, for a process
+that ends right after (the CLI, ``os._exit``): the cluster sees the driver go, and
+Ray's own shutdown path, where joined drivers have been seen to crash (SIGSEGV) after
+a finished search, never runs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rt3d_tune.search._ray_private import quiet_token_notice, skip_unsent_usage_tags
+from rt3d_tune.errors import ConfigError
+from rt3d_tune.search._ray_private import (
+    loopback_node,
+    quiet_token_notice,
+    skip_unsent_usage_tags,
+)
 
-__all__ = ["TUNE_ENV", "ray_session"]
+__all__ = ["TUNE_ENV", "join_error", "ray_session"]
 
 # Tune's per-trial JSON/CSV/TensorBoard loggers cost most of its per-trial overhead and
 # the search records results itself (callbacks.ResultRecorder). Set only when unset.
@@ -31,16 +42,52 @@ TUNE_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
 }
 
+_TOKEN_HINT = ("the cluster uses token authentication: give this driver the cluster's token "
+               "(on the head node `ray get-auth-token` prints it) as RAY_AUTH_TOKEN, or in "
+               "~/.ray/auth_token (or the file RAY_AUTH_TOKEN_PATH names), with "
+               "RAY_AUTH_MODE=token")
+
+
+def join_error(address: str, err: BaseException) -> ConfigError:
+    """What ``ray.init(address)`` failing means to the user, as a ConfigError."""
+    from ray.exceptions import AuthenticationError
+
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    name = type(err).__name__
+    if isinstance(err, AuthenticationError):
+        return ConfigError(f"the Ray cluster at {address} needs an authentication token "
+                           f"this driver does not have ({text})", key_path="--address",
+                           given=address, hint=_TOKEN_HINT)
+    if isinstance(err, ConnectionError):
+        # Ray's probe answered (check_ray_address) but the GCS refused the driver: in
+        # Ray 2.60 a missing or wrong token ends so, after its 20 s of retries.
+        return ConfigError(f"the Ray cluster at {address} answers but refused this driver "
+                           f"({text}); a missing or wrong authentication token is the usual "
+                           "cause", key_path="--address", given=address, hint=_TOKEN_HINT)
+    return ConfigError(f"cannot join the Ray cluster at {address}: {name}: {text}",
+                       key_path="--address", given=address,
+                       hint="check the address, and that this driver's Ray and Python "
+                       "versions are the cluster's")
+
 
 @contextmanager
-def ray_session(address: str | None = None, *, debug: bool = False) -> Iterator[None]:
+def ray_session(address: str | None = None, *, debug: bool = False,
+                disconnect: bool = True) -> Iterator[None]:
     """Make Ray available for the body (and shut down only a Ray it started).
 
     Args:
         address: None for an embedded local instance; ``auto``, ``ray://...`` or
             ``host:port`` to join a cluster (RAY_ADDRESS is honoured when None).
         debug: forward worker logs to this terminal.
+        disconnect: leave a joined cluster with ``ray.shutdown()``; False for a process
+            that exits right after without it (see the module's docstring).
+
+    Raises:
+        ConfigError: the cluster at ``address`` refused this driver.
     """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        loopback_node()  # before ``import ray`` where it can be
     import ray
 
     for key, value in TUNE_ENV.items():
@@ -48,14 +95,11 @@ def ray_session(address: str | None = None, *, debug: bool = False) -> Iterator[
     skip_unsent_usage_tags()
     # Without Tune's loggers, ResultGrid warns that it cannot read metrics; we never ask it.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         yield
         return
     quiet = {"log_to_driver": debug, "logging_level": logging.INFO if debug else logging.WARNING}
     if address is None:
-        # Without this Ray takes the outward IP as the node address even when local.
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         with quiet_token_notice():
             ray.init(
                 address="local",
@@ -64,15 +108,14 @@ def ray_session(address: str | None = None, *, debug: bool = False) -> Iterator[
                 **quiet,
             )
     else:
-        ray.init(address=address, **quiet)
-        warnings.warn(
-            "joined the Ray cluster at "
-            f"{address}: the run directory must be on storage every node sees "
-            "(a shared file system), or trials on other nodes cannot write their results",
-            stacklevel=2,
-        )
+        from ray.exceptions import AuthenticationError
+
+        try:
+            ray.init(address=address, **quiet)
+        except (AuthenticationError, ConnectionError, RuntimeError, ValueError) as err:
+            raise join_error(address, err) from None
     try:
         yield
     finally:
-        ray.shutdown()
-
+        if address is None or disconnect:
+            ray.shutdown()

@@ -33,6 +33,7 @@ __all__ = [
     "TuneReportHook",
     "discard_report",
     "report_to_tune",
+    "report_with_checkpoint",
     "run_and_report",
     "worst_value",
 ]
@@ -214,13 +215,7 @@ class TuneReportHook(Hook):
 
     def _send(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         self.reported = True
-        if self._report is not None:
-            self._report(metrics, checkpoint_dir)
-            return
-        from ray import tune
-
-        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        tune.report(metrics, checkpoint=checkpoint)
+        (self._report or report_with_checkpoint)(metrics, checkpoint_dir)
 
 
 def _plain(value: Any) -> Any:
@@ -278,6 +273,14 @@ def report_to_tune(metrics: dict[str, Any]) -> None:
     from ray import tune
 
     tune.report(metrics)
+
+
+def report_with_checkpoint(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+    """``tune.report`` with the folder ``checkpoint_dir`` as the report's checkpoint."""
+    from ray import tune
+
+    checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+    tune.report(metrics, checkpoint=checkpoint)
 
 
 def discard_report(metrics: dict[str, Any]) -> None:

@@ -33,8 +33,10 @@ from rt3d_tune.search.report_hook import (
     TuneReportHook,
     discard_report,
     report_to_tune,
+    report_with_checkpoint,
     run_and_report,
 )
+from rt3d_tune.search.trial_folder import TrialFolder
 from rt3d_tune.space.params import CONFIRM_KEY, trial_params
 
 if TYPE_CHECKING:
@@ -62,6 +64,9 @@ class TrialSetup:
             in the user's config mean what they mean to ``rt3d-tune train``.
         probe_epochs: the epochs (fidelities) where the scheduler decides, at which a
             trial reports a probe's metric (``scheduler.probe``); empty: no probes.
+        storage: the run's URI when it is kept in one (``--storage s3://...``): trials
+            then write on their own node and store their files there
+            (``trial_folder``); None: trials write into ``run_dir``.
     """
 
     run_dir: str
@@ -70,6 +75,11 @@ class TrialSetup:
     cpus: float = 1.0
     cwd: str | None = None
     probe_epochs: frozenset[int] = frozenset()
+    storage: str | None = None
+
+    def trial_folder(self, trial_id: str, rank: int = 0) -> TrialFolder:
+        """Where ``trial_id`` writes (rank 0 creates it)."""
+        return TrialFolder.open(self.run_dir, self.storage, trial_id, rank)
 
 
 def _optimizers(optimizer: Any) -> list[Any]:
@@ -197,7 +207,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
             error = group.first_failure(timeout=_RANK_FAILURE_WAIT_S)
             if error is not None:  # a rank died first: that is the cause
                 rank = 1 + (group.failed or 0)
-                saved = _save_rank_error(Path(setup.run_dir, "trials", trial_id), rank, error)
+                saved = _save_rank_error(setup.trial_folder(trial_id), rank, error)
                 raise RuntimeError(f"a data-parallel worker of the trial failed (rank {rank}):"
                                    f" {_first_line(error)}{saved}") from None
             raise
@@ -211,16 +221,15 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
 _RANK_FAILURE_WAIT_S = 10.0
 
 
-def _save_rank_error(work_dir: Path, rank: int, err: BaseException) -> str:
+def _save_rank_error(folder: TrialFolder, rank: int, err: BaseException) -> str:
     """The failed rank's whole error (Ray's text holds the rank's own traceback) in
     ``rank<k>_error.txt`` of the trial's folder; what to add to the one-line message."""
-    path = work_dir / f"rank{rank}_error.txt"
+    name = f"rank{rank}_error.txt"
     try:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{type(err).__name__}: {err}\n", encoding="utf-8")
+        folder.write_text(name, f"{type(err).__name__}: {err}\n")
     except OSError:
         return ""
-    return f"; its traceback: {path}"
+    return f"; its traceback: {folder.where(name)}"
 
 
 def _first_line(err: BaseException) -> str:
@@ -264,9 +273,7 @@ def _train(config: dict[str, Any], setup: TrialSetup, trial_id: str,
     from rt3d_tune.search.trial_loggers import tag_trial_loggers
 
     rank, world_size = get_dist_info()
-    work_dir = Path(setup.run_dir, "trials", trial_id)
-    if rank == 0:
-        work_dir.mkdir(parents=True, exist_ok=True)
+    folder = setup.trial_folder(trial_id, rank)
     metric = setup.space.metric
     confirm = config.get(CONFIRM_KEY) or {}
     extra: dict[str, Any] = {"gpu_ids": ",".join(gpu_ids), "device": device}
@@ -276,6 +283,7 @@ def _train(config: dict[str, Any], setup: TrialSetup, trial_id: str,
     if confirm:
         extra.update(confirm_of=confirm["of"], seed=confirm["seed"])
     hook = TuneReportHook(metric, extra=extra, defer_final=True,
+                          report=folder.reporting(report_with_checkpoint),
                           checkpoint_final=setup.space.scheduler.type == "pbt" and not confirm,
                           probe_epochs=frozenset() if confirm else setup.probe_epochs,
                           probe_ratio=setup.space.scheduler.probe_ratio)
@@ -284,7 +292,8 @@ def _train(config: dict[str, Any], setup: TrialSetup, trial_id: str,
         # build_runner writes work_dir/config.py with the seed it used: best_config.py
         # reruns the trial exactly.
         runner = build_runner(
-            cfg, work_dir=str(work_dir), extra_hooks=[(hook, Priority.VERY_LOW)], device=device
+            cfg, work_dir=str(folder.path), extra_hooks=[(hook, Priority.VERY_LOW)],
+            device=device,
         )
     except ConfigError as err:
         # One message, no cause chain: Ray copies a trial's exception chain recursively.
@@ -293,10 +302,13 @@ def _train(config: dict[str, Any], setup: TrialSetup, trial_id: str,
                       params=trial_params(config), confirm_of=confirm.get("of"))
     if resume is not None:
         _resume(runner, hook, *resume)
-    run_and_report(runner.run, hook, metric, setup.space.mode, extra,
-                   report_to_tune if rank == 0 else discard_report,
-                   "the base config needs data.val and evaluation = dict(interval=..., "
-                   "metric=...)")
+    try:
+        run_and_report(runner.run, hook, metric, setup.space.mode, extra,
+                       folder.reporting(report_to_tune) if rank == 0 else discard_report,
+                       "the base config needs data.val and evaluation = dict(interval=..., "
+                       "metric=...)")
+    finally:
+        folder.close()
 
 
 def _resume(runner: Any, hook: TuneReportHook, data: bytes,

@@ -22,12 +22,14 @@ from rt3d_tune.errors import ConfigError, RecordingError
 from rt3d_tune.results import recorder
 from rt3d_tune.results.confirmation import ConfirmedConfig
 from rt3d_tune.results.export import export_run, load_context, write_run_info
+from rt3d_tune.results.stored_run import fetch_run, fetch_trials, run_location, upload_run
 from rt3d_tune.search.searchers import max_fidelity, search_setup
 from rt3d_tune.search.trainable import TrialSetup
 from rt3d_tune.space.params import CONFIRM_KEY, confirm_point
 from rt3d_tune.space.space import SearchSpace
+from rt3d_tune.storage import Storage
 
-__all__ = ["RAY_DIR", "SearchResult", "resolve_run_dir", "run_search"]
+__all__ = ["RAY_DIR", "SearchResult", "locate_run", "resolve_run_dir", "run_search"]
 
 RAY_DIR = "ray"  # Ray's own experiment state and trial checkpoints, inside the run dir
 CONFIRM_RAY_DIR = "ray_confirm"  # the same for the confirmation runs
@@ -95,7 +97,35 @@ def resolve_run_dir(space: SearchSpace, output: str | Path, name: str | None, re
     return run_dir
 
 
-def _prepare_run_dir(space: SearchSpace, run_dir: Path, num_samples: int) -> None:
+def locate_run(space: SearchSpace, output: str | Path, name: str | None, resume: bool,
+               storage: str | None = None) -> tuple[Path, Storage | None]:
+    """(the run directory on this machine, the run's folder in its URI storage or None).
+
+    A run kept in a URI is continued from its stored copy when this machine has no
+    working copy of it (a laptop after the cluster is gone).
+
+    Raises:
+        ConfigError: as :func:`resolve_run_dir`; a new run whose name the storage
+            already holds.
+    """
+    output, store = run_location(storage, output)
+    if store is not None and resume and name is not None and not (output / name).is_dir():
+        if not store.child(name).exists(recorder.RESULTS_JSONL):
+            raise ConfigError("no run to resume", key_path="--name",
+                              given=store.child(name).uri,
+                              hint="pass the --name of a run kept in this --storage")
+        fetch_run(store.child(name), output / name)
+    run_dir = resolve_run_dir(space, output, name, resume)
+    run_store = store.child(run_dir.name) if store is not None else None
+    if run_store is not None and not resume and run_store.exists(recorder.RESULTS_JSONL):
+        raise ConfigError("the storage already holds a search of this name", key_path="--name",
+                          given=run_store.uri,
+                          hint="add --resume to continue it, or choose another --name")
+    return run_dir, run_store
+
+
+def _prepare_run_dir(space: SearchSpace, run_dir: Path, num_samples: int,
+                     run_store: Storage | None = None) -> None:
     """The run directory before any trial: the space, the resolved base, ``run.json``."""
     from rt3d_tune import __version__
 
@@ -122,6 +152,7 @@ def _prepare_run_dir(space: SearchSpace, run_dir: Path, num_samples: int) -> Non
             "confirm": {"top_k": space.search.confirm.top_k,
                         "seeds": space.search.confirm.seeds},
             "max_fidelity": max_fidelity(space),
+            "storage": run_store.uri if run_store is not None else None,
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
             "rt3d_tune": __version__,
         },
@@ -134,12 +165,14 @@ def run_search(
     address: str | None = None,
     name: str | None = None,
     output: str | Path = "runs",
+    storage: str | None = None,
     num_samples: int | None = None,
     resume: bool = False,
     max_failures: int = 0,
     status: bool = True,
     stream: TextIO | None = None,
     debug: bool = False,
+    disconnect: bool = True,
 ) -> SearchResult:
     """Run (or resume) a search, confirm its top configs, and export the results.
 
@@ -147,7 +180,10 @@ def run_search(
         space: the parsed space (``rt3d_tune.space.load_space``).
         address: None for an embedded local Ray; ``auto`` / ``ray://host:port`` to join.
         name: the run's directory name under ``output`` (default: space stem + time).
-        output: where run directories go.
+        output: where run directories go (for a run kept in a URI: its working copy).
+        storage: where the run is kept: None (``output``), a path every node mounts,
+            or a URI (``s3://bucket/prefix``): then everything the run is lives in
+            ``<storage>/<name>/`` and trials write nothing to this machine's paths.
         num_samples: overrides ``search.num_samples`` (ignored by grid: every point runs).
         resume: continue the interrupted run ``output/name`` (the latest one without a
             name); every trial, confirmation runs included, ends up run exactly once.
@@ -155,6 +191,8 @@ def run_search(
         status: show the live status line.
         stream: where the status line goes (stderr by default).
         debug: forward Ray workers' logs.
+        disconnect: leave a joined cluster with ``ray.shutdown()`` (the CLI, which
+            exits right after, does not: ``ray_session``).
 
     Raises:
         ConfigError: a user mistake found after Ray started (GPU count, the metric not
@@ -163,24 +201,29 @@ def run_search(
     import ray
     from ray import tune
 
+    from rt3d_tune.search.cluster_storage import check_nodes_see
     from rt3d_tune.search.ray_session import ray_session
     from rt3d_tune.search.trainable import train_trial
     from rt3d_tune.search.worker_group import trial_resources
     from rt3d_tune.space.sampling import num_trials
     from rt3d_tune.space.space import check_resources
 
-    run_dir = resolve_run_dir(space, output, name, resume)
+    run_dir, run_store = locate_run(space, output, name, resume, storage)
     samples = num_trials(space) if space.search.algorithm == "grid" else int(
         num_samples or space.search.num_samples
     )
     if not resume:
-        _prepare_run_dir(space, run_dir, samples)
+        _prepare_run_dir(space, run_dir, samples, run_store)
+        if run_store is not None:
+            upload_run(run_dir, run_store)
     res = space.resources
     resources = trial_resources(float(res.cpu), float(res.gpu), res.workers, res.placement)
-    setup = _trial_setup(space, run_dir, float(res.cpu))
-    phase = _Phase(space, run_dir, max_failures, resume)
-    with ray_session(address, debug=debug):
+    setup = _trial_setup(space, run_dir, float(res.cpu), run_store)
+    phase = _Phase(space, run_dir, max_failures, resume, run_store)
+    with ray_session(address, debug=debug, disconnect=disconnect):
         check_resources(space, ray.cluster_resources())
+        if run_store is None:
+            check_nodes_see(run_dir)
         trainable = tune.with_resources(tune.with_parameters(train_trial, setup=setup), resources)
         started = time.monotonic()
         _fit(phase.search_tuner(trainable, samples, status, stream))
@@ -196,13 +239,18 @@ def run_search(
         if confirm is not None:
             _fit(confirm)
             _raise_fatal(recorder.load_records(run_dir, filename=recorder.CONFIRM_JSONL))
+    if run_store is not None:
+        fetch_trials(run_store, run_dir)
     context = load_context(run_dir)
     exported = export_run(run_dir, context)
+    if run_store is not None:
+        upload_run(run_dir, run_store)
     return SearchResult(run_dir=run_dir, records=records, best=context.best, exported=exported,
                         confirmed=context.winner_confirmation, budget_cut=budget_cut)
 
 
-def _trial_setup(space: SearchSpace, run_dir: Path, cpus: float) -> TrialSetup:
+def _trial_setup(space: SearchSpace, run_dir: Path, cpus: float,
+                 run_store: Storage | None) -> TrialSetup:
     from rt3d_tune.search.schedulers import rung_epochs
 
     probes = space.scheduler.probe != "none"
@@ -213,6 +261,7 @@ def _trial_setup(space: SearchSpace, run_dir: Path, cpus: float) -> TrialSetup:
         cpus=cpus,
         cwd=os.getcwd(),
         probe_epochs=rung_epochs(space.scheduler, max_fidelity(space)) if probes else frozenset(),
+        storage=run_store.uri if run_store is not None else None,
     )
 
 
@@ -226,6 +275,22 @@ class _Phase:
     run_dir: Path
     max_failures: int
     resume: bool
+    run_store: Storage | None = None
+
+    def _tune_storage(self, ray_name: str = "") -> tuple[str, Any]:
+        """(path, pyarrow filesystem or None) of Tune's storage (of one phase's state)."""
+        if self.run_store is None:
+            return str(self.run_dir / ray_name) if ray_name else str(self.run_dir), None
+        filesystem, path = self.run_store.filesystem()
+        return (f"{path}/{ray_name}" if ray_name else path), filesystem
+
+    def _callbacks(self, *callbacks: Any) -> list[Any]:
+        """The phase's callbacks, with the upload of the run's files for a stored run."""
+        from rt3d_tune.search.cluster_storage import RunUploader
+
+        if self.run_store is None:
+            return list(callbacks)
+        return [*callbacks, RunUploader(self.run_dir, self.run_store)]
 
     @property
     def _reuse_actors(self) -> bool:
@@ -235,10 +300,10 @@ class _Phase:
     def _restored(self, ray_name: str, trainable: Any) -> Any:
         from ray import tune
 
-        path = str(self.run_dir / ray_name)
-        if self.resume and tune.Tuner.can_restore(path):
+        path, filesystem = self._tune_storage(ray_name)
+        if self.resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
             return tune.Tuner.restore(path, trainable, resume_unfinished=True,
-                                      resume_errored=True)
+                                      resume_errored=True, storage_filesystem=filesystem)
         return None
 
     def _run_config(self, ray_name: str, callbacks: list[Any]) -> Any:
@@ -246,11 +311,13 @@ class _Phase:
 
         from rt3d_tune.search.callbacks import FatalErrorStopper
 
+        path, filesystem = self._tune_storage()
         return tune.RunConfig(
             name=ray_name,
-            storage_path=str(self.run_dir),
+            storage_path=path,
+            storage_filesystem=filesystem,
             stop=FatalErrorStopper(),
-            callbacks=callbacks,
+            callbacks=self._callbacks(*callbacks),
             failure_config=tune.FailureConfig(max_failures=self.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=_CHECKPOINTS_KEPT_PBT

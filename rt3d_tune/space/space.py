@@ -36,6 +36,7 @@ from rt3d_tune.space.sections import (
     parse_search,
     parse_stop,
 )
+from rt3d_tune.storage import parse_storage
 
 __all__ = [
     "ALGORITHMS",
@@ -70,6 +71,8 @@ class SearchSpace:
         fixed_overrides: overrides every trial gets (``stop.max_epochs`` -> the runner).
         base_config: the loaded base Config (an mmengine config's plain-dict view).
         backend: 'mmcv' (rt3d-tune's runner) or 'mmengine' (mmengine's Runner).
+        storage: ``storage:``, where runs of this space are kept (a path every node
+            mounts, or a URI such as ``s3://bucket/prefix``); ``--storage`` wins.
     """
 
     file: Path
@@ -85,6 +88,7 @@ class SearchSpace:
     fixed_overrides: Mapping[str, Any] = field(default_factory=dict)
     base_config: Any = field(default=None, compare=False, repr=False)
     backend: str = "mmcv"
+    storage: str | None = None
 
     @property
     def is_conditional(self) -> bool:
@@ -158,7 +162,7 @@ def parse_space(
 def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSpace:
     top = check_mapping(data, "")
     check_known_keys(top, ("base", "backend", "metric", "mode", "space", "search", "scheduler",
-                           "resources", "stop"), "")
+                           "resources", "stop", "storage"), "")
     metric, mode = _parse_objective(top)
     base = plain_dict(base_config)
     backend = _parse_backend(top, base)
@@ -186,6 +190,7 @@ def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSp
         fixed_overrides=fixed,
         base_config=base_config,
         backend=backend,
+        storage=parse_storage(top["storage"], "storage") if top.get("storage") else None,
     )
 
 

@@ -2,12 +2,12 @@
 
 * ``FaultyPointNet``: the quick task's PointNet, whose training loss turns NaN or inf,
   or whose ``train_step`` raises, from a given train iteration on.
-* ``TrialProbeHook``: after each train epoch appends ``epoch pid node_id work_dir`` to a
-  shared file; the first trial of the search to finish ``hold_epoch`` (only that one,
-  only once) writes ``<probe_file>.held`` and waits up to ``hold_s`` seconds (or until
-  ``<probe_file>.release`` exists), so that a test can kill its worker, remove its node
-  or look at the running processes while it is known to be mid-training with a
-  checkpoint reported.
+* ``TrialProbeHook``: after each train epoch's last iteration appends ``epoch pid
+  node_id work_dir`` to a shared file; the first trial of the search to finish
+  ``hold_epoch`` (only that one, only once) writes ``<probe_file>.held`` and waits up
+  to ``hold_s`` seconds (or until ``<probe_file>.release`` exists), so that a test can
+  kill its worker, remove its node or look at the running processes while it is known
+  to be mid-training with a checkpoint reported.
 
 The test copies this file next to the base config it writes, so Ray workers import it
 the way a user's module is imported (``custom_imports`` searches the config's folder).
@@ -82,11 +82,18 @@ class TrialProbeHook(Hook):
         self.hold_epoch = int(hold_epoch)
         self.hold_s = float(hold_s)
 
-    def after_train_epoch(self, runner: Any) -> None:
-        epoch = runner.epoch + 1
-        line = f"{epoch} {os.getpid()} {_node_id()} {runner.work_dir}\n"
+    def after_train_iter(self, runner: Any) -> None:
+        # The line is written when the epoch's last iteration has trained, before any
+        # after_train_epoch hook: a data-parallel rank 1 writes it before the evaluation's
+        # collective, so before rank 0 can report the epoch (and Tune end the trial).
+        if not self.end_of_epoch(runner):
+            return
+        line = f"{runner.epoch + 1} {os.getpid()} {_node_id()} {runner.work_dir}\n"
         with open(self.probe_file, "a", encoding="utf-8") as fh:
             fh.write(line)
+
+    def after_train_epoch(self, runner: Any) -> None:
+        epoch = runner.epoch + 1
         if epoch != self.hold_epoch:
             return
         try:

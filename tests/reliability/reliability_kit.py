@@ -29,7 +29,7 @@ POINTNET = REPO / "configs" / "pointnet" / "pointnet_shapes.py"
 SEARCH_DRIVER = """
 import sys
 from rt3d_tune import cli
-sys.exit(cli.main(["search"] + sys.argv[1:]))
+cli.console_main(["search"] + sys.argv[1:])
 """
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 DRIVER = """
 import sys
 from rt3d_tune import cli
-sys.exit(cli.main(["search"] + sys.argv[1:]))
+cli.console_main(["search"] + sys.argv[1:])
 """
 
 
