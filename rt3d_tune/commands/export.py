@@ -25,12 +25,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export and print the written paths. Raises ConfigError for a wrong directory."""
-    from rt3d_tune.results.export import export_run
+    """Export and print the written paths; 1 (with the reason) when no trial reported
+    the metric, so there is no best config. Raises ConfigError for a wrong directory."""
+    import sys
 
-    paths = export_run(args.run_dir)
-    if "best_config" not in paths:
-        print("no trial reported the metric; only results.csv was written")
+    from rt3d_tune.results.export import export_run, load_context
+
+    context = load_context(args.run_dir)
+    paths = export_run(args.run_dir, context)
     for name, path in paths.items():
         print(f"{name}: {path}")
+    if "best_config" not in paths:
+        print(f"rt3d-tune export: no trial of {len(context.records)} reported the metric "
+              f"{context.info['metric']!r}, so there is no best config to export; the trials' "
+              f"statuses and errors are in {paths['results_csv']}", file=sys.stderr)
+        return 1
     return 0

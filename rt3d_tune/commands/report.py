@@ -22,10 +22,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the report and print its path. Raises ConfigError for a wrong directory."""
+    """Write the report and print its path; of a search still running too (it reads the
+    run, it does not take its lock), and then says so. Raises ConfigError for a wrong
+    directory."""
     from rt3d_tune.results.export import load_context
     from rt3d_tune.results.report import write_report
+    from rt3d_tune.results.run_lock import lock_holder
 
-    paths = write_report(load_context(args.run_dir))
+    holder = lock_holder(args.run_dir)
+    paths = write_report(load_context(args.run_dir, finished=holder is None),
+                         in_progress=holder)
+    if holder is not None:
+        print(f"the run is not finished ({holder} is still searching): the report shows "
+              "the trials recorded so far")
     print(f"report: {paths['report']}")
     return 0

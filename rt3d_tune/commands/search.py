@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from rt3d_tune.commands.validate import print_problems
     from rt3d_tune.errors import ConfigError, RecordingError
+    from rt3d_tune.results.param_labels import rounded_diff
     from rt3d_tune.results.run_lock import RunLock, refuse_if_held
     from rt3d_tune.search.address import check_ray_address
     from rt3d_tune.space.bounds import check_search_size
@@ -154,11 +155,14 @@ def run(args: argparse.Namespace) -> int:
 
     best_cfg = Config.fromfile(str(result.exported["best_config"]), import_custom_modules=False)
     print("changes against the base config:")
-    for line in format_diff(config_diff(space.base_config, best_cfg)) or ["  (none)"]:
+    diff = rounded_diff(config_diff(space.base_config, best_cfg))
+    for line in format_diff(diff) or ["  (none)"]:
         print(line)
     print("exported:")
     for name, path in result.exported.items():
         print(f"  {name}: {path}")
+    if summary.get("verdict") is not None:  # the answer the user came for, last
+        print(f"verdict: {summary['verdict']['text']}")
     return 0
 
 
