@@ -25,8 +25,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export and print the written paths; 1 (with the reason) when no trial reported
-    the metric, so there is no best config. Raises ConfigError for a wrong directory."""
+    """Export and print the written paths, then the verdict against the base config; 1
+    (with the reason) when no trial reported the metric, so there is no best config.
+    Raises ConfigError for a wrong directory."""
     import sys
 
     from rt3d_tune.results.export import export_run, load_context
@@ -40,4 +41,6 @@ def run(args: argparse.Namespace) -> int:
               f"{context.info['metric']!r}, so there is no best config to export; the trials' "
               f"statuses and errors are in {paths['results_csv']}", file=sys.stderr)
         return 1
+    if context.verdict is not None:
+        print(f"verdict: {context.verdict.text()}")
     return 0
