@@ -178,17 +178,19 @@ def test_study_db_and_report_while_the_search_runs(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
-        while ends(results) < 2 and search.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert search.poll() is None, "the search finished before it could be watched"
-        ended_before = {t for t, r in recorder.load_records(run_dir).items()
-                        if r.status != recorder.RUNNING}
         storage = f"sqlite:///{run_dir / 'study.db'}"
-        study = optuna.load_study(study_name="r", storage=storage)
-        ended_after = {t for t, r in recorder.load_records(run_dir).items()
-                       if r.status != recorder.RUNNING}
-        ids = {t.user_attrs["ray_trial_id"] for t in study.trials}
-        assert len(ended_before) >= 2 and ended_before <= ids <= ended_after
+        study = None
+        # study.db is rewritten just after a trial's end is recorded: wait for 2 in it
+        while (study is None or len(study.trials) < 2) and search.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+            if ends(results) >= 2 and (run_dir / "study.db").exists():
+                study = optuna.load_study(study_name="r", storage=storage)
+        assert search.poll() is None, "the search finished before it could be watched"
+        assert study is not None and len(study.trials) >= 2
+        ended = {t for t, r in recorder.load_records(run_dir).items()
+                 if r.status != recorder.RUNNING}
+        assert {t.user_attrs["ray_trial_id"] for t in study.trials} <= ended
         assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
         assert lock_holder(run_dir) is not None  # still searching
