@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from rt3d_tune.commands.validate import print_problems
     from rt3d_tune.errors import ConfigError, RecordingError
+    from rt3d_tune.results.param_labels import rounded_diff
     from rt3d_tune.results.run_lock import RunLock, StoredRunLock, refuse_if_held
     from rt3d_tune.results.stored_run import run_location
     from rt3d_tune.search.address import check_ray_address
@@ -194,11 +195,14 @@ def run(args: argparse.Namespace) -> int:
 
     best_cfg = Config.fromfile(str(result.exported["best_config"]), import_custom_modules=False)
     print("changes against the base config:")
-    for line in format_diff(config_diff(space.base_config, best_cfg)) or ["  (none)"]:
+    diff = rounded_diff(config_diff(space.base_config, best_cfg))
+    for line in format_diff(diff) or ["  (none)"]:
         print(line)
     print("exported:")
     for name, path in result.exported.items():
         print(f"  {name}: {path}")
+    if summary.get("verdict") is not None:  # the answer the user came for, last
+        print(f"verdict: {summary['verdict']['text']}")
     return 0
 
 
