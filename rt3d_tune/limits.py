@@ -26,6 +26,7 @@ __all__ = [
     "MAX_NESTING",
     "MAX_SEED",
     "MAX_TRIALS",
+    "MAX_WORKERS",
     "MAX_YAML_VALUES",
     "count_text",
     "read_user_file",
@@ -42,6 +43,7 @@ MAX_SEED = 2**32 - 1  # what numpy's and Optuna's seeded generators accept
 MAX_EPOCHS = 10_000  # a trial's (or the base config's) epochs
 MAX_ITERS = 10_000_000  # a schedule's iterations (validate simulates every one)
 MAX_INDEX_DIGITS = 9  # a list index in a key path (workflow.0.1)
+MAX_WORKERS = 1_024  # data-parallel ranks of one trial (each one a placement bundle)
 
 
 def count_text(count: int) -> str:

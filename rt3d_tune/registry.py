@@ -11,7 +11,7 @@ import copy
 import difflib
 import importlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
@@ -25,6 +25,8 @@ __all__ = [
     "RUNNERS",
     "Registry",
     "build_from_cfg",
+    "closest_names",
+    "unknown_name_error",
 ]
 
 
@@ -32,6 +34,34 @@ def _where(obj: Any) -> str:
     module = getattr(obj, "__module__", None) or "<unknown module>"
     name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", repr(obj))
     return f"{module}.{name}"
+
+
+def closest_names(name: str, names: Iterable[str], n: int = 3) -> list[str]:
+    """The names closest to ``name`` (case-insensitive), best first."""
+    lowered = {key.lower(): key for key in names}
+    hits = difflib.get_close_matches(str(name).lower(), list(lowered), n=n, cutoff=0.5)
+    return [lowered[hit] for hit in hits]
+
+
+def unknown_name_error(registry: str, name: Any, names: Iterable[str], key_path: str,
+                       register: str) -> ConfigError:
+    """The error for a ``type`` no registry entry has, in either dialect: the key path,
+    the value, the closest registered names, else how to register and import it.
+
+    Args:
+        registry: the registry, in words ("optimizer", "mmengine hook").
+        name: the type that was given.
+        names: every name registered there.
+        key_path: dotted path of the ``type`` key.
+        register: the decorator that registers a class there.
+    """
+    names = list(names)
+    close = closest_names(str(name), names)
+    hint = (f"did you mean {' or '.join(repr(c) for c in close)}?" if close
+            else f"register it with {register} and import its module through custom_imports")
+    return ConfigError(f"{name!r} is not in the {registry} registry", key_path=key_path,
+                       expected=f"one of {len(names)} registered {registry} names",
+                       given=name, hint=hint)
 
 
 class Registry:
@@ -93,29 +123,15 @@ class Registry:
     def closest(self, name: str, n: int = 3) -> list[str]:
         """Registered names closest to ``name`` (case-insensitive), best first."""
         self._ensure_populated()
-        lowered = {key.lower(): key for key in self._modules}
-        hits = difflib.get_close_matches(str(name).lower(), list(lowered), n=n, cutoff=0.5)
-        return [lowered[hit] for hit in hits]
+        return closest_names(name, self._modules, n)
 
     def lookup(self, name: str, key_path: str = "type") -> Any:
         """The entry registered as ``name``; unknown names raise ConfigError with suggestions."""
         obj = self.get(name)
         if obj is not None:
             return obj
-        close = self.closest(name)
-        hint = (
-            f"did you mean {' or '.join(repr(c) for c in close)}?"
-            if close
-            else f"register it with @{self.name.upper()}.register_module() and import it "
-            "through custom_imports"
-        )
-        raise ConfigError(
-            f"{name!r} is not in the {self.name} registry",
-            key_path=key_path,
-            expected=f"one of {len(self._modules)} registered {self.name} names",
-            given=name,
-            hint=hint,
-        )
+        raise unknown_name_error(self.name, name, list(self._modules), key_path,
+                                 f"@{self.name.upper()}.register_module()")
 
     def _register(
         self, obj: Any, names: str | list[str] | tuple[str, ...] | None, force: bool
@@ -197,7 +213,7 @@ def build_from_cfg(
     Raises:
         ConfigError: no ``type``, an unknown name (with the closest registered
             names), or a constructor that rejects the arguments (with the class name
-            and the accepted arguments).
+            and the accepted arguments) or refuses a value (its ValueError).
     """
     type_path = f"{key_path}.type" if key_path else "type"
     if not isinstance(cfg, Mapping):
@@ -250,6 +266,9 @@ def build_from_cfg(
             given=args,
             hint=accepted,
         ) from err
+    except ValueError as err:  # torch's "Invalid learning rate: -0.01", at the key path
+        name = getattr(obj_cls, "__name__", repr(obj_cls))
+        raise ConfigError(f"{name} refused a value: {err}", key_path=key_path or None) from err
 
 
 def _add_torch_optimizers(registry: Registry) -> None:

@@ -149,6 +149,11 @@ class Storage:
         with contextlib.suppress(FileNotFoundError):
             self.filesystem()[0].delete_file(self._path(rel))
 
+    def remove(self) -> None:
+        """Delete this folder and everything below it; a missing one is no error."""
+        with contextlib.suppress(FileNotFoundError):
+            self.filesystem()[0].delete_dir(self._path())
+
     def files(self, rel: str = "") -> dict[str, int]:
         """Every file below ``rel``, by its path relative to ``rel``, with its size."""
         from pyarrow import fs

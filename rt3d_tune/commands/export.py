@@ -30,16 +30,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export and print the written paths. Raises ConfigError for a wrong directory."""
-    from rt3d_tune.results.export import export_run
+    """Export and print the written paths, then the verdict against the base config; 1
+    (with the reason) when no trial reported the metric, so there is no best config.
+    Raises ConfigError for a wrong directory."""
+    import sys
+
+    from rt3d_tune.results.export import export_run, load_context
     from rt3d_tune.results.stored_run import upload_run, working_copy
 
     run_dir, stored = working_copy(args.run_dir, getattr(args, "output", "runs"))
-    paths = export_run(run_dir)
+    context = load_context(run_dir)
+    paths = export_run(run_dir, context)
     if stored is not None:
         upload_run(run_dir, stored)
-    if "best_config" not in paths:
-        print("no trial reported the metric; only results.csv was written")
     for name, path in paths.items():
         print(f"{name}: {path}")
+    if "best_config" not in paths:
+        print(f"rt3d-tune export: no trial of {len(context.records)} reported the metric "
+              f"{context.info['metric']!r}, so there is no best config to export; the trials' "
+              f"statuses and errors are in {paths['results_csv']}", file=sys.stderr)
+        return 1
+    if context.verdict is not None:
+        print(f"verdict: {context.verdict.text()}")
     return 0

@@ -74,7 +74,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--csv", type=Path, default=None, metavar="OUT.csv",
                         help="write every iteration: iter, epoch, lr, momentum")
     parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png",
-                        help="plot the curve (needs matplotlib: pip install rt3d-tune[plot])")
+                        help="plot the curve into a PNG file")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
                         metavar="KEY=VALUE", help="override dotted keys: lr_config.step=[8,11]")
     trial = parser.add_mutually_exclusive_group()
@@ -178,7 +178,8 @@ def _plot(curves: Sequence[tuple[str | None, Sequence[float], Sequence[Mapping[s
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as err:
-        raise ConfigError("--plot needs matplotlib", hint="pip install rt3d-tune[plot]") from err
+        raise ConfigError("--plot needs matplotlib, a dependency of rt3d-tune that is missing "
+                          "here", hint="pip install matplotlib") from err
     has_momentum = any(row["momentum"] is not None for _, _, rows in curves for row in rows)
     fig, axes = plt.subplots(2 if has_momentum else 1, 1, sharex=True, squeeze=False,
                              figsize=(8, 5 if has_momentum else 3))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rt3d_tune.errors import ConfigError
     from rt3d_tune.space.space import SearchSpace
+    from rt3d_tune.storage import Storage
 
 __all__ = ["add_parser", "run"]
 
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from rt3d_tune.commands.validate import print_problems
     from rt3d_tune.errors import ConfigError, RecordingError
+    from rt3d_tune.results.param_labels import rounded_diff
     from rt3d_tune.results.run_lock import RunLock, StoredRunLock, refuse_if_held
     from rt3d_tune.results.stored_run import run_location
     from rt3d_tune.search.address import check_ray_address
@@ -144,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     from rt3d_tune.search.tuner import locate_run, run_search  # imports torch
 
     run_dir, run_store = locate_run(space, args.output, args.name, args.resume, storage)
+    created = not args.resume and not run_dir.exists()
     where = f"--storage {storage} " if run_store is not None else f"--output {run_dir.parent} "
     to_continue = f"rt3d-tune search {args.space} {where}--name {run_dir.name} --resume"
     stored_lock = StoredRunLock(run_store) if run_store is not None else contextlib.nullcontext()
@@ -166,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
               f"so far is kept. Once {Path(err.path).parent} can be written again, "
               f"continue it: {to_continue}", file=sys.stderr)
         return 1
+    except ConfigError:
+        if created:
+            _remove_unstarted(run_dir, run_store)
+        raise
     print(f"run directory: {result.run_dir}")
     if run_store is not None:
         print(f"kept in: {run_store.uri} (export it anywhere: rt3d-tune export {run_store.uri})")
@@ -188,12 +195,30 @@ def run(args: argparse.Namespace) -> int:
 
     best_cfg = Config.fromfile(str(result.exported["best_config"]), import_custom_modules=False)
     print("changes against the base config:")
-    for line in format_diff(config_diff(space.base_config, best_cfg)) or ["  (none)"]:
+    diff = rounded_diff(config_diff(space.base_config, best_cfg))
+    for line in format_diff(diff) or ["  (none)"]:
         print(line)
     print("exported:")
     for name, path in result.exported.items():
         print(f"  {name}: {path}")
+    if summary.get("verdict") is not None:  # the answer the user came for, last
+        print(f"verdict: {summary['verdict']['text']}")
     return 0
+
+
+def _remove_unstarted(run_dir: Path, run_store: Storage | None) -> None:
+    """Remove the run directory this search made (and its stored copy) when it was
+    refused before any trial ran (too few CPUs or GPUs on the cluster, a node that
+    cannot see the run directory): no run.json, space copy or lock is left to look like
+    a run. One with a trial's result stays, for the user to read."""
+    import shutil
+
+    from rt3d_tune.results.recorder import RESULTS_JSONL
+
+    if not (run_dir / RESULTS_JSONL).exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if run_store is not None:
+            run_store.remove()
 
 
 def budget_line(budget_s: float, ran: int, planned: int, cut: int, space_file: str) -> str:

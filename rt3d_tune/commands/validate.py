@@ -19,9 +19,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "validate", help="check a search space without running it",
         description="Parse a search space, merge a sample of trial configs into the base "
-        "config, build each one's model, optimizer and hooks, simulate its LR and "
-        "momentum schedule, print the differences from the base, and report every "
-        "problem with its key path. Starts no Ray. Exit status 2 when any problem.",
+        "config, simulate each one's LR and momentum schedule and start it as its trial "
+        "would (model, data loaders, optimizer, every hook; an mmengine config's Runner, "
+        "loops, optim wrapper and schedulers), stopping before the first iteration; print "
+        "the differences from the base, and report every problem with its key path. "
+        "Starts no Ray. Exit status 2 when any problem.",
     )
     parser.add_argument("space", metavar="SPACE", help="the search space YAML file")
     parser.add_argument("--samples", type=int, default=4, metavar="N",

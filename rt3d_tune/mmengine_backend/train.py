@@ -26,15 +26,14 @@ def train_mmengine(config: str, *, work_dir: str | Path, cfg_options: Mapping[st
     ``launcher``: 'none', or 'pytorch' under torchrun (mmengine sets up the group).
 
     Raises:
-        ConfigError: mmengine is missing or cannot load the config.
+        ConfigError: mmengine is missing or cannot load the config; the config's start
+            (``start_runner``) refuses it.
         DivergenceError: the loss became non-finite (mmengine itself trains on).
     """
     require_mmengine("CONFIG")
-    from mmengine.config import Config as MMConfig
-    from mmengine.runner import Runner
-
     from rt3d_tune.mmengine_backend.dialect import load_mmengine_config
     from rt3d_tune.mmengine_backend.hooks import StopOnDivergence
+    from rt3d_tune.mmengine_backend.start import start_runner
     from rt3d_tune.space.keypaths import plain_dict
 
     cfg = plain_dict(load_mmengine_config(config, cfg_options, key_path="CONFIG"))
@@ -50,7 +49,7 @@ def train_mmengine(config: str, *, work_dir: str | Path, cfg_options: Mapping[st
     if deterministic:
         randomness["deterministic"] = True
     cfg["randomness"] = randomness
-    runner = Runner.from_cfg(MMConfig(cfg, filename=config))
+    runner = start_runner(cfg, config)  # what a search's trial starts, refused alike
     runner.register_hook(StopOnDivergence(), priority="VERY_LOW")
     runner.train()
     return {"epoch": runner.epoch, "iter": runner.iter, "work_dir": str(work_dir),

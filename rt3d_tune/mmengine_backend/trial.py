@@ -20,6 +20,7 @@ from typing import Any
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.mmengine_backend.hooks import MMTuneReportHook
+from rt3d_tune.mmengine_backend.start import start_runner
 from rt3d_tune.runner.dist import process_group
 from rt3d_tune.search.report_hook import (
     CHECKPOINT_FILE,
@@ -94,9 +95,6 @@ def train_mmengine_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str
     """
     import os
 
-    from mmengine.config import Config as MMConfig
-    from mmengine.runner import Runner
-
     if setup.cwd and os.path.isdir(setup.cwd):
         os.chdir(setup.cwd)
     device, gpu_ids = trial_device(setup.cpus)
@@ -135,7 +133,10 @@ def train_mmengine_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str
             if metrics is not None and rank == 0:  # a driver killed after the last report
                 reporter.last_metrics = metrics
                 reporter.last_fidelity = int(metrics["training_iteration"])
-        runner = Runner.from_cfg(MMConfig(plain, filename=setup.base_config))
+        try:
+            runner = start_runner(plain, setup.base_config)
+        except ConfigError as err:
+            raise ConfigError(f"the trial config does not build: {err.format()}") from None
         runner.register_hook(MMTuneReportHook(reporter, rank), priority="VERY_LOW")
         try:
             run_and_report(runner.train, reporter, setup.space.metric, setup.space.mode, extra,

@@ -1,75 +1,52 @@
-"""``rt3d-tune validate`` for mmengine configs: build what a trial's Runner would build.
+"""``rt3d-tune validate`` for mmengine configs: start each trial as the trial starts.
 
-For each checked trial config: the model (mmengine's MODELS registry, in the config's
-``default_scope``), the optim wrapper (``build_optim_wrapper`` on that model), and every
-``param_scheduler`` entry (PARAM_SCHEDULERS, with the Runner's defaults: ``end`` from
-``train_cfg`` and ``epoch_length`` for ``convert_to_iter_based``). Each problem names
-its key path (``optim_wrapper.optimizer``, ``param_scheduler.1``).
+For each checked trial config: every mistake :func:`config_problems` finds without
+building anything (unknown types with their key paths, arguments a class does not
+take, unusable values), then, when there is none, the trial's own start
+(:func:`rt3d_tune.mmengine_backend.start.start_runner`, in a throw-away work dir): the
+Runner, its train loop and data loader, optim wrapper, param schedulers and
+validation loop through mmengine's builders. What a trial would refuse, validate
+refuses with the same message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.mmengine_backend.dialect import default_scope, require_mmengine, train_loop
+from rt3d_tune.mmengine_backend.start import config_problems, dry_start_mmengine
 from rt3d_tune.space.keypaths import plain_dict
 
 __all__ = ["check_mmengine_config"]
 
-
-def _built(problems: list[ConfigError], key_path: str, action: Callable[[], Any]) -> Any:
-    """``action()``; an error becomes a problem at ``key_path`` (None returned)."""
-    try:
-        return action()
-    except ConfigError as err:
-        problems.append(err if err.key_path else err.with_context(key_path=key_path))
-    except Exception as err:  # mmengine's builders raise KeyError, TypeError, AssertionError...
-        text = str(err).strip().splitlines()
-        problems.append(ConfigError(f"{type(err).__name__}: {text[-1] if text else ''}",
-                                    key_path=key_path))
-    return None
+# The steps of a start that read the data: not reported when the data is not here.
+_DATA_KEYS = ("train_cfg", "val_cfg", "train_dataloader", "val_dataloader")
 
 
 def check_mmengine_config(cfg: Any, iters_per_epoch: int,
-                          model_cache: dict[str, Any] | None = None) -> list[ConfigError]:
-    """Build a trial config's model, optim wrapper and param schedulers with mmengine.
+                          model_cache: dict[str, Any] | None = None,
+                          data_here: bool = True) -> list[ConfigError]:
+    """Check an mmengine trial config as its trial's start would.
+
+    Args:
+        cfg: the merged trial Config (plain-dict view of an mmengine config).
+        iters_per_epoch: unused (the Runner counts its own data loader); kept so that
+            both dialects' checkers are called alike.
+        model_cache: unused, likewise.
+        data_here: whether the base config's data can be read on this machine; when
+            not, a start that fails on the data loaders is not reported.
 
     Returns:
         Every problem found (empty when the config is sound).
     """
-    require_mmengine()
-    import torch
-    from mmengine.optim import build_optim_wrapper
-    from mmengine.registry import MODELS, PARAM_SCHEDULERS
-
+    del iters_per_epoch, model_cache
     data = plain_dict(cfg)
-    problems: list[ConfigError] = []
-    cache = {} if model_cache is None else model_cache
-    with default_scope(data):
-        key = repr(data.get("model"))
-        if key not in cache:
-            cache[key] = _built(problems, "model", lambda: MODELS.build(data["model"]))
-        model = cache[key] if cache[key] is not None else torch.nn.Linear(2, 2)
-        wrapper = _built(problems, "optim_wrapper",
-                         lambda: build_optim_wrapper(model, data["optim_wrapper"]))
-        if wrapper is None:
-            return problems
-        schedulers = data.get("param_scheduler") or []
-        entries = [schedulers] if isinstance(schedulers, Mapping) else list(schedulers)
-        iter_based, length = train_loop(data)
-        by_epoch = not iter_based
-        for i, entry in enumerate(entries):
-            where = "param_scheduler" if isinstance(schedulers, Mapping) else f"param_scheduler.{i}"
-            if not isinstance(entry, Mapping):
-                problems.append(ConfigError("a scheduler must be a dict", key_path=where,
-                                            expected="dict(type=..., ...)", given=entry))
-                continue
-            entry = dict(entry)
-            if length is not None:
-                entry.setdefault("end", length if entry.get("by_epoch", True) == by_epoch
-                                 else length * (iters_per_epoch if by_epoch else 1))
-            _built(problems, where, lambda entry=entry: PARAM_SCHEDULERS.build(
-                entry, default_args={"optimizer": wrapper, "epoch_length": iters_per_epoch}))
+    problems = config_problems(data)
+    if problems:
+        return problems
+    try:
+        dry_start_mmengine(data, getattr(cfg, "filename", None))
+    except ConfigError as err:
+        if data_here or (err.key_path or "").split(".")[0] not in _DATA_KEYS:
+            problems.append(err)
     return problems

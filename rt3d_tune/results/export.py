@@ -8,8 +8,9 @@ interrupted one, and a run copied from another machine::
                            only (rt3d-tune train); the trial's scaled schedule scaled back
     best/best_runtime.py   only what differs from the base, ``_base_`` = the base config
     best/trial_config.py   exactly what the winning trial trained (its shorter budget)
-    best/summary.json      metric (the confirmed mean when confirmed), trial, params,
-                           seed, both budgets, confirmation runs, versions, compute
+    best/summary.json      the verdict against the base config, metric (the confirmed
+                           mean when confirmed), trial, params, seed, both budgets,
+                           confirmation runs, versions, compute
     results.csv            one row per trial: params, metric per fidelity, status, time
     study.db               the Optuna study (``rt3d_tune.results.study``)
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import importlib
 import json
 import os
@@ -84,6 +86,13 @@ class ExportContext:
     study: Any = None
     confirm_records: dict[str, recorder.TrialRecord] = dataclasses.field(default_factory=dict)
     confirmed: list[ConfirmedConfig] = dataclasses.field(default_factory=list)
+
+    @functools.cached_property
+    def verdict(self) -> Any:
+        """The winner against the baseline (``verdict.Verdict``); None without one."""
+        from rt3d_tune.results.verdict import run_verdict
+
+        return run_verdict(self)
 
     @property
     def winner_confirmation(self) -> ConfirmedConfig | None:
@@ -301,7 +310,10 @@ def _summary(ctx: ExportContext, best: recorder.TrialRecord, diff: dict[str, Any
     group = ctx.winner_confirmation
     search_value = best.metric(metric)
     trial_config, best_config = configs
+    verdict = ctx.verdict
     return {
+        # the answer first: does the winner beat the base config? (``verdict``)
+        "verdict": verdict.as_dict() if verdict is not None else None,
         "metric": metric,
         "mode": ctx.info["mode"],
         # the headline: the confirmed mean when the top configs were confirmed
@@ -357,16 +369,17 @@ def load_run_space(run_dir: Path, info: dict[str, Any], base: Any = None) -> Any
     return parse_space(read_yaml(space_file), space_file, base, info["base_path"])
 
 
-def load_context(run_dir: str | Path) -> ExportContext:
-    """What exporters get for a run directory (finished or interrupted).
+def load_context(run_dir: str | Path, finished: bool = True) -> ExportContext:
+    """What exporters get for a run directory (finished or interrupted; with
+    ``finished`` false, a running one: its unended trials stay RUNNING).
 
     Raises:
         ConfigError: not a search run directory.
     """
     run_dir = Path(run_dir).resolve()
     info = load_run_info(run_dir)
-    records = recorder.load_records(run_dir, finished=True)
-    confirm_records = recorder.load_records(run_dir, finished=True,
+    records = recorder.load_records(run_dir, finished=finished)
+    confirm_records = recorder.load_records(run_dir, finished=finished,
                                             filename=recorder.CONFIRM_JSONL)
     groups = confirmed(records, confirm_records, info["metric"])
     chosen = winner(groups, info["mode"])

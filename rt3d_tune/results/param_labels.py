@@ -21,12 +21,16 @@ file unreadable) every branch shows by its index. ``results.csv`` and
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rt3d_tune.space.domains import Choice, Grid, walk_domains
 from rt3d_tune.space.space import SearchSpace
 
-__all__ = ["ParamLabels", "format_number", "short_value"]
+if TYPE_CHECKING:
+    from rt3d_tune.results.export import ExportContext
+
+__all__ = ["ParamLabels", "format_number", "round_numbers", "rounded_diff", "run_labels",
+           "short_value"]
 
 _BRANCH_KEYS = ("type", "policy")
 _SHORT = 30  # longest plain option shown as itself
@@ -166,3 +170,34 @@ class ParamLabels:
         labels = cls(space)
         labels.qualify_clashes(params)
         return labels
+
+
+def run_labels(ctx: ExportContext) -> ParamLabels:
+    """Labels of a run's params from its own copy of its space (branches by index when
+    that copy is unreadable)."""
+    from rt3d_tune.errors import ConfigError
+    from rt3d_tune.results.export import load_run_space
+
+    try:
+        space = load_run_space(ctx.run_dir, ctx.info)
+    except (ConfigError, OSError, KeyError, ValueError):
+        space = None
+    names = {name for rec in ctx.records.values() for name in rec.params}
+    return ParamLabels.for_params(space, names)
+
+
+def round_numbers(value: Any) -> Any:
+    """Floats to 4 significant digits, inside lists, tuples and dicts too."""
+    if isinstance(value, float):
+        return float(format_number(value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(round_numbers(v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: round_numbers(v) for k, v in value.items()}
+    return value
+
+
+def rounded_diff(diff: Iterable[tuple[str, Any, Any]]) -> list[tuple[str, Any, Any]]:
+    """``config_diff``'s (path, old, new) with every float to 4 significant digits, as
+    the search prints and the report shows a trial's changes."""
+    return [(path, round_numbers(old), round_numbers(new)) for path, old, new in diff]

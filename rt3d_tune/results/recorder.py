@@ -9,7 +9,8 @@ that was reported. Export, the status line and the report read the same file thr
 Lines::
 
     {"event": "start",  "trial_id": ..., "params": {...}, "time": unix seconds,
-     "confirm_of": trial id, "seed": int}   (the last two in confirm.jsonl only)
+     "confirm_of": trial id, "seed": int,   (these two in confirm.jsonl only)
+     "baseline": true}   the base config as written (a search trial or a confirmation run)
     {"event": "result", "trial_id": ..., "result": {metric..., "training_iteration": n, ...}}
     {"event": "end",    "trial_id": ..., "status": STATUS, "error": str|null, "time": ...}
     {"event": "params", "trial_id": ..., "params": {...}}   PBT changed them
@@ -85,6 +86,7 @@ class TrialRecord:
     end: float | None = None
     confirm_of: str | None = None  # a confirmation run: the search trial it trains again
     seed: int | None = None  # a confirmation run's seed
+    baseline: bool = False  # the base config as written (the baseline trial, or its rerun)
 
     @property
     def last_result(self) -> dict[str, Any]:
@@ -230,6 +232,7 @@ def load_records(run_dir: str | Path, *, finished: bool = False,
             rec.params = params
             rec.start = rec.start if rec.start is not None else event.get("time")
             rec.confirm_of, rec.seed = event.get("confirm_of"), event.get("seed")
+            rec.baseline = bool(event.get("baseline"))
             rec.status, rec.error = RUNNING, None
         elif kind == "result":
             result = event["result"]
@@ -262,14 +265,15 @@ def close_unfinished(run_dir: str | Path, status: str, reason: str) -> int:
 
 
 def best_record(records: dict[str, TrialRecord], metric: str, mode: str) -> TrialRecord | None:
-    """The trial with the best final metric (diverged and errored trials excluded).
+    """The trial with the best final metric (diverged and errored trials, and the
+    baseline, which is the user's own config, excluded).
 
     Ties go to the trial that started first, so the choice is reproducible.
     """
     best: TrialRecord | None = None
     for rec in records.values():
         value = rec.metric(metric)
-        if value is None or rec.status in (DIVERGED, ERROR):
+        if value is None or rec.status in (DIVERGED, ERROR) or rec.baseline:
             continue
         current = best.metric(metric) if best is not None else None
         if current is None or (value > current if mode == "max" else value < current):

@@ -16,15 +16,20 @@ from __future__ import annotations
 import html
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from rt3d_tune.errors import ConfigError
 from rt3d_tune.mmengine_backend.dialect import is_mmengine_config
 from rt3d_tune.results import recorder
-from rt3d_tune.results.export import ExportContext, load_run_space, register_exporter
-from rt3d_tune.results.param_labels import ParamLabels, format_number
+from rt3d_tune.results.confirmation import baseline_record
+from rt3d_tune.results.export import ExportContext, register_exporter
+from rt3d_tune.results.param_labels import (
+    ParamLabels,
+    format_number,
+    rounded_diff,
+    run_labels,
+)
 from rt3d_tune.results.report_plots import (
     PLOTS,
     STATUS_WORDS,
@@ -51,16 +56,6 @@ _STYLE = (
     "td.lines{font-family:monospace;font-size:12px}img{max-width:100%}"
 )
 _FEW_TRIALS = re.compile(r"Some regimes for parameter `([^`]+)` have less than (\d+) trials")
-
-
-def _labels(ctx: ExportContext) -> ParamLabels:
-    """Labels from the run's own copy of its space (branches by index if unreadable)."""
-    try:
-        space = load_run_space(ctx.run_dir, ctx.info)
-    except (ConfigError, OSError, KeyError, ValueError):
-        space = None
-    names = {name for rec in ctx.records.values() for name in rec.params}
-    return ParamLabels.for_params(space, names)
 
 
 def _importance_warnings(messages: Iterable[str], labels: ParamLabels) -> str:
@@ -156,17 +151,6 @@ def _mmengine_html(ctx: ExportContext, cfg: Any, iters: int) -> str:
         "</ul>"
 
 
-def _rounded(value: Any) -> Any:
-    """Floats to 4 significant digits, inside lists, tuples and dicts too."""
-    if isinstance(value, float):
-        return float(format_number(value))
-    if isinstance(value, (list, tuple)):
-        return type(value)(_rounded(v) for v in value)
-    if isinstance(value, Mapping):
-        return {k: _rounded(v) for k, v in value.items()}
-    return value
-
-
 def _diff_lines(ctx: ExportContext, base: dict[str, Any] | None, trial_id: str) -> str:
     """``key: old -> new`` lines (as ``rt3d-tune search`` prints them), numbers rounded."""
     from rt3d_tune.config import Config
@@ -176,7 +160,7 @@ def _diff_lines(ctx: ExportContext, base: dict[str, Any] | None, trial_id: str) 
     if base is None or not trial.exists():
         return ""
     new = Config.fromfile(str(trial), import_custom_modules=False).to_dict()
-    diff = [(path, _rounded(old), _rounded(value)) for path, old, value in config_diff(base, new)]
+    diff = rounded_diff(config_diff(base, new))
     return "\n".join(format_diff(diff, indent="")) or "(none)"
 
 
@@ -203,6 +187,18 @@ def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]],
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _verdict_html(ctx: ExportContext, in_progress: str | None) -> list[str]:
+    """The answer first: whether the search is still running, and the verdict."""
+    parts = []
+    if in_progress is not None:
+        parts.append(f"<p><b>This run is not finished</b> ({html.escape(in_progress)} is still "
+                     "searching): this report shows what its trials recorded so far. Run "
+                     "<code>rt3d-tune report</code> again for more.</p>")
+    if ctx.verdict is not None:
+        parts.append(f"<p style='font-size:120%'><b>{html.escape(ctx.verdict.text())}</b></p>")
+    return parts
+
+
 def _summary_html(ctx: ExportContext, labels: ParamLabels) -> list[str]:
     metric, mode = ctx.info["metric"], ctx.info["mode"]
     counts = {word: 0 for word in STATUS_WORDS.values()}
@@ -210,7 +206,6 @@ def _summary_html(ctx: ExportContext, labels: ParamLabels) -> list[str]:
         word = STATUS_WORDS.get(rec.status, rec.status.lower())
         counts[word] = counts.get(word, 0) + 1
     parts = [
-        f"<h1>Search {html.escape(ctx.run_dir.name)}</h1>",
         f"<p>{len(ctx.records)} trials: "
         + html.escape(", ".join(f"{n} {w}" for w, n in counts.items() if n))
         + f". Metric: <b>{html.escape(metric)}</b>, "
@@ -288,9 +283,14 @@ def _trials_html(ctx: ExportContext, labels: ParamLabels, top: int) -> list[str]
     return parts
 
 
-def write_report(ctx: ExportContext, top: int = 10) -> dict[str, Path]:
-    """Write ``report.html`` (and its PNGs) for a run; returns name -> path."""
-    labels = _labels(ctx)
+def write_report(ctx: ExportContext, top: int = 10, in_progress: str | None = None
+                 ) -> dict[str, Path]:
+    """Write ``report.html`` (and its PNGs) for a run; returns name -> path.
+
+    ``in_progress``: who is still searching in the run (``run_lock.lock_holder``), for a
+    report of a running search; None for a finished (or interrupted) one.
+    """
+    labels = run_labels(ctx)
     importances, importance_note = _importances(ctx, labels)
     cfg, iters = _best_config(ctx)
     schedule: list[dict[str, Any]] = []
@@ -302,8 +302,10 @@ def write_report(ctx: ExportContext, top: int = 10) -> dict[str, Path]:
         from rt3d_tune.runner.simulate import simulate_schedule
 
         schedule = simulate_schedule(cfg, iters or 10)
+    base = baseline_record(ctx.records)
     data = PlotData(ctx.info["metric"], ctx.info["mode"], ctx.records, labels, importances,
-                    importance_note, schedule, _momentum_name(cfg) if cfg is not None else "")
+                    importance_note, schedule, _momentum_name(cfg) if cfg is not None else "",
+                    base.metric(ctx.info["metric"]) if base is not None else None)
     try:
         plots = draw_plots(ctx.run_dir, data)
         plot_note = ""
@@ -317,6 +319,8 @@ def write_report(ctx: ExportContext, top: int = 10) -> dict[str, Path]:
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>rt3d-tune report: {html.escape(ctx.run_dir.name)}</title>",
         f"<style>{_STYLE}</style></head><body>",
+        f"<h1>Search {html.escape(ctx.run_dir.name)}</h1>",
+        *_verdict_html(ctx, in_progress),
         *_summary_html(ctx, labels),
         _mmengine_html(ctx, cfg, iters),
     ]

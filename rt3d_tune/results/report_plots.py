@@ -46,7 +46,8 @@ _NOT_TAKEN = -0.2  # where a trial without a value (another branch) sits on an a
 @dataclass(frozen=True)
 class PlotData:
     """What the plots show. ``schedule``: rows of ``simulate_schedule`` of the best
-    config; ``momentum_name``: what its optimizer calls momentum."""
+    config; ``momentum_name``: what its optimizer calls momentum; ``baseline``: the
+    metric the base config (the baseline trial) reached in the search, None without."""
 
     metric: str
     mode: str
@@ -56,6 +57,7 @@ class PlotData:
     importance_note: str = ""
     schedule: list[dict[str, Any]] = field(default_factory=list)
     momentum_name: str = "momentum"
+    baseline: float | None = None
 
 
 def scored_trials(data: PlotData) -> list[tuple[recorder.TrialRecord, float]]:
@@ -113,7 +115,12 @@ def _draw_best_so_far(plt: Any, data: PlotData) -> Any:
         (axes[0], "trial_epochs", "compute spent (trial-epochs)"),
         (axes[1], "wall_s", "wall time since the first trial started (s)"),
     ):
-        ax.step([r[key] for r in rows], [r["best"] for r in rows], where="post")
+        ax.step([r[key] for r in rows], [r["best"] for r in rows], where="post",
+                 label="best so far")
+        if data.baseline is not None:
+            ax.axhline(data.baseline, color="tab:red", linestyle="--",
+                       label=f"your config: {format_number(data.baseline)}")
+            ax.legend(loc="best", fontsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel(f"best {data.metric} so far")
         ax.grid(alpha=0.3)

@@ -8,9 +8,14 @@ report to them fails. So the study file is derived from ``results.jsonl`` at eve
 export (the end of each search, and ``rt3d-tune export``): always consistent with the
 trials, readable by ``optuna.load_study`` and optuna-dashboard.
 
+While the search runs, the file is rewritten as each trial ends (``search.live_study``),
+with the trials ended so far, so that optuna-dashboard follows the search.
+
 Each trial: its params with the space's real distributions (replayed through the
 define-by-run function), the metric per fidelity as intermediate values, the final
-metric as value, and ``status`` / ``ray_trial_id`` user attributes. Finished and
+metric as value, and ``status`` / ``ray_trial_id`` user attributes (``baseline`` on the
+base config's trial). A baseline outside the space has no params in it: it is left out,
+as the searcher was never told of it. Finished and
 early-stopped trials are COMPLETE with their last value, so that importance analysis and
 the dashboard see every scored trial (the ``status`` attribute tells them apart; during
 the search the sampler was told PRUNED for early-stopped ones, see ``tuner.py``);
@@ -51,11 +56,15 @@ def build_study(
     direction = "maximize" if space.mode == "max" else "minimize"
     study = optuna.create_study(direction=direction, sampler=optuna.samplers.RandomSampler(0))
     for rec in records.values():
+        if rec.baseline and not rec.params:
+            continue
         study.enqueue_trial(rec.params, skip_if_exists=False)
         trial = study.ask()
         define_by_run(trial, space)
         trial.set_user_attr("status", rec.status)
         trial.set_user_attr("ray_trial_id", rec.trial_id)
+        if rec.baseline:
+            trial.set_user_attr("baseline", True)
         if rec.error:
             trial.set_user_attr("error", rec.error[:500])
         for fidelity in sorted(rec.results):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Mapping
@@ -35,8 +36,9 @@ from rt3d_tune.runner.hook import Hook
 from rt3d_tune.runner.iter_based import IterBasedRunner
 from rt3d_tune.runner.optimizer import build_optimizer
 from rt3d_tune.runner.priority import get_priority
+from rt3d_tune.runtime_checks import check_count
 
-__all__ = ["build_runner", "init_seed", "runner_config", "scale_lr"]
+__all__ = ["build_runner", "close_logger", "dry_start", "init_seed", "runner_config", "scale_lr"]
 
 _LOGGER_IDS = count()
 
@@ -213,6 +215,7 @@ def _register_training_hooks(
     log_cfg = cfg.get("log_config")
     if log_cfg is not None:
         interval = log_cfg.get("interval", 50)
+        check_count(interval, "log_config.interval", "log interval")
         for i, item in enumerate(log_cfg.get("hooks", [])):
             item = _hook_cfg(item, f"log_config.hooks.{i}", "TextLoggerHook")
             if iter_based:
@@ -261,38 +264,64 @@ def build_runner(
     config.seed = seed
     timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
     logger = _make_logger(work_path, timestamp, rank)
-    config_text = _dump_config(config, work_path, logger) if rank == 0 else repr(c)
-
-    model = MODELS.build(c.get("model") or {}, key_path="model").to(dev)
-    workflow, loaders, eval_loader = _build_loaders(c, seed, rank, world_size)
-    optimizer = _build_optimizer(model, scale_lr(c, world_size, logger))
-    if world_size > 1:
-        model = _wrap_data_parallel(model, c, dev)
-    meta = {"seed": seed, "exp_name": Path(config.filename or "config").name, "config": config_text}
-    runner = RUNNERS.build(
-        runner_cfg,
-        default_args={
-            "model": model,
-            "optimizer": optimizer,
-            "work_dir": str(work_path),
-            "logger": logger,
-            "meta": meta,
-            "device": dev,
-            "seed": seed,
-            "timestamp": timestamp,
-        },
-        key_path="runner",
-    )
-    runner.data_loaders = loaders
-    runner.workflow = workflow
-    _register_training_hooks(runner, c, iter_based, eval_loader)
-    for item in extra_hooks:
-        hook, priority = (
-            item if isinstance(item, tuple) else (item, getattr(item, "priority", "NORMAL"))
+    try:  # a config refused half-way leaves no open log file behind
+        config_text = _dump_config(config, work_path, logger) if rank == 0 else repr(c)
+        model = MODELS.build(c.get("model") or {}, key_path="model").to(dev)
+        workflow, loaders, eval_loader = _build_loaders(c, seed, rank, world_size)
+        optimizer = _build_optimizer(model, scale_lr(c, world_size, logger))
+        if world_size > 1:
+            model = _wrap_data_parallel(model, c, dev)
+        meta = {"seed": seed, "exp_name": Path(config.filename or "config").name,
+                "config": config_text}
+        runner = RUNNERS.build(
+            runner_cfg,
+            default_args={
+                "model": model,
+                "optimizer": optimizer,
+                "work_dir": str(work_path),
+                "logger": logger,
+                "meta": meta,
+                "device": dev,
+                "seed": seed,
+                "timestamp": timestamp,
+            },
+            key_path="runner",
         )
-        runner.register_hook(hook, priority)
-    _resume_or_load(runner, c, work_path, logger)
-    return runner
+        runner.data_loaders = loaders
+        runner.workflow = workflow
+        _register_training_hooks(runner, c, iter_based, eval_loader)
+        for item in extra_hooks:
+            hook, priority = (
+                item if isinstance(item, tuple) else (item, getattr(item, "priority", "NORMAL"))
+            )
+            runner.register_hook(hook, priority)
+        _resume_or_load(runner, c, work_path, logger)
+        return runner
+    except BaseException:
+        close_logger(logger)
+        raise
+
+
+def dry_start(cfg: Config | Mapping[str, Any]) -> None:
+    """Build everything a trial builds before its first iteration (``build_runner``
+    itself, on the CPU, in a throw-away work dir), then drop it: what ``validate`` runs
+    for each trial config, so that it refuses what a trial would, with the same message.
+
+    Data loaders are built to their length; no sample is loaded.
+
+    Raises:
+        ConfigError: whatever ``build_runner`` raises for this config.
+    """
+    with tempfile.TemporaryDirectory(prefix="rt3d_dry_start_") as tmp:
+        runner = build_runner(cfg, work_dir=tmp, device="cpu")
+        close_logger(runner.logger)
+
+
+def close_logger(logger: logging.Logger) -> None:
+    """Close and detach the handlers of a run's logger (its log file)."""
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
 
 
 def _is_iter_based(runner_cfg: Mapping[str, Any]) -> bool:
@@ -414,11 +443,13 @@ def _build_loaders(
         for flow in c.get("workflow", [("train", 1)])
     ]
     train_cfg, batch, workers = split_loader_args(data["train"], data)
+    check_count(batch, _batch_key(data, "train"), "batch size")
     train_set = build_dataset(train_cfg, "data.train")
     val_set = None
     val_batch, val_workers = batch, workers
     if data.get("val") is not None:
         val_cfg, val_batch, val_workers = split_loader_args(data["val"], data)
+        check_count(val_batch, _batch_key(data, "val"), "batch size")
         val_set = build_dataset(val_cfg, "data.val")
     shard = {"rank": rank, "world_size": world_size}
     loaders = []
@@ -443,6 +474,12 @@ def _build_loaders(
             "evaluation needs data.val", key_path="evaluation", hint="add data.val = dict(type=...)"
         )
     return workflow, loaders, eval_loader
+
+
+def _batch_key(data: Mapping[str, Any], phase: str) -> str:
+    """Where a phase's batch size comes from: its own ``samples_per_gpu``, else data's."""
+    own = isinstance(data.get(phase), Mapping) and "samples_per_gpu" in data[phase]
+    return f"data.{phase}.samples_per_gpu" if own else "data.samples_per_gpu"
 
 
 def _build_optimizer(

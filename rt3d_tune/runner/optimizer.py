@@ -229,7 +229,7 @@ class DefaultOptimizerConstructor:
         """Build the optimizer over ``model``'s parameters.
 
         Raises:
-            ConfigError: an unknown optimizer or argument.
+            ConfigError: an unknown optimizer or argument, or a value torch refuses.
         """
         model = getattr(model, "module", model)
         cfg = dict(self.optimizer_cfg)
@@ -240,7 +240,11 @@ class DefaultOptimizerConstructor:
             self.add_params(params, model)
         else:
             params = model.parameters()
-        return cls(params, **cfg)
+        try:
+            return cls(params, **cfg)
+        except ValueError as err:  # torch's "Invalid learning rate: -0.01"
+            raise ConfigError(f"{cls.__name__} refused a value: {err}",
+                              key_path="optimizer") from err
 
 
 OPTIMIZER_BUILDERS.register_module(module=DefaultOptimizerConstructor)

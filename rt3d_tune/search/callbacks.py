@@ -20,7 +20,7 @@ from rt3d_tune.results.recorder import (
     load_records,
 )
 from rt3d_tune.search._ray_private import trial_error
-from rt3d_tune.space.params import CONFIRM_KEY, trial_params
+from rt3d_tune.space.params import CONFIRM_KEY, is_baseline, trial_params, without_marker
 
 __all__ = ["FatalErrorStopper", "ResultRecorder"]
 
@@ -87,10 +87,13 @@ class ResultRecorder(Callback):
                 self._append({"event": "discard", "trial_id": trial_id, "time": time.time()})
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        params = trial_params(trial.config)
+        marked = trial_params(trial.config)
+        params = without_marker(marked)
         self._params[trial.trial_id] = params
         event = {"event": "start", "trial_id": trial.trial_id, "params": params,
                  "time": time.time()}
+        if is_baseline(marked):
+            event["baseline"] = True
         confirm = trial.config.get(CONFIRM_KEY)
         if isinstance(confirm, dict):
             event.update(confirm_of=confirm["of"], seed=confirm["seed"])
@@ -99,7 +102,7 @@ class ResultRecorder(Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        params = trial_params(trial.config)
+        params = without_marker(trial_params(trial.config))
         if params != self._params.get(trial.trial_id, params):  # PBT exploited and explored
             self._params[trial.trial_id] = params
             self._append({"event": "params", "trial_id": trial.trial_id,

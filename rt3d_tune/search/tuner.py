@@ -27,6 +27,7 @@ from rt3d_tune.search.searchers import max_fidelity, search_setup
 from rt3d_tune.search.trainable import TrialSetup
 from rt3d_tune.space.params import CONFIRM_KEY, confirm_point
 from rt3d_tune.space.space import SearchSpace
+from rt3d_tune.space.trials import fixed_seed, full_length
 from rt3d_tune.storage import Storage
 
 __all__ = ["RAY_DIR", "SearchResult", "locate_run", "resolve_run_dir", "run_search"]
@@ -149,8 +150,11 @@ def _prepare_run_dir(space: SearchSpace, run_dir: Path, num_samples: int,
                           "placement": space.resources.placement},
             "schedule": space.stop.schedule,
             "trial_seed": space.search.trial_seed,
+            "common_seed": fixed_seed(space),
+            "baseline": space.search.baseline,
             "confirm": {"top_k": space.search.confirm.top_k,
-                        "seeds": space.search.confirm.seeds},
+                        "seeds": space.search.confirm.seeds,
+                        "length": space.search.confirm.length},
             "max_fidelity": max_fidelity(space),
             "storage": run_store.uri if run_store is not None else None,
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -234,6 +238,11 @@ def run_search(
                 run_dir, recorder.EARLY_STOPPED, "stop.time_budget_s reached"))
         records = recorder.load_records(run_dir, finished=True)
         _raise_fatal(records)
+        if space.search.confirm.length == "full":
+            trainable = tune.with_resources(tune.with_parameters(
+                train_trial, setup=_trial_setup(full_length(space), run_dir, float(res.cpu),
+                                                run_store)),
+                resources)
         confirm = phase.confirm_tuner(trainable, records,
                                       (stream or sys.stderr) if status else None)
         if confirm is not None:
@@ -334,6 +343,7 @@ class _Phase:
         from ray.tune.search.optuna import OptunaSearch
 
         from rt3d_tune.search.callbacks import ResultRecorder
+        from rt3d_tune.search.live_study import LiveStudy
         from rt3d_tune.search.status import StatusLine
 
         restored = self._restored(RAY_DIR, trainable)
@@ -343,7 +353,7 @@ class _Phase:
             _discard_partial(self.run_dir)
         space = self.space
         search_alg, param_space, samples, scheduler = search_setup(space, samples)
-        callbacks: list[Any] = [ResultRecorder(self.run_dir)]
+        callbacks: list[Any] = [ResultRecorder(self.run_dir), LiveStudy(space, self.run_dir)]
         if status:
             callbacks.append(StatusLine(space.metric, space.mode, self.run_dir, samples, stream))
         return tune.Tuner(
@@ -365,12 +375,13 @@ class _Phase:
 
     def confirm_tuner(self, trainable: Any, records: dict[str, recorder.TrialRecord],
                       stream: TextIO | None) -> Any:
-        """The confirmation phase: each of the top-k trials' configs again with each new
-        seed, FIFO; None when confirmation is off or no trial finished its budget."""
+        """The confirmation phase: each of the top-k trials' configs, and the baseline's,
+        again with each new seed (at the base's length under ``confirm.length: full``),
+        FIFO; None when confirmation is off or no trial finished its budget."""
         from ray import tune
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        from rt3d_tune.results.confirmation import select_top
+        from rt3d_tune.results.confirmation import baseline_record, run_params, select_top
         from rt3d_tune.search.callbacks import ResultRecorder
         from rt3d_tune.space.trials import confirm_seeds
 
@@ -384,10 +395,16 @@ class _Phase:
         if not top:
             return None
         seeds = confirm_seeds(space)
-        points = [confirm_point(rec.params, rec.trial_id, seed) for rec in top for seed in seeds]
+        base = baseline_record(records)
+        runs = top + ([base] if base is not None else [])
+        points = [confirm_point(run_params(rec), rec.trial_id, seed) for rec in runs
+                  for seed in seeds]
         if stream is not None:
-            print(f"confirming the top {len(top)} config(s) with {len(seeds)} new seed(s) "
-                  f"each: {len(points)} runs", file=stream, flush=True)
+            length = " at the base config's length" if space.search.confirm.length == "full" \
+                else ""
+            print(f"confirming the top {len(top)} config(s)"
+                  f"{' and your base config' if base is not None else ''} with {len(seeds)} "
+                  f"new seed(s) each{length}: {len(points)} runs", file=stream, flush=True)
         return tune.Tuner(
             trainable,
             param_space={CONFIRM_KEY: tune.grid_search(points)},

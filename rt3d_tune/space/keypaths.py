@@ -57,17 +57,18 @@ def check_key_path(base: Mapping[str, Any], path: str,
                           f"{MAX_NESTING} a config nests", key_path=f"space.{path[:80]}...",
                           expected=f"at most {MAX_NESTING} names joined by dots")
     node: Any = base
+    where = f"space.{path}"
     for i, seg in enumerate(segments):
         here = ".".join(segments[: i + 1])
-        where = f"space.{path}"
         if node is None:
+            _check_created(segments, i, where, "None")
             return
         if isinstance(node, (list, tuple)):
             if not (seg.isascii() and seg.isdigit() and len(seg) <= MAX_INDEX_DIGITS
                     and int(seg) < len(node)):
                 raise ConfigError(
-                    f"{'.'.join(segments[:i]) or 'the config'} is a list of {len(node)} in the "
-                    f"base config; {seg!r} is not an index in it",
+                    f"{'.'.join(segments[:i]) or 'the config'} is a list of {len(node)} items "
+                    f"in the base config; {seg!r} is not an index in it",
                     key_path=where,
                     expected=f"an index from 0 to {len(node) - 1}" if node else "a non-empty list",
                     given=seg,
@@ -84,7 +85,13 @@ def check_key_path(base: Mapping[str, Any], path: str,
         if seg in node:
             node = node[seg]
             continue
+        if _is_index(seg):
+            parent = ".".join(segments[:i]) or "the config"
+            raise ConfigError(
+                f"{seg!r} indexes a list, but {parent} is a dict in the base config",
+                key_path=where, expected=f"one of its keys {sorted(map(str, node))}", given=seg)
         if i == 0 and seg in runtime_keys:
+            _check_created(segments, i + 1, where, "absent")
             return
         names = [str(key) for key in node]
         if i == 0:
@@ -97,4 +104,28 @@ def check_key_path(base: Mapping[str, Any], path: str,
                 hint=f"did you mean {' or '.join(repr(c) for c in close)}?" if close
                 else "check the spelling against the base config (rt3d-tune config BASE)",
             )
+        _check_created(segments, i + 1, where, "absent")
         return
+
+
+def _is_index(segment: str) -> bool:
+    return segment.isascii() and segment.isdigit()
+
+
+def _check_created(segments: list[str], start: int, where: str, found: str) -> None:
+    """The rest of a key path from ``segments[start]`` on is created as dicts (what the
+    base lacks, or has as None): an index there has no list to index.
+
+    Raises:
+        ConfigError: an integer segment, naming the list it would index (of 0 items).
+    """
+    for j in range(start, len(segments)):
+        if _is_index(segments[j]):
+            listed = ".".join(segments[:j])
+            raise ConfigError(
+                f"{listed} is {found} in the base config, so index {segments[j]} of it does "
+                "not exist: the list has 0 items",
+                key_path=where, expected=f"an index into a list the base config sets at {listed}",
+                given=segments[j],
+                hint=f"tune {listed} as a whole (a choice of lists), or set the list in the "
+                "base config")

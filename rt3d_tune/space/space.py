@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,13 @@ def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSp
     fixed = fixed_overrides(stop, base, [path for path, _ in params])
     max_epochs = stop.max_epochs if stop.max_epochs is not None else base_max_epochs(base)
     scheduler = parse_scheduler(check_mapping(top.get("scheduler"), "scheduler"), max_epochs)
+    if scheduler.type == "pbt" and search.baseline:
+        if "baseline" in search_section:
+            raise ConfigError("PBT changes every member's config as it trains: no member "
+                              "stays the base config", key_path="search.baseline",
+                              expected="false (or left out) under scheduler.type pbt",
+                              given=True, hint="remove search.baseline")
+        search = replace(search, baseline=False)
     return SearchSpace(
         file=file,
         base_path=base_path,

@@ -10,14 +10,23 @@ length when it runs (:mod:`rt3d_tune.budget`). Pure: no torch, no Ray.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from rt3d_tune.mmengine_backend.dialect import seed_key
 from rt3d_tune.space.keypaths import plain_dict
+from rt3d_tune.space.params import is_baseline
 from rt3d_tune.space.sampling import ABSENT, apply_overrides, lookup, overrides_from_params
 from rt3d_tune.space.space import SearchSpace
 
-__all__ = ["build_trial_configs", "config_seed", "confirm_seeds", "fixed_seed", "trial_overrides"]
+__all__ = [
+    "build_trial_configs",
+    "config_seed",
+    "confirm_seeds",
+    "fixed_seed",
+    "full_length",
+    "trial_overrides",
+]
 
 
 
@@ -46,18 +55,28 @@ def confirm_seeds(space: SearchSpace) -> list[int]:
     return [first + i for i in range(space.search.confirm.seeds)]
 
 
+def full_length(space: SearchSpace) -> SearchSpace:
+    """The space with its trial budget taken off: its trials train at the base config's
+    own length (``search.confirm.length: full``)."""
+    return replace(space, stop=replace(space.stop, max_epochs=None), fixed_overrides={})
+
+
 def trial_overrides(space: SearchSpace, params: Mapping[str, Any], *, seed: int | None = None,
                     full_budget: bool = False) -> dict[str, Any]:
     """The overrides a trial (or the exported winner) applies to the base config.
 
     Args:
         space: the parsed space.
-        params: the trial's sampled params.
+        params: the trial's sampled params; the baseline's (``params.is_baseline``) set
+            nothing but the budget and the seed, whatever params sit beside its marker.
         seed: the training seed; default :func:`fixed_seed` (None: the runner draws one).
         full_budget: leave the base config's length alone (the exported winner) instead
             of ``stop.max_epochs`` (what the trial runs).
     """
-    overrides = overrides_from_params(space, params)  # stop.max_epochs's runner included
+    if is_baseline(params):  # the base as written: the budget and the seed only
+        overrides = dict(space.fixed_overrides)
+    else:
+        overrides = overrides_from_params(space, params)  # stop.max_epochs's runner included
     if full_budget:
         for key in space.fixed_overrides:
             overrides.pop(key, None)
@@ -100,6 +119,15 @@ def build_trial_configs(space: SearchSpace, base: Any, params: Mapping[str, Any]
         return trial, full
     from rt3d_tune.config import Config
 
+    if space.backend == "mmengine":
+        from rt3d_tune.mmengine_backend.start import config_problems
+
+        # Before counting the data loader or scaling the schedulers: a misspelt dataset
+        # or scheduler is said as a spelling mistake (not as mmengine's KeyError, nor as
+        # one for stop.schedule: truncated), as the trial's start says it.
+        problems = config_problems(trial.to_dict())
+        if problems:
+            raise problems[0]
     iters = iters_per_epoch(trial)
     if space.backend == "mmengine":
         from rt3d_tune.mmengine_backend.schedule import mmengine_budget, scale_param_schedulers

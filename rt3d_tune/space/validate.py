@@ -4,12 +4,17 @@
 points) plus a few *coverage* configs that choose every option of every choice at least
 once, with numeric domains at their bounds (where schedules most often break). For each
 it merges the overrides into the base config, builds the model, the optimizer and the
-optimizer hook, and simulates the LR and momentum schedule over the whole run. Every
-problem is collected with its key path and the space entry it came from.
+optimizer hook, simulates the LR and momentum schedule over the whole run, then starts
+the trial as a trial starts, short of its first iteration (``dry_start``: rt3d-tune's
+runner with its data loaders and every hook; an mmengine config's Runner with its loops,
+optim wrapper and param schedulers): what a trial would refuse, validate refuses first,
+with the same message. Every problem is collected with its key path and the space entry
+it came from.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,13 +171,19 @@ def _stage(problems: list[ConfigError], key_path: str, action: Callable[[], Any]
 
 
 def check_trial_config(cfg: Any, iters_per_epoch: int,
-                       model_cache: dict[str, Any] | None = None) -> list[ConfigError]:
-    """Build a trial config's model, optimizer and optimizer hook; simulate its schedule.
+                       model_cache: dict[str, Any] | None = None,
+                       data_here: bool = True) -> list[ConfigError]:
+    """Build a trial config's model, optimizer and optimizer hook; simulate its schedule;
+    then, when none of that failed, start the trial as it starts (``dry_start``: the
+    runner with its data loaders and every hook), short of its first iteration.
 
     Args:
         cfg: the merged trial Config.
         iters_per_epoch: iterations per epoch for the schedule simulation.
         model_cache: models already built, by ``repr`` of their config (filled in).
+        data_here: whether the base config's data can be read on this machine; when
+            not, a trial start that fails on ``data`` is not reported (the report's
+            note says the data is absent here).
 
     Returns:
         Every problem found (empty when the config is sound).
@@ -180,7 +191,7 @@ def check_trial_config(cfg: Any, iters_per_epoch: int,
     import torch
 
     from rt3d_tune.registry import HOOKS, MODELS
-    from rt3d_tune.runner.builder import optimizer_hook_cfg
+    from rt3d_tune.runner.builder import dry_start, optimizer_hook_cfg
     from rt3d_tune.runner.optimizer import build_optimizer
     from rt3d_tune.runner.simulate import simulate_schedule
 
@@ -205,25 +216,35 @@ def check_trial_config(cfg: Any, iters_per_epoch: int,
     # The simulation builds the optimizer again: drop what the steps above reported.
     problems[before:] = [err for err in problems[before:]
                          if (err.key_path or "").split(".")[0] not in failed]
+    if not problems:
+        started: list[ConfigError] = []
+        _stage(started, "runner", lambda: dry_start(cfg))
+        problems += [err for err in started
+                     if data_here or (err.key_path or "").split(".")[0] != "data"]
     return problems
 
 
-def _iters_per_epoch(space: SearchSpace, notes: list[str]) -> int:
+def _iters_per_epoch(space: SearchSpace, given: int | None, notes: list[str]) -> int | None:
+    """The train loader's length of the base config (``given`` wins); None, with a note,
+    when its train dataset cannot be built on this machine (KITTI files absent)."""
     from rt3d_tune.runner.data import train_iters_per_epoch
 
     try:
         if space.backend == "mmengine":
             from rt3d_tune.mmengine_backend.simulate import iters_from_dataloader
 
-            return iters_from_dataloader(plain_dict(space.base_config),
-                                         space.resources.workers)
-        return train_iters_per_epoch(plain_dict(space.base_config),
-                                     world_size=space.resources.workers)
+            here = iters_from_dataloader(plain_dict(space.base_config), space.resources.workers)
+        else:
+            here = train_iters_per_epoch(plain_dict(space.base_config),
+                                         world_size=space.resources.workers)
+        return given or here
     except (ConfigError, OSError, *_VALUE_ERRORS) as err:
-        notes.append(f"the train dataset could not be built here ({type(err).__name__}: "
-                     f"{str(err).splitlines()[0]}); the schedule is simulated with "
+        simulated = (f"{given} iterations per epoch (--iters-per-epoch)" if given else
                      f"{FALLBACK_ITERS_PER_EPOCH} iterations per epoch")
-        return FALLBACK_ITERS_PER_EPOCH
+        notes.append(f"the train dataset could not be built here ({type(err).__name__}: "
+                     f"{str(err).splitlines()[0]}); the data loaders are not checked and the "
+                     f"schedule is simulated with {simulated}")
+        return None
 
 
 def _budget_notes(space: SearchSpace, full: Any, trial: Any) -> list[str]:
@@ -259,11 +280,14 @@ def validate_space(space: SearchSpace, samples: int = 4, seed: int | None = None
         The report; ``report.ok`` is False when any trial config has a problem.
     """
     notes: list[str] = []
-    iters = iters_per_epoch or _iters_per_epoch(space, notes)
+    counted = _iters_per_epoch(space, iters_per_epoch, notes)
+    iters = counted or iters_per_epoch or FALLBACK_ITERS_PER_EPOCH
     cache: dict[str, Any] = {}
-    checker = check_trial_config
+    checker = functools.partial(check_trial_config, data_here=counted is not None)
     if space.backend == "mmengine":
-        from rt3d_tune.mmengine_backend.validate import check_mmengine_config as checker
+        from rt3d_tune.mmengine_backend.validate import check_mmengine_config
+
+        checker = functools.partial(check_mmengine_config, data_here=counted is not None)
     checks = []
     for label, params in sample_params(space, samples, space.search.seed if seed is None else seed):
         overrides = trial_overrides(space, params)

@@ -102,3 +102,5 @@ def test_more_gpus_than_the_cluster_has_exits_2_and_ray_is_shut_down(tmp_path: P
     assert "resources.gpu" in err and "hint:" in err
     assert res["ray_started"] and not res["ray_initialized"]
     assert res["children"] == []  # no Ray process left behind
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not any(runs.iterdir())  # no run directory left either

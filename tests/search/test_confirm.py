@@ -42,11 +42,17 @@ def test_confirmed_winner_and_full_length_export(ray_local, tmp_path):
     # Common random numbers: every search trial trained with the same seed.
     seeds = {Config.fromfile(str(run_dir / "trials" / tid / "config.py")).seed for tid in search}
     assert seeds == {3}  # trial_seed fixed and no seed in the base: search.seed
-    # The two best finished trials, each trained again with two new seeds.
-    finished = sorted((r for r in search.values() if r.status == recorder.TERMINATED),
+    # The two best finished trials, and the baseline (the base config), each trained
+    # again with the same two new seeds.
+    finished = sorted((r for r in search.values()
+                       if r.status == recorder.TERMINATED and not r.baseline),
                       key=lambda r: -r.metric("accuracy"))
-    assert {r.confirm_of for r in confirm.values()} == {r.trial_id for r in finished[:2]}
-    assert sorted(r.seed for r in confirm.values()) == [4, 4, 5, 5]
+    (base,) = [r for r in search.values() if r.baseline]
+    assert {r.confirm_of for r in confirm.values() if not r.baseline} == \
+        {r.trial_id for r in finished[:2]}
+    assert sorted(r.seed for r in confirm.values() if r.baseline) == [4, 5]
+    assert {r.confirm_of for r in confirm.values() if r.baseline} == {base.trial_id}
+    assert sorted(r.seed for r in confirm.values()) == [4, 4, 4, 5, 5, 5]
     assert all(r.status == recorder.TERMINATED for r in confirm.values())
 
     summary = json.loads((run_dir / "best" / "summary.json").read_text())
@@ -92,9 +98,10 @@ def test_confirmation_resumes_after_the_driver_is_killed(tmp_path):
     second = resume(args, tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     confirm = recorder.load_records(run_dir, finished=True, filename=recorder.CONFIRM_JSONL)
-    assert len(confirm) == 4
+    assert len(confirm) == 6  # the top 2 and the baseline, 2 seeds each
     assert all(r.status == recorder.TERMINATED for r in confirm.values())
     assert sorted((r.confirm_of, r.seed) for r in confirm.values()) == sorted(
         (of, seed) for of in {r.confirm_of for r in confirm.values()} for seed in (4, 5))
     summary = json.loads((run_dir / "best" / "summary.json").read_text())
-    assert summary["confirmed"] is True and len(summary["confirmation"]) == 2
+    assert summary["confirmed"] is True and len(summary["confirmation"]) == 3
+    assert [g["baseline"] for g in summary["confirmation"]].count(True) == 1

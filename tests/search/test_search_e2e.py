@@ -60,7 +60,7 @@ def test_asha_stops_trials_early_and_the_winner_reproduces_exactly(ray_local, tm
         stop={"max_epochs": 3},
     )
     statuses = [rec.status for rec in result.records.values()]
-    assert len(statuses) == 6
+    assert len(statuses) == 7  # the 6 asked for and the baseline
     assert statuses.count("EARLY_STOPPED") >= 1 and statuses.count("TERMINATED") >= 1
     assert set(statuses) <= {"EARLY_STOPPED", "TERMINATED"}
     rows = read_rows(result.exported["results_csv"])
@@ -104,7 +104,7 @@ def test_diverged_trial_is_recorded_and_the_grid_goes_on(ray_local, tmp_path):
         tmp_path, "grid",
         space={"optimizer.lr": {"grid": [0.003, 1.0e30]}, "optimizer.weight_decay":
                {"grid": [0.0, 1.0e-4]}},
-        search={"algorithm": "grid", "seed": 0, "max_concurrent": 2},
+        search={"algorithm": "grid", "seed": 0, "max_concurrent": 2, "baseline": False},
     )
     by_lr: dict[float, list[str]] = {}
     for rec in result.records.values():
@@ -139,7 +139,7 @@ def test_a_trial_that_raises_is_recorded_with_its_message_and_the_others_go_on(
         tmp_path, "raises",
         space={"optimizer": {"grid": [{"type": "Adam", "lr": 0.003},
                                       {"type": "Adam", "lr": 0.003, "momentum": 0.9}]}},
-        search={"algorithm": "grid", "seed": 0, "max_concurrent": 2},
+        search={"algorithm": "grid", "seed": 0, "max_concurrent": 2, "baseline": False},
     )
     by_branch = {rec.params["optimizer@choice"]: rec for rec in result.records.values()}
     assert by_branch[0].status == "TERMINATED"

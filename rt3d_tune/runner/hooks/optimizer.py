@@ -19,6 +19,7 @@ from torch.nn.utils import clip_grad_norm_
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.hook import Hook
+from rt3d_tune.runtime_checks import check_max_norm
 
 __all__ = [
     "Fp16OptimizerHook",
@@ -81,7 +82,9 @@ def _check_grad_clip(grad_clip: Any) -> dict[str, Any] | None:
                 given=value,
                 hint="write numbers without quotes" if isinstance(value, str) else None,
             )
+    check_max_norm(grad_clip["max_norm"], "optimizer_config.grad_clip.max_norm")
     return dict(grad_clip)
+
 
 
 @HOOKS.register_module()
