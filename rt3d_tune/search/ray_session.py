@@ -52,6 +52,10 @@ def join_error(address: str, err: BaseException) -> ConfigError:
     """What ``ray.init(address)`` failing means to the user, as a ConfigError."""
     from ray.exceptions import AuthenticationError
 
+    cause: BaseException | None = err  # Ray wraps the GCS's refusal in ConnectionError
+    while cause is not None and not isinstance(cause, AuthenticationError):
+        cause = cause.__cause__ or cause.__context__
+    err = cause or err
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     name = type(err).__name__
     if isinstance(err, AuthenticationError):

@@ -201,6 +201,12 @@ def _setup(root: Path) -> tuple[Any, dict[str, str], Path]:
     env = {**os.environ, **server.env()}
     env.pop("RAY_ADDRESS", None)
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # as on a user's cluster
+    # Token authentication, as Ray turns it on for a new cluster: the cluster's token in
+    # the home folder every node and the driver share here, the mode said explicitly.
+    env.update(HOME=str(root / "home"), RAY_AUTH_MODE="token")
+    (root / "home").mkdir()
+    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True,
+                   capture_output=True, timeout=120)
     return server, env, hidden
 
 
@@ -220,6 +226,7 @@ def scenario_search(root: Path, args: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         cluster.start_head()
+        out["head"] = cluster.wait_nodes(1)[0]
         cluster.add_worker("w1", 2)
         out["nodes"] = cluster.wait_nodes(2)
         probe = root / "probe.txt"  # outside the hidden folder: every node sees it
@@ -374,8 +381,35 @@ def _stored_or_empty(server: Any, key: str) -> str:
         return ""
 
 
+def scenario_token(root: Path, args: dict[str, Any]) -> dict[str, Any]:
+    """``search --address`` to a cluster with token authentication, from drivers that
+    have no token, a wrong one, or no token and no auth mode set."""
+    server, env, hidden = _setup(root)
+    cluster = Cluster(root, hidden, env)
+    out: dict[str, Any] = {}
+    try:
+        cluster.start_head()
+        space = _space(root, root / "probe.txt")
+        argv = ["search", str(space), "--address", cluster.address, "--output", str(hidden)]
+        stranger = root / "stranger"
+        stranger.mkdir()
+        drivers = {
+            "missing": {**env, "HOME": str(stranger)},
+            "wrong": {**env, "HOME": str(stranger), "RAY_AUTH_TOKEN": "f" * 64},
+            "no_mode": {**{k: v for k, v in env.items() if k != "RAY_AUTH_MODE"},
+                        "HOME": str(stranger)},
+        }
+        for name, driver_env in drivers.items():
+            out[name] = run_cli([*argv, "--name", name], driver_env, root, timeout=240)
+        out["left"] = sorted(p.name for p in hidden.iterdir())
+    finally:
+        cluster.shutdown()
+        server.stop()
+    return out
+
+
 SCENARIOS = {"search": scenario_search, "resume": scenario_resume,
-             "node_loss": scenario_node_loss}
+             "node_loss": scenario_node_loss, "token": scenario_token}
 
 
 if __name__ == "__main__":
