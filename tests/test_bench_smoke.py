@@ -141,3 +141,15 @@ def test_mmengine_fidelity_ranks_plain_and_probe_on_mmengine_runs(tmp_path, caps
     assert len(FIGURE.findall(out)) >= 8
     assert ratios(out)
     last_line_is(out, "probe/plain rank correlation at T/2")
+
+
+@pytest.mark.slow
+def test_storage_compares_a_run_in_s3_with_a_local_one(capsys):
+    import storage
+
+    assert storage.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert FIGURE.search(out)
+    assert "trials and confirmation runs" in figure_note(out, "search, run kept in S3 (moto "
+                                                             "on 127.0.0.1)")
+    last_line_is(out, "s3/local")

@@ -14,6 +14,10 @@
   ``ray`` is imported; when Ray was imported before it was set, the constant it sets
   (``ray._private.ray_constants.ENABLE_RAY_CLUSTER``) is set too on the checked
   releases. Elsewhere Ray picks its node address itself (the public behaviour).
+* :func:`replace_callbacks` gives a restored ``Tuner`` the callbacks of the driver that
+  restores it (``TunerInternal.get_run_config``, private): Tune restores the pickled
+  callbacks of the first driver, whose run directory may not be this one (a stored run
+  resumed from another machine). Unchecked releases keep Tune's (returns False).
 * :func:`quiet_token_notice` filters one message of one Ray logger (by its private
   module name) while the embedded instance starts. It is not gated on the release: on
   a Ray that logs elsewhere or in other words it matches nothing, and Ray's own warning
@@ -31,8 +35,8 @@ from typing import Any
 
 from rt3d_tune._compat import checked_release
 
-__all__ = ["CHECKED_RAY", "loopback_node", "quiet_token_notice", "skip_unsent_usage_tags",
-           "trial_error"]
+__all__ = ["CHECKED_RAY", "loopback_node", "quiet_token_notice", "replace_callbacks",
+           "skip_unsent_usage_tags", "trial_error"]
 
 # Ray releases whose internals this module was checked against
 # (tests/search/test_ray_session.py, tests/search/test_callbacks.py).
@@ -68,6 +72,19 @@ def loopback_node() -> bool:
     if not checked_release(ray.__version__, CHECKED_RAY):
         return False
     constants.ENABLE_RAY_CLUSTER = False
+    return True
+
+
+def replace_callbacks(tuner: Any, callbacks: list[Any]) -> bool:
+    """Make ``callbacks`` those of the restored ``tuner``; False where it was not done."""
+    import ray
+
+    if not checked_release(ray.__version__, CHECKED_RAY):
+        return False
+    internal = getattr(tuner, "_local_tuner", None)
+    if internal is None or not hasattr(internal, "get_run_config"):
+        return False
+    internal.get_run_config().callbacks = list(callbacks)
     return True
 
 

@@ -157,6 +157,7 @@ def _prepare_run_dir(space: SearchSpace, run_dir: Path, num_samples: int,
                         "length": space.search.confirm.length},
             "max_fidelity": max_fidelity(space),
             "storage": run_store.uri if run_store is not None else None,
+            "run_dir": str(run_dir),
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
             "rt3d_tune": __version__,
         },
@@ -306,14 +307,21 @@ class _Phase:
         # A data-parallel trial's ranks belong to its actor: a new trial needs a new one.
         return self.space.resources.workers == 1
 
-    def _restored(self, ray_name: str, trainable: Any) -> Any:
+    def _restored(self, ray_name: str, trainable: Any, callbacks: list[Any]) -> Any:
+        """The phase's Tuner restored from its saved state, with this driver's callbacks
+        (the saved ones write to the first driver's run directory); None: none saved."""
         from ray import tune
 
+        from rt3d_tune.search._ray_private import replace_callbacks
+
         path, filesystem = self._tune_storage(ray_name)
-        if self.resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
-            return tune.Tuner.restore(path, trainable, resume_unfinished=True,
-                                      resume_errored=True, storage_filesystem=filesystem)
-        return None
+        if not (self.resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem)):
+            return None
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True,
+                                   resume_errored=True, storage_filesystem=filesystem)
+        if not replace_callbacks(tuner, self._callbacks(*callbacks)):
+            _check_same_run_dir(self.run_dir)
+        return tuner
 
     def _run_config(self, ray_name: str, callbacks: list[Any]) -> Any:
         from ray import tune
@@ -346,16 +354,16 @@ class _Phase:
         from rt3d_tune.search.live_study import LiveStudy
         from rt3d_tune.search.status import StatusLine
 
-        restored = self._restored(RAY_DIR, trainable)
-        if restored is not None:
-            return restored
-        if self.resume:  # killed before Ray saved any state: start over in the same dir
-            _discard_partial(self.run_dir)
         space = self.space
         search_alg, param_space, samples, scheduler = search_setup(space, samples)
         callbacks: list[Any] = [ResultRecorder(self.run_dir), LiveStudy(space, self.run_dir)]
         if status:
             callbacks.append(StatusLine(space.metric, space.mode, self.run_dir, samples, stream))
+        restored = self._restored(RAY_DIR, trainable, callbacks)
+        if restored is not None:
+            return restored
+        if self.resume:  # killed before Ray saved any state: start over in the same dir
+            _discard_partial(self.run_dir)
         return tune.Tuner(
             trainable,
             param_space=param_space,
@@ -388,7 +396,8 @@ class _Phase:
         space = self.space
         if not space.search.confirm.enabled:
             return None
-        restored = self._restored(CONFIRM_RAY_DIR, trainable)
+        restored = self._restored(CONFIRM_RAY_DIR, trainable,
+                                  [ResultRecorder(self.run_dir, recorder.CONFIRM_JSONL)])
         if restored is not None:
             return restored
         top = select_top(records, space.metric, space.mode, space.search.confirm.top_k)
@@ -418,6 +427,19 @@ class _Phase:
                 CONFIRM_RAY_DIR, [ResultRecorder(self.run_dir, recorder.CONFIRM_JSONL)]
             ),
         )
+
+
+def _check_same_run_dir(run_dir: Path) -> None:
+    """On a Ray release whose restored callbacks cannot be replaced, a run resumes only in
+    the run directory its first driver used (where those callbacks write)."""
+    import json
+
+    first = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("run_dir")
+    if first and Path(first) != run_dir:
+        raise ConfigError(
+            f"this Ray release resumes a search only in its first run directory {first}",
+            key_path="--output", given=str(run_dir),
+            hint=f"resume with --output {Path(first).parent}, or with Ray 2.60")
 
 
 def _trial_dirname(trial: Any) -> str:

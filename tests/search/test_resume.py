@@ -23,7 +23,8 @@ def test_driver_killed_then_resumed_runs_every_trial_exactly_once(tmp_path):
     space.write_text(yaml.safe_dump({
         "base": str(POINTNET), "metric": "accuracy", "mode": "max",
         "space": {"optimizer.lr": {"loguniform": [1.0e-4, 3.0e-2]}},
-        "search": {"algorithm": "tpe", "num_samples": SAMPLES, "seed": 1, "max_concurrent": 2},
+        "search": {"algorithm": "tpe", "num_samples": SAMPLES, "seed": 1, "max_concurrent": 2,
+                   "baseline": False},
         "resources": {"cpu": 1}, "stop": {"max_epochs": 2},
     }))
     args = search_args(space, tmp_path / "runs")
