@@ -99,19 +99,28 @@ def test_export_of_the_stored_run_from_another_machine(searched):
 
 
 def test_resume_of_a_stored_run_after_the_driver_is_killed(tmp_path):
+    """The driver dies mid-search (its lock object stays in the bucket); the search is
+    continued from another folder with no working copy, from the storage alone."""
     out = run_scenario("resume", {"root": str(tmp_path)})
     assert out["held"], out
     killed = [e for e in _events(out["killed_results"]) if e.get("event") == "result"]
     assert killed, "the driver was killed before any result was stored"
     resume = out["resume"]
     assert resume["rc"] == 0, resume["err"]
+    assert "kept in: s3://" in resume["out"]
     events = _events(out["results"])
-    ends = [e["trial_id"] for e in events if e.get("event") == "end"]
-    assert sorted(ends) == sorted(set(ends)) and len(ends) == 4  # every trial ends once
-    for trial in set(ends):
-        steps = _train_steps(out["logs"], trial)
-        assert len(steps) == len(set(steps)), (trial, steps)  # no iteration trained twice
-        assert _val_epochs(out["logs"], trial) in ([1], [1, 2], [1, 2, 3])
+    ends = {e["trial_id"]: e["status"] for e in events if e.get("event") == "end"}
+    assert len(ends) == 4 and set(ends.values()) == {"TERMINATED"}  # 3 + the baseline
+    assert len([e for e in events if e.get("event") == "end"]) == 4  # each ends once
+    for trial in ends:
+        # Each attempt's log is whole (a trial killed before Tune saved its checkpoint
+        # starts over), and the last attempt trained to the end.
+        files = sorted(key for key in out["logs"] if f"trials/{trial}/" in key)
+        for key in files:
+            steps = _train_steps({key: out["logs"][key]}, trial)
+            assert len(steps) == len(set(steps)), (key, steps)
+        assert _val_epochs({files[-1]: out["logs"][files[-1]]}, trial)[-1] == 3
+    assert "run.lock" not in out["stored"]
 
 
 def test_a_killed_worker_node_trial_goes_on_from_its_stored_checkpoint(tmp_path):
