@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from rt3d_tune.commands import add_run_arguments
+
 __all__ = ["add_parser", "run"]
 
 
@@ -17,12 +19,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "compute, learning curves, parallel coordinates, parameter importance, the top trials "
         "and the LR/momentum curve of the best config. Opens offline.",
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR",
-                        help="a directory `rt3d-tune search` made, or the URI of a run kept "
-                        "in storage (s3://bucket/prefix/NAME)")
-    parser.add_argument("--output", default="runs", metavar="DIR",
-                        help="for a run in storage: where its working copy goes (default: "
-                        "runs); what is written is also stored back")
+    add_run_arguments(parser)
     return parser
 
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ sys.path.insert(0, str(HERE.parent))
 from reliability_kit import (  # noqa: E402
     SEARCH_DRIVER,
     held_trial,
+    reported,
     write_base,
     write_space,
 )
@@ -173,7 +175,7 @@ def run_cli(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
             "seconds": time.monotonic() - started}
 
 
-def stored_files(server: Any, prefix: str, env: dict[str, str]) -> list[str]:
+def stored_files(server: Any, prefix: str) -> list[str]:
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
@@ -219,13 +221,53 @@ def _space(root: Path, probe: Path, *, hold_epoch: int = 0, samples: int = 3,
         "max_concurrent": concurrent, "confirm": False})
 
 
-def scenario_search(root: Path, args: dict[str, Any]) -> dict[str, Any]:
-    """Without --storage: refused; with s3: finishes; export from another folder."""
+@contextlib.contextmanager
+def running_cluster(root: Path, workers: dict[str, int]) -> Iterator[tuple[Any, dict, Path,
+                                                                            Cluster]]:
+    """(S3 server, the variables of every process, the folder worker nodes cannot see,
+    the cluster) with a head and ``workers`` (name -> CPUs); all stopped afterwards."""
     server, env, hidden = _setup(root)
     cluster = Cluster(root, hidden, env)
-    out: dict[str, Any] = {}
     try:
         cluster.start_head()
+        for name, cpus in workers.items():
+            cluster.add_worker(name, cpus)
+        yield server, env, hidden, cluster
+    finally:
+        cluster.shutdown()
+        server.stop()
+
+
+def start_driver(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    """``rt3d-tune search`` started in the background, in its own process group."""
+    return subprocess.Popen([sys.executable, "-c", SEARCH_DRIVER, *argv[1:]], env=env,
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def wait_while_running(driver: subprocess.Popen, ready: Callable[[], bool],
+                       timeout: float = 300) -> bool:
+    """Poll ``ready`` until it holds, the driver ends or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and driver.poll() is None:
+        if ready():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def stored_run(server: Any, prefix: str) -> dict[str, Any]:
+    """A stored run's file list, its results and its trials' JSON logs."""
+    stored = stored_files(server, prefix)
+    return {"stored": stored, "results": _stored_or_empty(server, f"{prefix}/results.jsonl"),
+            "logs": {key: stored_text(server, f"{prefix}/{key}") for key in stored
+                     if key.startswith("trials/") and key.endswith(".log.json")}}
+
+
+def scenario_search(root: Path, args: dict[str, Any]) -> dict[str, Any]:
+    """Without --storage: refused; with s3: finishes; export from another folder."""
+    out: dict[str, Any] = {}
+    with running_cluster(root, {}) as (server, env, hidden, cluster):
         out["head"] = cluster.wait_nodes(1)[0]
         cluster.add_worker("w1", 2)
         out["nodes"] = cluster.wait_nodes(2)
@@ -237,7 +279,7 @@ def scenario_search(root: Path, args: dict[str, Any]) -> dict[str, Any]:
         uri = server.uri("cluster")
         out["s3"] = run_cli([*base, "--storage", uri, "--name", "s3run"], env, root)
         out["probe"] = probe.read_text() if probe.exists() else ""
-        out["stored"] = stored_files(server, "cluster/s3run", env)
+        out["stored"] = stored_files(server, "cluster/s3run")
         elsewhere = root / "laptop"
         elsewhere.mkdir()
         out["export"] = run_cli(["export", f"{uri}/s3run"], env, elsewhere)
@@ -245,34 +287,20 @@ def scenario_search(root: Path, args: dict[str, Any]) -> dict[str, Any]:
         out["exported"] = exported.read_text() if exported.exists() else None
         driver_best = hidden / "s3run" / "best" / "best_config.py"
         out["driver_best"] = driver_best.read_text() if driver_best.exists() else None
-    finally:
-        cluster.shutdown()
-        server.stop()
     return out
 
 
 def scenario_resume(root: Path, args: dict[str, Any]) -> dict[str, Any]:
     """The driver SIGKILLed mid-search; --resume from another folder with no copy."""
-    server, env, hidden = _setup(root)
-    cluster = Cluster(root, hidden, env)
     out: dict[str, Any] = {}
-    try:
-        cluster.start_head()
-        cluster.add_worker("w1", 2)
+    with running_cluster(root, {"w1": 2}) as (server, env, hidden, cluster):
         probe = root / "probe.txt"
         space = _space(root, probe, hold_epoch=1, samples=3)
         uri = server.uri("resumed")
-        argv = ["search", str(space), "--address", cluster.address, "--output", str(hidden),
-                "--storage", uri, "--name", "r"]
-        driver = subprocess.Popen([sys.executable, "-c", SEARCH_DRIVER, *argv[1:]], env=env,
-                                  cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, start_new_session=True)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and driver.poll() is None:
-            held = held_trial(probe)
-            if held and '"event": "result"' in _stored_or_empty(server, "resumed/r/results.jsonl"):
-                break
-            time.sleep(0.5)
+        driver = start_driver(["search", str(space), "--address", cluster.address, "--output",
+                               str(hidden), "--storage", uri, "--name", "r"], env, root)
+        wait_while_running(driver, lambda: bool(held_trial(probe)) and '"event": "result"' in
+                           _stored_or_empty(server, "resumed/r/results.jsonl"))
         out["held"] = held_trial(probe)
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
@@ -282,59 +310,38 @@ def scenario_resume(root: Path, args: dict[str, Any]) -> dict[str, Any]:
         laptop.mkdir()
         out["resume"] = run_cli(["search", str(space), "--address", cluster.address,
                                  "--storage", uri, "--name", "r", "--resume"], env, laptop)
-        out["results"] = _stored_or_empty(server, "resumed/r/results.jsonl")
-        out["stored"] = stored_files(server, "resumed/r", env)
-        out["logs"] = {key: stored_text(server, f"resumed/r/{key}") for key in out["stored"]
-                       if key.startswith("trials/") and key.endswith(".log.json")}
-    finally:
-        cluster.shutdown()
-        server.stop()
+        out.update(stored_run(server, "resumed/r"))
     return out
 
 
 def scenario_node_loss(root: Path, args: dict[str, Any]) -> dict[str, Any]:
     """The worker node of a running trial is killed; the trial goes on on another node
     from its checkpoint in the storage."""
-    server, env, hidden = _setup(root)
-    cluster = Cluster(root, hidden, env)
     out: dict[str, Any] = {}
-    try:
-        cluster.start_head()
-        cluster.add_worker("w1", 1)
-        cluster.add_worker("w2", 1)
-        out["nodes_before"] = cluster.wait_nodes(3)
+    with running_cluster(root, {"w1": 1, "w2": 1}) as (server, env, hidden, cluster):
         node_names = _node_names(cluster, env)
         probe = root / "probe.txt"
         space = _space(root, probe, hold_epoch=1, samples=2, concurrent=2)
-        uri = server.uri("lost")
-        argv = ["search", str(space), "--address", cluster.address, "--output", str(hidden),
-                "--storage", uri, "--name", "n", "--max-failures", "2"]
-        driver = subprocess.Popen([sys.executable, "-c", SEARCH_DRIVER, *argv[1:]], env=env,
-                                  cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, start_new_session=True)
-        deadline = time.monotonic() + 300
+        driver = start_driver(["search", str(space), "--address", cluster.address, "--output",
+                               str(hidden), "--storage", server.uri("lost"), "--name", "n",
+                               "--max-failures", "2"], env, root)
         held = None
-        while time.monotonic() < deadline and driver.poll() is None:
+
+        def held_and_reported() -> bool:
+            nonlocal held
             held = held_trial(probe)
-            if held and _reported(hidden / "n", held[2], 1):
-                break
-            time.sleep(0.3)
+            return bool(held) and reported(hidden / "n", held[2], 1)
+
+        wait_while_running(driver, held_and_reported)
         out["held"] = held
         if held:
-            name = node_names[held[1]]
             out["removed"] = held[1]
-            cluster.kill_node(name)
+            cluster.kill_node(node_names[held[1]])
             cluster.add_worker("w3", 1)  # a new machine joins, as an autoscaler's would
         stdout, stderr = driver.communicate(timeout=600)
         out["search"] = {"rc": driver.returncode, "out": stdout[-3000:], "err": stderr[-6000:]}
         out["probe"] = probe.read_text() if probe.exists() else ""
-        out["results"] = (hidden / "n" / "results.jsonl").read_text()
-        out["stored"] = stored_files(server, "lost/n", env)
-        out["logs"] = {key: stored_text(server, f"lost/n/{key}") for key in out["stored"]
-                       if key.startswith("trials/") and key.endswith(".log.json")}
-    finally:
-        cluster.shutdown()
-        server.stop()
+        out.update(stored_run(server, "lost/n"))
     return out
 
 
@@ -359,21 +366,6 @@ def _node_names(cluster: Cluster, env: dict[str, str]) -> dict[str, str]:
     return names
 
 
-def _reported(run_dir: Path, trial_id: str, fidelity: int) -> bool:
-    path = run_dir / "results.jsonl"
-    if not path.exists():
-        return False
-    for line in path.read_text().splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if (event.get("event") == "result" and event["trial_id"] == trial_id
-                and event["result"].get("training_iteration") == fidelity):
-            return True
-    return False
-
-
 def _stored_or_empty(server: Any, key: str) -> str:
     try:
         return stored_text(server, key)
@@ -384,11 +376,8 @@ def _stored_or_empty(server: Any, key: str) -> str:
 def scenario_token(root: Path, args: dict[str, Any]) -> dict[str, Any]:
     """``search --address`` to a cluster with token authentication, from drivers that
     have no token, a wrong one, or no token and no auth mode set."""
-    server, env, hidden = _setup(root)
-    cluster = Cluster(root, hidden, env)
     out: dict[str, Any] = {}
-    try:
-        cluster.start_head()
+    with running_cluster(root, {}) as (_, env, hidden, cluster):
         space = _space(root, root / "probe.txt")
         argv = ["search", str(space), "--address", cluster.address, "--output", str(hidden)]
         stranger = root / "stranger"
@@ -402,9 +391,6 @@ def scenario_token(root: Path, args: dict[str, Any]) -> dict[str, Any]:
         for name, driver_env in drivers.items():
             out[name] = run_cli([*argv, "--name", name], driver_env, root, timeout=240)
         out["left"] = sorted(p.name for p in hidden.iterdir())
-    finally:
-        cluster.shutdown()
-        server.stop()
     return out
 
 
