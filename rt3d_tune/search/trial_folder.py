@@ -81,8 +81,13 @@ class TrialFolder:
             OSError: the storage refused a file: the trial fails and is retried from its
                 last checkpoint, rather than going on with files that are not kept.
         """
-        if self.stored is not None and self.writer:
-            self.stored.upload(self.path, seen=self._seen)
+        if self.stored is None or not self.writer:
+            return
+        self.stored.upload(self.path, seen=self._seen)
+        # What the trial removed since (CheckpointHook's max_keep_ckpts) goes too.
+        for name in [name for name in self._seen if not (self.path / name).exists()]:
+            self.stored.delete(name)
+            del self._seen[name]
 
     def close(self) -> None:
         """At a trial's end or failure: store what changed, then remove the scratch

@@ -44,6 +44,11 @@ def test_a_trial_writes_on_its_node_and_stores_its_folder_before_each_report(
     assert (retry.path / "log.json").read_text() == '{"epoch": 1}\n'
     with open(retry.path / "log.json", "a") as fh:
         fh.write('{"epoch": 2}\n')
+    (retry.path / "epoch_1.pth").write_bytes(b"\0")
+    retry.persist()
+    (retry.path / "epoch_1.pth").unlink()  # max_keep_ckpts rotated it out
+    retry.persist()
+    assert not run.child("trials", "t1").exists("epoch_1.pth")
     retry.write_text("rank1_error.txt", "ActorDiedError: gone\n")
     assert retry.where("rank1_error.txt") == run.uri + "/trials/t1/rank1_error.txt"
     retry.close()
