@@ -287,6 +287,17 @@ def scenario_search(root: Path, args: dict[str, Any]) -> dict[str, Any]:
         out["exported"] = exported.read_text() if exported.exists() else None
         driver_best = hidden / "s3run" / "best" / "best_config.py"
         out["driver_best"] = driver_best.read_text() if driver_best.exists() else None
+        out["report"] = run_cli(["report", f"{uri}/s3run", "--output", "copies"], env, elsewhere)
+        out["report_local"] = (elsewhere / "copies" / "s3run" / "report.html").is_file()
+        # A data-parallel trial (2 ranks on the worker's 2 CPUs) kept in the same storage.
+        base = write_base(root / "dp", max_epochs=2)
+        dp_space = write_space(root / "dp", "dp", base, resources={"cpu": 1, "workers": 2},
+                               search={"algorithm": "random", "num_samples": 1, "seed": 0,
+                                       "baseline": False, "confirm": False})
+        out["dp"] = run_cli(["search", str(dp_space), "--address", cluster.address,
+                             "--output", str(hidden), "--storage", uri, "--name", "dp"],
+                            env, root)
+        out.update({f"dp_{key}": value for key, value in stored_run(server, "cluster/dp").items()})
     return out
 
 

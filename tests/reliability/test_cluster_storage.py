@@ -91,11 +91,25 @@ def test_a_search_kept_in_s3_runs_every_trial_on_a_worker_with_its_own_disk(sear
     assert len(trials) == 4  # 3 sampled + the baseline
 
 
-def test_export_of_the_stored_run_from_another_machine(searched):
+def test_export_and_report_of_the_stored_run_from_another_machine(searched):
     export = searched["export"]
     assert export["rc"] == 0, export["err"]
     assert searched["exported"] is not None
     assert searched["exported"] == searched["driver_best"]
+    report = searched["report"]
+    assert report["rc"] == 0, report["err"]
+    assert searched["report_local"] and "report:" in report["out"]
+
+
+def test_a_data_parallel_trial_keeps_its_run_in_the_same_storage(searched):
+    dp = searched["dp"]
+    assert dp["rc"] == 0, dp["err"]
+    events = _events(searched["dp_results"])
+    (trial,) = {e["trial_id"] for e in events if e.get("event") == "start"}
+    results = [e["result"] for e in events if e.get("event") == "result"]
+    assert results and all(r["workers"] == 2 for r in results)
+    assert f"trials/{trial}/config.py" in searched["dp_stored"]
+    assert _val_epochs(searched["dp_logs"], trial) == [1, 2]  # rank 0's log, stored
 
 
 def test_resume_of_a_stored_run_after_the_driver_is_killed(tmp_path):
