@@ -15,10 +15,16 @@ from ``k`` to ``k * r``, in the scheduler's own unit:
   MultiStep* when it does not scale to a whole step).
 * ``end``: absent stays absent, and an ``end`` at the full length becomes the trial's
   (the scheduler runs to the end of training); mmengine's INF stays; any other ``end`` is
-  one past its last step, which moves like a place. So LinearLR/ConstantLR/PolyLR, whose
-  curve spans ``begin .. end - 1``, keep their shape (``PolyLR(end=max + 1)``, the
-  ``(1 - p)**power`` of mmcv, exactly). An implicit ``T_max``/``total_steps``
-  (``end - begin``) is written out when ``end`` moves that way.
+  the place where the entry stops and the next one takes over, and moves like a place:
+  an entry's scaled ``end`` is the scaled ``begin`` of an entry that began there, so a
+  cyclic schedule (two CosineAnnealing entries meeting at the peak) still meets at the
+  peak. LinearLR/ConstantLR/PolyLR are the exception: their curve spans
+  ``begin .. end - 1`` (mmengine's ``total_iters = end - begin - 1``), so their last step
+  moves instead and ``end`` is one past it; they keep their shape
+  (``PolyLR(end=max + 1)``, the ``(1 - p)**power`` of mmcv, exactly), and between that
+  ``end`` and the next entry's ``begin`` the LR holds their last value, as in the full
+  run. An implicit ``T_max``/``total_steps`` (``end - begin``) is written out when
+  ``end`` moves.
 * ExponentialLR ``gamma`` becomes ``gamma ** (full steps per trial step)``, so the total
   decay is the same. Factors, ``power``, ``eta_min``/``eta_min_ratio``, ``pct_start``,
   ``restart_weights`` are kept.
@@ -204,7 +210,9 @@ def _scale_entry(entry: dict[str, Any], key: str, full: Budget, trial: Budget,
     # end: absent -> the trial's default; at the full length -> the trial's; INF -> INF.
     end_moves = end is not None and end != scaling.full_len and end < INF
     if end_moves:
-        places["last"] = end - 1
+        assert end is not None
+        # a span kind's shape ends at its last step; any other entry's at its end
+        places["end"] = end - 1 if kind in _SPAN_KINDS else end
     # a length from begin (T_max, total_steps), explicit or mmengine's end - begin
     length_key = {"CosineAnnealing": "T_max", "OneCycle": "total_steps"}.get(kind)
     length = None
@@ -238,8 +246,11 @@ def _scale_entry(entry: dict[str, Any], key: str, full: Budget, trial: Budget,
         out.pop("convert_to_iter_based", None)
     if end is not None:
         if end_moves:
-            floor = 2 if kind in _SPAN_KINDS and end - begin >= 2 else 1
-            out["end"] = max(moved["last"] + 1, moved["begin"] + floor)
+            if kind in _SPAN_KINDS:
+                floor = 2 if end - begin >= 2 else 1
+                out["end"] = max(moved["end"] + 1, moved["begin"] + floor)
+            else:
+                out["end"] = moved["end"]
         elif end == scaling.full_len:
             out["end"] = scaling.trial_end(in_epochs)
         out["end"] = max(out["end"], moved["begin"] + 1)  # mmengine needs end > begin
