@@ -32,8 +32,7 @@ from mmengine.runner.amp import autocast
 from mmengine.runner.loops import IterBasedTrainLoop
 
 from rt3d_tune.mmengine_backend.hooks import nonfinite_losses
-from rt3d_tune.runner.probe import ProbeResult, TrainingSnapshot
-from rt3d_tune.schedules import annealing_linear
+from rt3d_tune.runner.probe import ProbeResult, TrainingSnapshot, cool_down
 
 __all__ = ["final_lrs", "mmengine_cooldown_probe"]
 
@@ -162,14 +161,12 @@ def mmengine_cooldown_probe(runner: Any, iters: int) -> ProbeResult:
     try:
         for wrapper in wrappers.values():
             _set_counts(wrapper, iters)
-        lr_now = {name: [group["lr"] for group in wrapper.optimizer.param_groups]
-                  for name, wrapper in wrappers.items()}
+        optimizers = {name: wrapper.optimizer for name, wrapper in wrappers.items()}
+        lr_now = {name: [group["lr"] for group in opt.param_groups]
+                  for name, opt in optimizers.items()}
         runner.model.train()
         for t in range(iters):
-            for name, wrapper in wrappers.items():
-                for group, start, stop in zip(wrapper.optimizer.param_groups, lr_now[name],
-                                              lr_end[name]):
-                    group["lr"] = annealing_linear(start, stop, (t + 1) / iters)
+            cool_down(optimizers, lr_now, lr_end, t, iters)
             data_batch = next(batches)
             done += 1
             outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
