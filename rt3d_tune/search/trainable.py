@@ -1,6 +1,6 @@
 """The Ray side of one trial: a function trainable that runs the runner and reports.
 
-Data flow inside a trial (DESIGN.md, "Data flow")::
+Data flow inside a trial (docs/ARCHITECTURE.md, "Data flow")::
 
     Tune config (sampled params) -> overrides -> trial Config -> trials/<id>/config.py
         -> build_runner(cfg, extra_hooks=[TuneReportHook]) -> runner.run()
