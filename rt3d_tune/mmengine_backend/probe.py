@@ -32,7 +32,7 @@ from mmengine.runner.amp import autocast
 from mmengine.runner.loops import IterBasedTrainLoop
 
 from rt3d_tune.mmengine_backend._mmengine_private import count_updates, val_outputs
-from rt3d_tune.mmengine_backend.hooks import nonfinite_losses
+from rt3d_tune.mmengine_backend.losses import nonfinite_losses
 from rt3d_tune.runner._torch_private import own_iterator_copy
 from rt3d_tune.runner.probe import ProbeResult, TrainingSnapshot, cool_down
 
