@@ -38,7 +38,7 @@ from rt3d_tune.search.ray_session import TUNE_ENV
 
 TASK_MODULE = "rt3d_bench_task"
 NOOP_METRIC = "score"
-# Ray on loopback only (DESIGN.md, "Ray"), as the search's embedded instance runs.
+# Ray on loopback only (docs/ARCHITECTURE.md, "Ray"), as the search's embedded instance runs.
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 

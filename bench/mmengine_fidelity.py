@@ -19,7 +19,7 @@ Cartesian product (``grid_params``) is the grid:
 
 Each config x training seed {0, 1} (``randomness.seed``) is trained twice, each trial
 config built by the search's own code path (``tuner._trial_setup`` +
-``trainable.build_trial_config``: overrides, seed, ``scale_param_schedulers``), run as
+``trial_setup.build_trial_config``: overrides, seed, ``scale_param_schedulers``), run as
 the trial runs it (``Runner.from_cfg``, one torch thread, ``StopOnDivergence``;
 checkpoints off):
 
@@ -186,7 +186,7 @@ def train_run(task: dict[str, Any]) -> list[dict[str, Any]]:
 
     from rt3d_tune.errors import DivergenceError
     from rt3d_tune.mmengine_backend.hooks import StopOnDivergence
-    from rt3d_tune.search.trainable import build_trial_config
+    from rt3d_tune.search.trial_setup import build_trial_config
     from rt3d_tune.space.keypaths import plain_dict
 
     setup = task["setup"]

@@ -28,7 +28,7 @@ from rt3d_tune.config import Config
 from rt3d_tune.config_dict import plain_values
 from rt3d_tune.errors import ConfigError
 
-__all__ = ["SECTIONS", "Budget", "budget_of", "describe_scaling", "scale_schedule"]
+__all__ = ["SECTIONS", "Budget", "Scaling", "budget_of", "describe_scaling", "scale_schedule"]
 
 SECTIONS = ("lr_config", "momentum_config")
 """The config sections :func:`scale_schedule` rewrites."""
@@ -109,45 +109,72 @@ def budget_of(cfg: Mapping[str, Any] | Config, iters_per_epoch: int) -> Budget:
 
 # where milestones go -----------------------------------------------------------------
 @dataclass(frozen=True)
-class _Scaling:
-    """One section being rescaled from ``base`` onto ``trial``."""
+class Scaling:
+    """The one rule that moves a full run's places onto a trial, for both backends.
 
-    section: str
-    base: Budget
+    A place ``p`` of the ``full`` run (epochs when counted in epochs, else iterations),
+    ``full`` iteration ``i``, moves to trial iteration ``i * r`` exactly, with
+    ``r = trial.total_iters / full.total_iters``. Places counted in epochs stay whole
+    trial epochs when every moved place of the same entry lands on one; otherwise they
+    all become iterations, rounded half up (so a junction that two entries share moves
+    to the same iteration in both).
+
+    Args:
+        full: the budget the config was written for.
+        trial: the trial's budget.
+    """
+
+    full: Budget
     trial: Budget
 
-    def length(self, budget: Budget, by_epoch: bool) -> int:
-        """``budget``'s progress length: epochs when ``by_epoch``, else iterations."""
+    @property
+    def ratio(self) -> Fraction:
+        """``r``: trial iterations per full iteration."""
+        return Fraction(self.trial.total_iters, self.full.total_iters)
+
+    @staticmethod
+    def length(budget: Budget, by_epoch: bool) -> int:
+        """``budget``'s length: epochs when ``by_epoch`` (and it counts epochs), else
+        iterations."""
         return budget.epochs if by_epoch and budget.epochs is not None else budget.total_iters
 
-    def places(self, points: Sequence[int], by_epoch: bool) -> list[Fraction]:
-        """Where base milestones (epochs when ``by_epoch``, else iterations) fall, exactly,
-        in trial iterations."""
-        unit = self.base.iters_per_epoch if by_epoch else 1
-        return [Fraction(p * unit * self.trial.total_iters, self.base.total_iters)
-                for p in points]
+    def places(self, points: Sequence[Fraction | int], by_epoch: bool) -> list[Fraction]:
+        """Where full places (epochs when ``by_epoch``, else iterations) fall, exactly, in
+        trial iterations."""
+        unit = self.full.iters_per_epoch if by_epoch else 1
+        return [Fraction(p) * unit * self.ratio for p in points]
 
-    def trial_units(self, places: Sequence[Fraction], by_epoch: bool) -> tuple[bool, list[int]]:
-        """``places`` (trial iterations) as ``(by_epoch, milestones)``: whole trial epochs
-        when ``by_epoch`` and every place lands on one, else iterations rounded half up
-        (at least 1, as the hooks require positive milestones)."""
+    def moved(self, points: Sequence[Fraction | int], by_epoch: bool
+              ) -> tuple[bool, list[int]]:
+        """Full places -> ``(in_epochs, trial places)``: whole trial epochs when
+        ``by_epoch`` and every moved place is one, else trial iterations rounded half up."""
+        places = self.places(points, by_epoch)
         per_epoch = self.trial.iters_per_epoch
         if by_epoch and all(place % per_epoch == 0 for place in places):
             return True, [int(place / per_epoch) for place in places]
-        return False, [max(1, math.floor(place + Fraction(1, 2))) for place in places]
+        return False, [math.floor(place + Fraction(1, 2)) for place in places]
+
+
+@dataclass(frozen=True)
+class _Section(Scaling):
+    """A ``lr_config``/``momentum_config`` section rescaled by :class:`Scaling`."""
+
+    section: str
 
     def milestones(self, points: Sequence[int], by_epoch: bool) -> tuple[bool, list[int]]:
-        """Base milestones -> ``(by_epoch, trial milestones)``; see :meth:`trial_units`."""
-        return self.trial_units(self.places(points, by_epoch), by_epoch)
+        """Base milestones -> ``(by_epoch, trial milestones)``, as :meth:`Scaling.moved`,
+        at least 1 in iterations (the hooks require positive milestones)."""
+        in_epochs, moved = self.moved(points, by_epoch)
+        return in_epochs, moved if in_epochs else [max(1, m) for m in moved]
 
     def check_units(self, by_epoch: bool) -> None:
-        if by_epoch and self.base.iter_based:
+        if by_epoch and self.full.iter_based:
             raise ConfigError("by_epoch=True needs a runner that starts train epochs",
                               key_path=f"{self.section}.by_epoch",
                               expected="False with IterBasedRunner", given=True)
 
 
-Rule = Callable[[dict[str, Any], Any, _Scaling], None]
+Rule = Callable[[dict[str, Any], Any, _Section], None]
 """Rewrites a section (a copy) in place, given its built hook and the scaling."""
 
 
@@ -156,11 +183,11 @@ def _set_by_epoch(cfg: dict[str, Any], hook: Any, by_epoch: bool) -> None:
         cfg["by_epoch"] = by_epoch
 
 
-def _unchanged(cfg: dict[str, Any], hook: Any, scaling: _Scaling) -> None:
+def _unchanged(cfg: dict[str, Any], hook: Any, scaling: _Section) -> None:
     """Policies that follow the runner's length already (cosine, poly, cyclic...)."""
 
 
-def _scale_step(cfg: dict[str, Any], hook: Any, scaling: _Scaling) -> None:
+def _scale_step(cfg: dict[str, Any], hook: Any, scaling: _Section) -> None:
     """``step``: a period, kept when it scales to a whole trial unit, else expanded to the
     milestones inside the base run; a list of milestones, each moved."""
     scaling.check_units(hook.by_epoch)
@@ -168,11 +195,11 @@ def _scale_step(cfg: dict[str, Any], hook: Any, scaling: _Scaling) -> None:
     if not isinstance(step, (list, tuple)):
         (place,) = scaling.places([step], hook.by_epoch)
         if place.denominator == 1:
-            by_epoch, (period,) = scaling.trial_units([place], hook.by_epoch)
+            by_epoch, (period,) = scaling.milestones([step], hook.by_epoch)
             cfg["step"] = period
             _set_by_epoch(cfg, hook, by_epoch)
             return
-        last = scaling.length(scaling.base, hook.by_epoch) - 1
+        last = scaling.length(scaling.full, hook.by_epoch) - 1
         # A period longer than the run decays never: its first milestone scales past the
         # trial's end too, so it still never fires.
         step = list(range(step, last + 1, step)) or [step]
@@ -181,7 +208,7 @@ def _scale_step(cfg: dict[str, Any], hook: Any, scaling: _Scaling) -> None:
     _set_by_epoch(cfg, hook, by_epoch)
 
 
-def _scale_restart(cfg: dict[str, Any], hook: Any, scaling: _Scaling) -> None:
+def _scale_restart(cfg: dict[str, Any], hook: Any, scaling: _Section) -> None:
     """``periods``: the cumulative restart boundaries move (so rounding never adds up);
     a period that shrinks to nothing is dropped with its restart weight."""
     scaling.check_units(hook.by_epoch)
@@ -197,14 +224,14 @@ def _scale_restart(cfg: dict[str, Any], hook: Any, scaling: _Scaling) -> None:
     _set_by_epoch(cfg, hook, by_epoch)
 
 
-def _progress_ratio(hook: Any, scaling: _Scaling) -> Fraction:
+def _progress_ratio(hook: Any, scaling: _Section) -> Fraction:
     """Base progress length over trial progress length, in the policy's own unit."""
     scaling.check_units(hook.by_epoch)
-    return Fraction(scaling.length(scaling.base, hook.by_epoch),
+    return Fraction(scaling.length(scaling.full, hook.by_epoch),
                     scaling.length(scaling.trial, hook.by_epoch))
 
 
-def _scale_exp(cfg: dict[str, Any], hook: Any, scaling: _Scaling) -> None:
+def _scale_exp(cfg: dict[str, Any], hook: Any, scaling: _Section) -> None:
     """Exp ``base*gamma**p``: gamma becomes ``gamma**(base length / trial length)``."""
     gamma = cfg["gamma"]
     if gamma < 0:
@@ -214,18 +241,18 @@ def _scale_exp(cfg: dict[str, Any], hook: Any, scaling: _Scaling) -> None:
     cfg["gamma"] = gamma ** float(_progress_ratio(hook, scaling))
 
 
-def _scale_inv(cfg: dict[str, Any], hook: Any, scaling: _Scaling) -> None:
+def _scale_inv(cfg: dict[str, Any], hook: Any, scaling: _Section) -> None:
     """Inv ``base*(1 + gamma*p)**-power``: gamma becomes ``gamma * base/trial length``."""
     cfg["gamma"] = cfg["gamma"] * float(_progress_ratio(hook, scaling))
 
 
-def _scale_one_cycle(cfg: dict[str, Any], hook: Any, scaling: _Scaling) -> None:
+def _scale_one_cycle(cfg: dict[str, Any], hook: Any, scaling: _Section) -> None:
     """OneCycle ``total_steps`` (iterations) moves; None already means max_iters."""
     if cfg.get("total_steps") is not None:
         _, (cfg["total_steps"],) = scaling.milestones([cfg["total_steps"]], False)
 
 
-def _scale_warmup(cfg: dict[str, Any], hook: Any, scaling: _Scaling) -> None:
+def _scale_warmup(cfg: dict[str, Any], hook: Any, scaling: _Section) -> None:
     """An epoch-count warm-up moves like a milestone. An iteration-count one is kept: it
     guards the first updates of a fresh model, whatever the length of training."""
     if hook.warmup is None:
@@ -349,7 +376,7 @@ def scale_schedule(cfg: Mapping[str, Any] | Config, base: Budget, trial: Budget
                 "milestones cannot be scaled to the trial's budget",
                 key_path=f"{section}.policy", given=out[section]["policy"],
                 hint=_TRUNCATED_HINT)
-        scaling = _Scaling(section, base, trial)
+        scaling = _Section(base, trial, section)
         rule(out[section], hook, scaling)
         _scale_warmup(out[section], hook, scaling)
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 # Ray binds to the machine's outward address unless this is set before ray.init
-# (DESIGN.md, "Ray"); every test keeps Ray traffic on 127.0.0.1.
+# (docs/ARCHITECTURE.md, "Ray"); every test keeps Ray traffic on 127.0.0.1.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

@@ -16,12 +16,13 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rt3d_tune.budget import Budget, budget_of, describe_scaling, scale_schedule
+from rt3d_tune.budget import Budget, Scaling, budget_of, describe_scaling, scale_schedule
 from rt3d_tune.config import Config
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import HOOKS
@@ -513,3 +514,37 @@ def test_bad_budget(kwargs: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         Budget(**kwargs)
     assert info.value.key_path == key
+
+
+# one rule for both backends -----------------------------------------------------------
+def test_scaling_moves_places_to_whole_epochs_or_rounded_iterations() -> None:
+    scaling = Scaling(Budget(epochs=16, iters_per_epoch=IPE), Budget(epochs=4, iters_per_epoch=IPE))
+    assert scaling.ratio == Fraction(1, 4)
+    assert scaling.moved([8, 12], True) == (True, [2, 3])
+    # 2.5 epochs is not whole: all in iterations, halves up (25, 7.5 -> 8)
+    assert scaling.moved([10, 12], True) == (False, [25, 30])
+    assert scaling.moved([30, 41], False) == (False, [8, 10])
+    assert scaling.places([3], True) == [Fraction(15, 2)]
+    assert (Scaling.length(scaling.trial, True), Scaling.length(scaling.trial, False)) == (4, 40)
+
+
+@pytest.mark.parametrize(("full", "trial", "milestones", "by_epoch"), [
+    (16, 8, [8, 12], True), (16, 4, [10, 14], True), (12, 5, [8, 11], True),
+    (16, 3, [9, 13], True), (16, 4, [70, 130], False), (24, 7, [100, 201], False)])
+def test_both_backends_move_milestones_alike(full: int, trial: int, milestones: list[int],
+                                            by_epoch: bool) -> None:
+    """mmcv's ``lr_config.step`` and mmengine's MultiStepLR ``milestones`` go through the one
+    :class:`Scaling`: the same full milestones land on the same trial steps and units."""
+    from rt3d_tune.mmengine_backend.schedule import scale_param_schedulers
+
+    base, short = Budget(epochs=full, iters_per_epoch=IPE), Budget(epochs=trial,
+                                                                  iters_per_epoch=IPE)
+    mmcv = scale_schedule({"runner": {"type": "EpochBasedRunner", "max_epochs": full},
+                           "lr_config": {"policy": "step", "step": milestones,
+                                         "by_epoch": by_epoch}}, base, short)["lr_config"]
+    mmengine = scale_param_schedulers(
+        {"train_cfg": {"by_epoch": True, "max_epochs": full},
+         "param_scheduler": [{"type": "MultiStepLR", "milestones": milestones,
+                              "by_epoch": by_epoch}]}, base, short)["param_scheduler"][0]
+    assert mmcv["step"] == mmengine["milestones"]
+    assert mmcv.get("by_epoch", True) == mmengine.get("by_epoch", True)

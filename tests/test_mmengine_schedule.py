@@ -159,9 +159,10 @@ CASES: list[tuple[str, list[dict[str, Any]], bool, str]] = [
 ]
 
 
-def _assert_follows(full: list[float], trial: list[float], every_iter: bool, how: str
-                    ) -> None:
-    """Trial iteration j beside full iteration j/r, as ``how`` says (see CASES)."""
+def _assert_follows(full: list[float], trial: list[float], every_iter: bool, how: str,
+                    tol: float = 1e-12) -> None:
+    """Trial iteration j beside full iteration j/r, as ``how`` says (see CASES), within
+    ``tol`` (absolute) when compared to a window."""
     k = len(full) // len(trial)  # 1/r
     stride = 1 if every_iter else IPE
     for j in range(0, len(trial), stride):
@@ -171,7 +172,7 @@ def _assert_follows(full: list[float], trial: list[float], every_iter: bool, how
         else:
             reach = k * (stride if how == "step" else IPE)
             window = full[max(0, i - reach): i + reach + 1]
-            assert min(window) - 1e-12 <= trial[j] <= max(window) + 1e-12, (j, i, window)
+            assert min(window) - tol <= trial[j] <= max(window) + tol, (j, i, window)
 
 
 @pytest.mark.parametrize("trial_epochs", [FULL_EPOCHS // 2, FULL_EPOCHS // 4])
@@ -244,9 +245,78 @@ def test_convert_to_iter_based_off_whole_epochs_becomes_iterations() -> None:
                     T_max=10, begin=2, end=12))
     scaled = scale_param_schedulers(cfg, Budget(epochs=16, iters_per_epoch=IPE),
                                     Budget(epochs=4, iters_per_epoch=IPE))
-    # begin 0.5 epochs, T_max 2.5 epochs, last step 2.75 epochs (22 iterations)
+    # begin 0.5 epochs, T_max 2.5 epochs, end 3 epochs (24 iterations): it runs its T_max
     assert scaled["param_scheduler"] == [dict(type="CosineAnnealingLR", by_epoch=False,
-                                              T_max=20, begin=4, end=23)]
+                                              T_max=20, begin=4, end=24)]
+
+
+# the junction of a cyclic schedule ---------------------------------------------------------
+PEAK = 10 * LR
+
+
+def _cyclic(epochs: int, junction: int) -> dict[str, Any]:
+    """mmdetection3d's cyclic schedule (PointPillars, SECOND, CenterPoint): the LR rises to
+    10x by cosine until ``junction`` (epochs), then anneals to 1e-4x; momentum mirrors it."""
+    common = dict(by_epoch=True, convert_to_iter_based=True)
+    return _cfg(
+        dict(type="CosineAnnealingLR", T_max=junction, eta_min=PEAK, begin=0, end=junction,
+             **common),
+        dict(type="CosineAnnealingLR", T_max=epochs - junction, eta_min=LR * 1e-4,
+             begin=junction, end=epochs, **common),
+        dict(type="CosineAnnealingMomentum", T_max=junction, eta_min=0.85 / 0.95, begin=0,
+             end=junction, **common),
+        dict(type="CosineAnnealingMomentum", T_max=epochs - junction, eta_min=1,
+             begin=junction, end=epochs, **common),
+        epochs=epochs)
+
+
+def _in_iters(entry: dict[str, Any], key: str, ipe: int) -> int:
+    return entry[key] * (ipe if entry.get("by_epoch", True) else 1)
+
+
+# (full epochs, junction epoch, trial epochs): 1/2 and 1/3, the junction moving to a
+# whole trial epoch (the entries stay in epochs) or between two (they become iterations)
+@pytest.mark.parametrize(("epochs", "junction", "trial_epochs"),
+                         [(80, 32, 40), (30, 12, 10), (16, 5, 8), (30, 13, 10)])
+def test_cyclic_entries_meet_at_the_peak(epochs: int, junction: int, trial_epochs: int
+                                         ) -> None:
+    ipe = 20
+    cfg = _cyclic(epochs, junction)
+    scaled = scale_param_schedulers(cfg, Budget(epochs=epochs, iters_per_epoch=ipe),
+                                    Budget(epochs=trial_epochs, iters_per_epoch=ipe))
+    first, second = scaled["param_scheduler"][0], scaled["param_scheduler"][1]
+    assert scaled["param_scheduler"][2:] == [
+        {**entry, "type": entry["type"].replace("LR", "Momentum"),
+         "eta_min": mom["eta_min"]}
+        for entry, mom in zip(scaled["param_scheduler"][:2], cfg["param_scheduler"][2:])]
+    # the first entry ends where the second begins, at the end of its own T_max
+    meet = _in_iters(first, "end", ipe)
+    assert meet == _in_iters(second, "begin", ipe) == _in_iters(first, "T_max", ipe)
+    assert meet == math.floor(junction * trial_epochs * ipe / epochs + 0.5)
+    assert _in_iters(second, "end", ipe) == trial_epochs * ipe
+    assert _in_iters(second, "T_max", ipe) == trial_epochs * ipe - meet
+    rows = simulate_mmengine_schedule(scaled, ipe)
+    lrs = [row["lr"] for row in rows]
+    # rising to the peak: mmengine's cosine over the whole T_max, its last step at meet - 1
+    rise = [PEAK + (LR - PEAK) * (1 + math.cos(math.pi * j / meet)) / 2 for j in range(meet)]
+    assert lrs[:meet] == pytest.approx(rise, rel=1e-9)
+    # mmengine's last step is one short of T_max: the peak, but for that one step
+    short = (PEAK - LR) * (1 - math.cos(math.pi / meet)) / 2
+    assert lrs[meet] == lrs[meet - 1] == pytest.approx(PEAK, abs=short + 1e-15)
+    # then down from the peak over the rest of the trial
+    low, fall = LR * 1e-4, len(lrs) - meet
+    assert lrs[meet:] == pytest.approx(
+        [low + (lrs[meet] - low) * (1 + math.cos(math.pi * j / fall)) / 2 for j in range(fall)],
+        rel=1e-9)
+    # and the full curve at the same progress, within one trial iteration of rounding and
+    # the step short of the peak (the fall starts from there)
+    full_lrs = _lrs(cfg, ipe)
+    _assert_follows(full_lrs, lrs, True, "step", tol=short)
+    if meet * epochs == junction * trial_epochs * ipe:  # the junction moved exactly
+        assert lrs[:meet] == pytest.approx(full_lrs[: meet * epochs // trial_epochs:
+                                                    epochs // trial_epochs], rel=1e-9)
+    moms = [row["momentum"] for row in rows]
+    assert max(moms) == moms[-1] and min(moms) == moms[meet - 1] == moms[meet]
 
 
 def test_iteration_loop() -> None:
@@ -435,3 +505,32 @@ def test_cli_new_style_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     rows = _table(capsys.readouterr().out)
     assert [float(r[2]) for r in rows] == pytest.approx([0.1, 0.1, 0.05, 0.05])
 
+
+
+def test_cli_cyclic_trial_reaches_the_peak(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """mmdetection3d's PointPillars schedule (80 epochs, the LR peaks at epoch 32) at 40."""
+    path = tmp_path / "cyclic.py"
+    path.write_text(
+        "lr = 0.001\nepoch_num = 80\n"
+        "optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=lr,"
+        " betas=(0.95, 0.99), weight_decay=0.01))\n"
+        "param_scheduler = [\n"
+        "    dict(type='CosineAnnealingLR', T_max=epoch_num * 0.4, eta_min=lr * 10, begin=0,"
+        " end=epoch_num * 0.4, by_epoch=True, convert_to_iter_based=True),\n"
+        "    dict(type='CosineAnnealingLR', T_max=epoch_num * 0.6, eta_min=lr * 1e-4,"
+        " begin=epoch_num * 0.4, end=epoch_num * 1, by_epoch=True,"
+        " convert_to_iter_based=True)]\n"
+        "train_cfg = dict(by_epoch=True, max_epochs=epoch_num, val_interval=2)\n")
+    out_csv = tmp_path / "trial.csv"
+    assert _run([str(path), "--iters-per-epoch", "20", "--trial-epochs", "40",
+                 "--csv", str(out_csv)]) == 0
+    out = capsys.readouterr().out
+    assert "param_scheduler.0.end: 32 (epochs) -> 16 (epochs)" in out
+    assert "param_scheduler.1.begin: 32 (epochs) -> 16 (epochs)" in out
+    with open(out_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    peak = max(range(len(rows)), key=lambda i: float(rows[i]["lr"]))
+    assert peak == 319 and rows[peak]["full_iter"] == "638"
+    assert float(rows[320]["lr"]) == pytest.approx(0.01, rel=1e-4)  # it stopped at 0.0099783
+    assert float(rows[320]["lr"]) == pytest.approx(float(rows[320]["full_lr"]), rel=1e-4)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,11 +10,11 @@ from mmengine.registry import HOOKS
 from mmengine.runner.loops import IterBasedTrainLoop
 
 from rt3d_tune.errors import DivergenceError
-from rt3d_tune.runner.dist import all_reduce_mean, is_distributed
+from rt3d_tune.mmengine_backend.losses import nonfinite_losses
 from rt3d_tune.runner.hooks.logger.base import to_plain
 from rt3d_tune.search.report_hook import CHECKPOINT_FILE, TuneReportHook
 
-__all__ = ["MMTuneReportHook", "StopOnDivergence", "nonfinite_losses"]
+__all__ = ["MMTuneReportHook", "StopOnDivergence"]
 
 
 @HOOKS.register_module()
@@ -30,19 +29,6 @@ class StopOnDivergence(Hook):
         bad = nonfinite_losses(outputs)
         if bad:
             raise DivergenceError(runner.iter, runner.epoch, bad)
-
-
-def nonfinite_losses(outputs: Mapping[str, Any] | None) -> dict[str, float]:
-    """The logged values of a ``train_step`` that are not finite. mmengine does not
-    average the losses over the ranks: in a data-parallel run every rank learns whether
-    any rank's were (a collective), so that all stop together, or the others would wait
-    on a collective the stopped one never joins."""
-    values = {name: float(value.detach() if hasattr(value, "detach") else value)
-              for name, value in (outputs or {}).items() if _is_number(value)}
-    bad = {name: value for name, value in values.items() if not math.isfinite(value)}
-    if is_distributed() and all_reduce_mean({"diverged": float(bool(bad))})["diverged"]:
-        bad = bad or {"loss on another rank": math.nan}
-    return bad
 
 
 @HOOKS.register_module(name="RT3DTuneReportHook")
@@ -93,12 +79,6 @@ class MMTuneReportHook(StopOnDivergence):
         # called before the loop counts the epoch; here the loop has counted it).
         self.reporter.deliver(report, final, lambda folder: runner.save_checkpoint(
             folder, CHECKPOINT_FILE, meta={"epoch": int(runner.epoch), "iter": int(runner.iter)}))
-
-
-def _is_number(value: Any) -> bool:
-    if hasattr(value, "numel"):
-        return value.numel() == 1
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _first_lr(lrs: Mapping[str, Any]) -> float:

@@ -31,9 +31,10 @@ from mmengine.optim import OptimWrapperDict
 from mmengine.runner.amp import autocast
 from mmengine.runner.loops import IterBasedTrainLoop
 
-from rt3d_tune.mmengine_backend.hooks import nonfinite_losses
-from rt3d_tune.runner.probe import ProbeResult, TrainingSnapshot
-from rt3d_tune.schedules import annealing_linear
+from rt3d_tune.mmengine_backend._mmengine_private import count_updates, val_outputs
+from rt3d_tune.mmengine_backend.losses import nonfinite_losses
+from rt3d_tune.runner._torch_private import own_iterator_copy
+from rt3d_tune.runner.probe import ProbeResult, TrainingSnapshot, cool_down
 
 __all__ = ["final_lrs", "mmengine_cooldown_probe"]
 
@@ -92,9 +93,8 @@ def final_lrs(runner: Any) -> dict[str, list[float]]:
 def _batches(loader: Any, epoch: int) -> Iterator[Any]:
     """Batches from a copy of ``loader`` (the run's own iterator, persistent workers
     included, is never touched), passes ``epoch``, ``epoch + 1``, ... of its sampler."""
-    twin = copy.copy(loader)
-    twin._iterator = None  # torch's DataLoader: a persistent-worker iterator of its own
-    sampler = getattr(twin, "sampler", None)
+    twin = own_iterator_copy(loader)
+    sampler = getattr(loader, "sampler", None)  # the twin's too
     while True:
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -105,28 +105,15 @@ def _batches(loader: Any, epoch: int) -> Iterator[Any]:
 def _validate(runner: Any) -> dict[str, Any]:
     """The ValLoop's work without its hooks: every validation batch through ``val_step``,
     the evaluator's metrics (gathered over the ranks)."""
-    from mmengine.runner.loops import _update_losses
-
     val_loop = runner.val_loop
     runner.model.eval()
     with torch.no_grad():
         for data_batch in val_loop.dataloader:
             with autocast(enabled=getattr(val_loop, "fp16", False)):
                 outputs = runner.model.val_step(data_batch)
-            outputs, _ = _update_losses(outputs, {})
-            val_loop.evaluator.process(data_samples=outputs, data_batch=data_batch)
+            val_loop.evaluator.process(data_samples=val_outputs(outputs),
+                                       data_batch=data_batch)
     return dict(val_loop.evaluator.evaluate(len(val_loop.dataloader.dataset)))
-
-
-def _set_counts(wrapper: Any, iters: int) -> None:
-    """The probe is a run of ``iters`` updates: with gradient accumulation its last
-    stretch ends with a step (mmengine's ``initialize_count_status`` without its
-    warnings)."""
-    acc = int(getattr(wrapper, "_accumulative_counts", 1))
-    wrapper._inner_count = 0
-    wrapper._max_counts = iters
-    wrapper._divisible_counts = iters // acc * acc
-    wrapper._remainder_counts = iters - wrapper._divisible_counts
 
 
 def mmengine_cooldown_probe(runner: Any, iters: int) -> ProbeResult:
@@ -161,15 +148,15 @@ def mmengine_cooldown_probe(runner: Any, iters: int) -> ProbeResult:
                        else int(runner.epoch))
     try:
         for wrapper in wrappers.values():
-            _set_counts(wrapper, iters)
-        lr_now = {name: [group["lr"] for group in wrapper.optimizer.param_groups]
-                  for name, wrapper in wrappers.items()}
+            # the probe is a run of iters updates: with gradient accumulation its last
+            # stretch ends with a step
+            count_updates(wrapper, runner.model, iters)
+        optimizers = {name: wrapper.optimizer for name, wrapper in wrappers.items()}
+        lr_now = {name: [group["lr"] for group in opt.param_groups]
+                  for name, opt in optimizers.items()}
         runner.model.train()
         for t in range(iters):
-            for name, wrapper in wrappers.items():
-                for group, start, stop in zip(wrapper.optimizer.param_groups, lr_now[name],
-                                              lr_end[name]):
-                    group["lr"] = annealing_linear(start, stop, (t + 1) / iters)
+            cool_down(optimizers, lr_now, lr_end, t, iters)
             data_batch = next(batches)
             done += 1
             outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)

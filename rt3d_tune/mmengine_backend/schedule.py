@@ -15,10 +15,16 @@ from ``k`` to ``k * r``, in the scheduler's own unit:
   MultiStep* when it does not scale to a whole step).
 * ``end``: absent stays absent, and an ``end`` at the full length becomes the trial's
   (the scheduler runs to the end of training); mmengine's INF stays; any other ``end`` is
-  one past its last step, which moves like a place. So LinearLR/ConstantLR/PolyLR, whose
-  curve spans ``begin .. end - 1``, keep their shape (``PolyLR(end=max + 1)``, the
-  ``(1 - p)**power`` of mmcv, exactly). An implicit ``T_max``/``total_steps``
-  (``end - begin``) is written out when ``end`` moves that way.
+  the place where the entry stops and the next one takes over, and moves like a place:
+  an entry's scaled ``end`` is the scaled ``begin`` of an entry that began there, so a
+  cyclic schedule (two CosineAnnealing entries meeting at the peak) still meets at the
+  peak. LinearLR/ConstantLR/PolyLR are the exception: their curve spans
+  ``begin .. end - 1`` (mmengine's ``total_iters = end - begin - 1``), so their last step
+  moves instead and ``end`` is one past it; they keep their shape
+  (``PolyLR(end=max + 1)``, the ``(1 - p)**power`` of mmcv, exactly), and between that
+  ``end`` and the next entry's ``begin`` the LR holds their last value, as in the full
+  run. An implicit ``T_max``/``total_steps`` (``end - begin``) is written out when
+  ``end`` moves.
 * ExponentialLR ``gamma`` becomes ``gamma ** (full steps per trial step)``, so the total
   decay is the same. Factors, ``power``, ``eta_min``/``eta_min_ratio``, ``pct_start``,
   ``restart_weights`` are kept.
@@ -46,11 +52,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from rt3d_tune.budget import Budget
+from rt3d_tune.budget import Budget, Scaling
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.mmengine_backend.dialect import (
     train_loop,
@@ -114,33 +119,14 @@ def _number(value: Any, key_path: str) -> Fraction:
     return Fraction(value)
 
 
-@dataclass(frozen=True)
-class _Scaling:
-    """One scheduler entry moving from the full run onto the trial.
-
-    ``full_len``/``trial_len`` count the entry's own unit (epochs when it counts epochs,
-    else iterations); ``ratio`` is trial/full; ``per_epoch`` converts epochs to iterations.
-    """
-
-    epochs: bool
-    full_len: int
-    trial_len: int
-    ratio: Fraction
-    per_epoch: int
-
-    def moved(self, places: Mapping[str, Fraction]) -> tuple[bool, int, dict[str, int]]:
-        """Full places -> ``(in_epochs, per_step, trial places)``: whole trial epochs when
-        the entry counts epochs and every moved place is one, else iterations (halves up).
-        ``per_step`` is the full steps one trial step covers (for Exponential's gamma)."""
-        scaled = {name: place * self.ratio for name, place in places.items()}
-        if self.epochs and all(v.denominator == 1 for v in scaled.values()):
-            return True, 1, {name: int(v) for name, v in scaled.items()}
-        unit = self.per_epoch if self.epochs else 1
-        return False, unit, {name: _half_up(v * unit) for name, v in scaled.items()}
-
-    def trial_end(self, in_epochs: bool) -> int:
-        """The trial's length in the unit the entry ends up in."""
-        return self.trial_len * (self.per_epoch if self.epochs and not in_epochs else 1)
+def _moved(scaling: Scaling, places: Mapping[str, Fraction], epochs: bool
+           ) -> tuple[bool, int, dict[str, int]]:
+    """An entry's full places -> ``(in_epochs, per_step, trial places)`` by
+    :meth:`Scaling.moved`; ``per_step`` is the iterations one trial step covers (1 in
+    epochs or iterations alike when the entry keeps its unit): for Exponential's gamma."""
+    in_epochs, moved = scaling.moved(list(places.values()), epochs)
+    per_step = scaling.full.iters_per_epoch if epochs and not in_epochs else 1
+    return in_epochs, per_step, dict(zip(places, moved, strict=True))
 
 
 def _is_iter_warmup(entry: Mapping[str, Any], name: str, full: Budget) -> bool:
@@ -190,10 +176,8 @@ def _scale_entry(entry: dict[str, Any], key: str, full: Budget, trial: Budget,
         _check_warmup(entry, key, trial)
         return entry
     epochs = bool(by_epoch)
-    scaling = _Scaling(
-        epochs, full.epochs if epochs and full.epochs is not None else full.total_iters,
-        trial.epochs if epochs and trial.epochs is not None else trial.total_iters,
-        Fraction(trial.total_iters, full.total_iters), full.iters_per_epoch)
+    scaling = Scaling(full, trial)
+    full_len = scaling.length(full, epochs)
 
     begin = _number(entry.get("begin", 0), f"{key}.begin")
     end = _number(entry["end"], f"{key}.end") if entry.get("end") is not None else None
@@ -202,9 +186,11 @@ def _scale_entry(entry: dict[str, Any], key: str, full: Budget, trial: Budget,
                           expected=f"more than begin={entry.get('begin', 0)}", given=entry["end"])
     places = {"begin": begin}
     # end: absent -> the trial's default; at the full length -> the trial's; INF -> INF.
-    end_moves = end is not None and end != scaling.full_len and end < INF
+    end_moves = end is not None and end != full_len and end < INF
     if end_moves:
-        places["last"] = end - 1
+        assert end is not None
+        # a span kind's shape ends at its last step; any other entry's at its end
+        places["end"] = end - 1 if kind in _SPAN_KINDS else end
     # a length from begin (T_max, total_steps), explicit or mmengine's end - begin
     length_key = {"CosineAnnealing": "T_max", "OneCycle": "total_steps"}.get(kind)
     length = None
@@ -229,7 +215,7 @@ def _scale_entry(entry: dict[str, Any], key: str, full: Budget, trial: Budget,
     if step is not None:
         places["step"] = step  # a period: it moves whole or the entry expands below
 
-    in_epochs, per_step, moved = scaling.moved(places)
+    in_epochs, per_step, moved = _moved(scaling, places, epochs)
     out = dict(entry)
     if "begin" in entry or moved["begin"]:
         out["begin"] = moved["begin"]
@@ -238,16 +224,19 @@ def _scale_entry(entry: dict[str, Any], key: str, full: Budget, trial: Budget,
         out.pop("convert_to_iter_based", None)
     if end is not None:
         if end_moves:
-            floor = 2 if kind in _SPAN_KINDS and end - begin >= 2 else 1
-            out["end"] = max(moved["last"] + 1, moved["begin"] + floor)
-        elif end == scaling.full_len:
-            out["end"] = scaling.trial_end(in_epochs)
+            if kind in _SPAN_KINDS:
+                floor = 2 if end - begin >= 2 else 1
+                out["end"] = max(moved["end"] + 1, moved["begin"] + floor)
+            else:
+                out["end"] = moved["end"]
+        elif end == full_len:
+            out["end"] = scaling.length(trial, in_epochs)
         out["end"] = max(out["end"], moved["begin"] + 1)  # mmengine needs end > begin
     if length is not None:
         assert length_key is not None
         value = max(1, moved["length_end"] - moved["begin"])
         if kind == "OneCycle":  # it raises past total_steps: cover every step the trial takes
-            stop = min(out.get("end", INF), scaling.trial_end(in_epochs))
+            stop = min(out.get("end", INF), scaling.length(trial, in_epochs))
             value = max(value, stop - 1 - moved["begin"])
         out[length_key] = value
     if kind == "MultiStep":
@@ -259,11 +248,11 @@ def _scale_entry(entry: dict[str, Any], key: str, full: Budget, trial: Budget,
     if kind == "Exponential":
         out["gamma"] = _scaled_gamma(entry.get("gamma"), scaling, per_step, key)
     if step is not None:
-        _set_step(out, entry, name, scaling, in_epochs, begin, end, step)
+        _set_step(out, entry, name, scaling, epochs, in_epochs, begin, end, step)
     return out
 
 
-def _scaled_gamma(gamma: Any, scaling: _Scaling, per_step: int, key: str) -> float:
+def _scaled_gamma(gamma: Any, scaling: Scaling, per_step: int, key: str) -> float:
     """Exponential ``gamma`` per trial step: the full run's per step, to the power of the
     full steps one trial step covers."""
     if not isinstance(gamma, (int, float)) or isinstance(gamma, bool) or gamma <= 0:
@@ -284,16 +273,18 @@ def _set_periods(out: dict[str, Any], ends: list[int]) -> None:
         out["restart_weights"] = type(weights)(weights[i] for i in kept)
 
 
-def _set_step(out: dict[str, Any], entry: Mapping[str, Any], name: str, scaling: _Scaling,
-              in_epochs: bool, begin: Fraction, end: Fraction | None, step: Fraction) -> None:
+def _set_step(out: dict[str, Any], entry: Mapping[str, Any], name: str, scaling: Scaling,
+              epochs: bool, in_epochs: bool, begin: Fraction, end: Fraction | None,
+              step: Fraction) -> None:
     """Step: the period when it moves to a whole trial step, else the decays inside the
     full run as a MultiStep of the same family (each within half a step of its place)."""
-    unit = 1 if in_epochs or not scaling.epochs else scaling.per_epoch
+    unit = 1 if in_epochs or not epochs else scaling.full.iters_per_epoch
     period = step * scaling.ratio * unit
     if period.denominator == 1 and period >= 1:
         out["step_size"] = int(period)
         return
-    stop = min(end if end is not None else scaling.full_len, Fraction(scaling.full_len))
+    full_len = Fraction(scaling.length(scaling.full, epochs))
+    stop = min(end if end is not None else full_len, full_len)
     decays = [begin + step * k for k in range(1, int((stop - begin) / step) + 2)
               if begin + step * k < stop] or [begin + step]
     start = _half_up(begin * scaling.ratio * unit)

@@ -30,7 +30,7 @@ from rt3d_tune.search.report_hook import (
     report_with_checkpoint,
     run_and_report,
 )
-from rt3d_tune.search.trainable import TrialSetup, build_trial_config, trial_device
+from rt3d_tune.search.trial_setup import TrialSetup, build_trial_config, trial_device
 from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.params import CONFIRM_KEY, trial_params
 

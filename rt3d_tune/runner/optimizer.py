@@ -14,11 +14,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.instancenorm import _InstanceNorm
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import OPTIMIZER_BUILDERS, OPTIMIZERS
+from rt3d_tune.runner._torch_private import norm_classes
 
 __all__ = ["DefaultOptimizerConstructor", "build_optimizer", "check_optimizer_args"]
 
@@ -30,7 +29,7 @@ _PARAMWISE_KEYS = (
     "dwconv_decay_mult",
     "bypass_duplicate",
 )
-_NORMS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
+_NORMS = (*norm_classes("batch"), *norm_classes("instance"), nn.GroupNorm, nn.LayerNorm)
 
 
 def check_optimizer_args(cfg: Mapping[str, Any], key_path: str = "optimizer") -> type:

@@ -42,7 +42,7 @@ from rt3d_tune.runner.iter_based import IterLoader
 from rt3d_tune.runner.log_buffer import LogBuffer
 from rt3d_tune.schedules import annealing_linear
 
-__all__ = ["ProbeResult", "TrainingSnapshot", "cooldown_probe", "probe_iters",
+__all__ = ["ProbeResult", "TrainingSnapshot", "cool_down", "cooldown_probe", "probe_iters",
            "train_loader"]
 
 FinalLr = float | Sequence[float] | Mapping[str, Sequence[float]]
@@ -101,6 +101,17 @@ def probe_iters(progress_iters: int, ratio: float) -> int:
         raise ValueError(f"the probe ratio must be in (0, 1] but got {ratio!r}.")
     # round, not ceil: 40 * 0.1 is 4.000000000000001
     return max(1, round(progress_iters * ratio))
+
+
+def cool_down(optimizers: Mapping[str, Any], lr_now: Mapping[str, Sequence[float]],
+              lr_end: Mapping[str, Sequence[float]], t: int, iters: int) -> None:
+    """Set every param group's LR for probe iteration ``t`` (0-based) of ``iters``:
+    ``lr_now + (lr_end - lr_now) * (t + 1) / iters``, so the last iteration runs at
+    ``lr_end``. ``optimizers``, ``lr_now`` and ``lr_end`` are keyed alike (optimizer
+    name -> the optimizer, its groups' LRs at the start, their final LRs)."""
+    for name, opt in optimizers.items():
+        for group, start, stop in zip(opt.param_groups, lr_now[name], lr_end[name]):
+            group["lr"] = annealing_linear(start, stop, (t + 1) / iters)
 
 
 def train_loader(runner: Any) -> Any:
@@ -188,9 +199,7 @@ def cooldown_probe(
 
         for t in range(iters):
             runner.iter = start_iter + t
-            for name, opt in optimizers.items():
-                for group, start, stop in zip(opt.param_groups, lr_now[name], lr_end[name]):
-                    group["lr"] = annealing_linear(start, stop, (t + 1) / iters)
+            cool_down(optimizers, lr_now, lr_end, t, iters)
             data_batch = next(batches)
             runner.epoch = batches.epoch
             done += 1

@@ -24,6 +24,7 @@ from typing import Any
 from rt3d_tune.errors import DivergenceError
 from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.hook import Hook
+from rt3d_tune.space.sections import DEFAULT_PROBE_RATIO
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -74,7 +75,8 @@ class TuneReportHook(Hook):
         probe_epochs: fidelities at which the reported metric is a cool-down probe's
             (``rt3d_tune.runner.probe``); the plain one goes beside it as
             ``<metric>_plain`` and the probe's cost as ``probe_iters``.
-        probe_ratio: the probe's length as a fraction of the iterations trained so far.
+        probe_ratio: the probe's length as a fraction of the iterations trained so far
+            (the space's ``scheduler.probe_ratio`` default unless given).
     """
 
     def __init__(
@@ -86,7 +88,7 @@ class TuneReportHook(Hook):
         checkpoint_final: bool = False,
         defer_final: bool = False,
         probe_epochs: frozenset[int] = frozenset(),
-        probe_ratio: float = 0.1,
+        probe_ratio: float = DEFAULT_PROBE_RATIO,
     ) -> None:
         self.metric = metric
         self.probe_epochs = probe_epochs

@@ -1,6 +1,6 @@
 """The Ray side of one trial: a function trainable that runs the runner and reports.
 
-Data flow inside a trial (DESIGN.md, "Data flow")::
+Data flow inside a trial (docs/ARCHITECTURE.md, "Data flow")::
 
     Tune config (sampled params) -> overrides -> trial Config -> trials/<id>/config.py
         -> build_runner(cfg, extra_hooks=[TuneReportHook]) -> runner.run()
@@ -16,14 +16,12 @@ Failure policy: :mod:`rt3d_tune.search.report_hook`.
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.runner.priority import Priority
@@ -37,49 +35,10 @@ from rt3d_tune.search.report_hook import (
     run_and_report,
 )
 from rt3d_tune.search.trial_folder import TrialFolder
+from rt3d_tune.search.trial_setup import TrialSetup, build_trial_config, trial_device
 from rt3d_tune.space.params import CONFIRM_KEY, trial_params
 
-if TYPE_CHECKING:
-    from rt3d_tune.space.space import SearchSpace
-
-__all__ = [
-    "TrialSetup",
-    "apply_optimizer_hyperparams",
-    "build_trial_config",
-    "train_trial",
-    "trial_device",
-]
-
-@dataclass(frozen=True)
-class TrialSetup:
-    """What every trial of one search shares (passed once through ``tune.with_parameters``).
-
-    Args:
-        run_dir: absolute path of the search run directory; trials write under
-            ``run_dir/trials/<trial id>/``.
-        base_config: absolute path of the base config file.
-        space: the parsed space.
-        cpus: CPUs per trial (sets torch's thread count).
-        cwd: the driver's working directory; trials run there so that relative paths
-            in the user's config mean what they mean to ``rt3d-tune train``.
-        probe_epochs: the epochs (fidelities) where the scheduler decides, at which a
-            trial reports a probe's metric (``scheduler.probe``); empty: no probes.
-        storage: the run's URI when it is kept in one (``--storage s3://...``): trials
-            then write on their own node and store their files there
-            (``trial_folder``); None: trials write into ``run_dir``.
-    """
-
-    run_dir: str
-    base_config: str
-    space: SearchSpace
-    cpus: float = 1.0
-    cwd: str | None = None
-    probe_epochs: frozenset[int] = frozenset()
-    storage: str | None = None
-
-    def trial_folder(self, trial_id: str, rank: int = 0) -> TrialFolder:
-        """Where ``trial_id`` writes (rank 0 creates it)."""
-        return TrialFolder.open(self.run_dir, self.storage, trial_id, rank)
+__all__ = ["apply_optimizer_hyperparams", "train_trial"]
 
 
 def _optimizers(optimizer: Any) -> list[Any]:
@@ -116,56 +75,6 @@ def apply_optimizer_hyperparams(optimizer: Any, fresh: list[list[dict[str, Any]]
                 group["initial_momentum"] = values["momentum"]
             elif "betas" in values:
                 group["initial_momentum"] = values["betas"][0]
-
-
-@functools.lru_cache(maxsize=4)
-def _load_base(path: str, mtime: float, backend: str = "mmcv") -> Any:
-    """The base config, loaded once per worker process (actors are reused).
-
-    Loaded from the file rather than unpickled from the driver's copy so that its
-    ``custom_imports`` run (and register the user's classes) in this process too; an
-    mmengine config by mmengine's ``Config``.
-    """
-    if backend == "mmengine":
-        from rt3d_tune.mmengine_backend.dialect import load_mmengine_config
-
-        return load_mmengine_config(path)
-    from rt3d_tune.config import Config
-
-    return Config.fromfile(path)
-
-
-def build_trial_config(setup: TrialSetup, params: dict[str, Any], seed: int | None = None) -> Any:
-    """What the trial trains (``rt3d_tune.space.trials.build_trial_configs``).
-
-    Raises:
-        ConfigError: an override the base config cannot take, a schedule that cannot scale.
-    """
-    from rt3d_tune.runner.data import train_iters_per_epoch
-    from rt3d_tune.space.trials import build_trial_configs
-
-    space = setup.space
-    base = _load_base(setup.base_config, os.path.getmtime(setup.base_config), space.backend)
-    if space.backend == "mmengine":
-        from rt3d_tune.mmengine_backend.simulate import iters_from_dataloader as count
-    else:
-        count = train_iters_per_epoch
-    # A data-parallel trial counts one rank's shard, as its runner will.
-    iters_per_epoch = functools.partial(count, world_size=space.resources.workers)
-    trial, _ = build_trial_configs(space, base, params, seed=seed,
-                                   iters_per_epoch=iters_per_epoch)
-    return trial
-
-
-def trial_device(cpus: float) -> tuple[str, list[str]]:
-    """('cuda' or 'cpu', the GPU ids Ray assigned); also sets torch's thread count."""
-    import ray
-    import torch
-
-    torch.set_num_threads(max(1, round(cpus)))
-    gpu_ids = [str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else []
-    device = "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
-    return device, gpu_ids
 
 
 def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:

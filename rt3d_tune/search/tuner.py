@@ -24,7 +24,7 @@ from rt3d_tune.results.confirmation import ConfirmedConfig
 from rt3d_tune.results.export import export_run, load_context, write_run_info
 from rt3d_tune.results.stored_run import fetch_run, fetch_trials, run_location, upload_run
 from rt3d_tune.search.searchers import max_fidelity, search_setup
-from rt3d_tune.search.trainable import TrialSetup
+from rt3d_tune.search.trial_setup import TrialSetup
 from rt3d_tune.space.params import CONFIRM_KEY, confirm_point
 from rt3d_tune.space.space import SearchSpace
 from rt3d_tune.space.trials import fixed_seed, full_length

@@ -10,7 +10,7 @@ with it and Tune frees the whole group. A rank that dies takes the collectives d
 with it, the trial fails, and Tune retries it from its last checkpoint
 (``--max-failures``).
 
-Why not Ray Train's TorchTrainer inside the trial (DESIGN.md's first idea): measured
+Why not Ray Train's TorchTrainer inside the trial (docs/ARCHITECTURE.md, "Ray"): measured
 here on Ray 2.60, each Train run cost ~17 s of start-up on 2 cores, its worker group
 held its resources outside Tune's accounting (a second trial's workers timed out
 waiting for CPUs after the first trial had finished), its placement-group cleaner

@@ -122,7 +122,7 @@ class SchedulerSettings:
     type: str = "fifo"
     args: Mapping[str, Any] = field(default_factory=dict)
     probe: str = "none"
-    probe_ratio: float = 0.25
+    probe_ratio: float = DEFAULT_PROBE_RATIO
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What a trial trains: the overrides of its sampled params, its seed, its length.
 
-Two budgets per search (DESIGN.md, "Data flow"): the base config's full length, which
+Two budgets per search (docs/ARCHITECTURE.md, "Data flow"): the base config's full length, which
 the user really trains and the export writes, and the trial's (``stop.max_epochs``).
 The space speaks in the base config's units (an ``lr_config.step`` choice of ``[8, 11]``
 means epochs 8 and 11 of the full run); a trial's schedule is rescaled onto its own

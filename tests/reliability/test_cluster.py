@@ -1,4 +1,4 @@
-"""A real two-node Ray cluster on 127.0.0.1 (DESIGN.md, "Ray"): ``rt3d-tune search
+"""A real two-node Ray cluster on 127.0.0.1 (docs/ARCHITECTURE.md, "Ray"): ``rt3d-tune search
 --address`` runs trials on both worker nodes, and when the node of a running trial is
 removed, that trial is rescheduled from its checkpoint and the search finishes.
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from rt3d_tune.config import Config
 from rt3d_tune.runner.builder import build_runner
 from rt3d_tune.runner.priority import Priority
+from rt3d_tune.runner.probe import cool_down
 from rt3d_tune.search.report_hook import TuneReportHook
+from rt3d_tune.space.sections import SchedulerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 POINTNET = REPO / "configs" / "pointnet" / "pointnet_shapes.py"
@@ -46,3 +49,22 @@ def test_probe_reports_replace_the_rung_metric_and_leave_training_bit_identical(
     for (name, a), b in zip(plain_runner.model.state_dict().items(),
                             probed_runner.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_the_hook_probes_as_long_as_the_space_by_default() -> None:
+    assert TuneReportHook("accuracy").probe_ratio == SchedulerSettings().probe_ratio
+
+
+def test_cool_down_anneals_each_group_linearly_to_its_final_lr() -> None:
+    """The one annealing loop both backends' probes run."""
+    params = [torch.zeros(1, requires_grad=True) for _ in range(3)]
+    opts = {"": torch.optim.SGD([{"params": [params[0]], "lr": 0.1},
+                                 {"params": [params[1]], "lr": 0.3}]),
+            "head": torch.optim.SGD([params[2]], lr=1.0)}
+    now = {"": [0.1, 0.3], "head": [1.0]}
+    end = {"": [0.0, 0.1], "head": [0.5]}
+    for t in range(4):
+        cool_down(opts, now, end, t, 4)
+        k = t + 1
+        assert [g["lr"] for opt in opts.values() for g in opt.param_groups] == pytest.approx(
+            [0.1 - 0.025 * k, 0.3 - 0.05 * k, 1.0 - 0.125 * k])

@@ -92,6 +92,61 @@ def test_probe_epochs_are_the_asha_rungs_ray_decides_at(args, max_t):
     assert rung_epochs(settings, max_t) == ray_rungs and ray_rungs
 
 
+def _asha_decision_epochs(settings: SchedulerSettings, max_t: int, strong: int = 150,
+                          probes: int = 40) -> set[int]:
+    """The reports at which Ray's own ASHA decides, found through its public scheduler API
+    alone: for each epoch t, on a fresh scheduler, ``strong`` trials report 1.0 at every
+    epoch (they fill every rung); then ``probes`` trials report 1.0 until t and 0.0 at t.
+    A probe is stopped at t exactly when t is the first report at or after a rung of its
+    bracket (below a rung's cutoff nothing else stops a trial). Trials go to brackets at
+    random (numpy's global state): seeded, and enough probes to reach every bracket."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from ray.tune.schedulers import TrialScheduler
+
+    def report(scheduler, trial, epoch, acc):
+        return scheduler.on_trial_result(None, trial, {"training_iteration": epoch,
+                                                       "acc": acc})
+
+    found = set()
+    for t in range(1, max_t):
+        np.random.seed(t)
+        scheduler = build_scheduler(settings, metric="acc", mode="max", max_t=max_t)
+        trials = [SimpleNamespace(trial_id=f"strong{i}") for i in range(strong)]
+        for trial in trials:
+            scheduler.on_trial_add(None, trial)
+        for epoch in range(1, max_t):
+            for trial in trials:
+                assert report(scheduler, trial, epoch, 1.0) == TrialScheduler.CONTINUE
+        for i in range(probes):
+            probe = SimpleNamespace(trial_id=f"probe{i}")
+            scheduler.on_trial_add(None, probe)
+            for epoch in range(1, t):
+                assert report(scheduler, probe, epoch, 1.0) == TrialScheduler.CONTINUE
+            if report(scheduler, probe, t, 0.0) == TrialScheduler.STOP:
+                found.add(t)
+    return found
+
+
+@pytest.mark.parametrize("args, max_t", [
+    ({"grace_period": 1, "reduction_factor": 3}, 8),
+    ({"grace_period": 1, "reduction_factor": 4}, 20),
+    ({"grace_period": 2, "reduction_factor": 2, "brackets": 2}, 12),
+    ({"grace_period": 1, "reduction_factor": 1.5}, 6),
+    ({"grace_period": 3, "reduction_factor": 2}, 25),
+    ({"grace_period": 1, "reduction_factor": 3, "brackets": 3}, 16),
+])
+def test_probe_epochs_are_where_the_installed_ray_asha_decides(args, max_t):
+    """rung_epochs re-derives the arithmetic of Ray's private ASHA bracket: checked here
+    against the decisions of the installed Ray's scheduler, driven as Tune drives it."""
+    from rt3d_tune.search.schedulers import rung_epochs
+
+    settings = SchedulerSettings("asha", args)
+    decided = _asha_decision_epochs(settings, max_t)
+    assert decided and rung_epochs(settings, max_t) == decided
+
+
 def test_probe_epochs_of_hyperband_median_and_the_rest():
     from rt3d_tune.search.schedulers import rung_epochs
 

@@ -18,6 +18,7 @@ from torch.nn.utils import clip_grad_norm_
 
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import HOOKS
+from rt3d_tune.runner._torch_private import norm_classes
 from rt3d_tune.runner.hook import Hook
 from rt3d_tune.runtime_checks import check_max_norm
 
@@ -217,7 +218,7 @@ class GradientCumulativeOptimizerHook(OptimizerHook):
                 self.cumulative_iters,
             )
         if self.cumulative_iters > 1 and any(
-            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in runner.model.modules()
+            isinstance(m, norm_classes("batch")) for m in runner.model.modules()
         ):
             runner.logger.warning(
                 "GradientCumulativeOptimizerHook may slightly decrease performance "
