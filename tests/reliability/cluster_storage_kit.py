@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from reliability_kit import (  # noqa: E402
     SEARCH_DRIVER,
+    descendants,
     held_trial,
     reported,
     write_base,
@@ -134,20 +135,19 @@ class Cluster:
             time.sleep(1)
 
     def kill_node(self, name: str) -> None:
-        """SIGKILL a node and every process it started (its raylet, its trial workers)."""
-        marker = str(self.temp / name)
+        """SIGKILL a node and every process it started (its raylet, agents, trial
+        workers): the whole process tree below it, and whatever names its temp dir."""
+        process = self.nodes.pop(name)
+        marker = str(self.temp / name).encode()
+        doomed = set(descendants(process.pid))
         for entry in os.listdir("/proc"):
             if entry.isdigit():
-                try:
-                    args = Path("/proc", entry, "cmdline").read_bytes()
-                except OSError:
-                    continue
-                if marker.encode() in args:
-                    with contextlib.suppress(OSError):
-                        os.kill(int(entry), signal.SIGKILL)
-        process = self.nodes.pop(name)
-        with contextlib.suppress(OSError):
-            os.killpg(process.pid, signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    if marker in Path("/proc", entry, "cmdline").read_bytes():
+                        doomed.add(int(entry))
+        for pid in doomed:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         process.wait()
 
     def shutdown(self) -> None:
