@@ -202,9 +202,9 @@ def write_noop_space(folder: Path, n: int, sleep: float = 0.0) -> Path:
         "metric": NOOP_METRIC,
         "mode": "max",
         "space": {"optimizer.lr": {"loguniform": [1.0e-3, 1.0e-1]}},
-        # n trials, like the raw-Tune baselines: no confirmation runs after them
+        # n trials, like the raw-Tune baselines: no baseline trial, no confirmation runs
         "search": {"algorithm": "random", "num_samples": n, "seed": 0, "max_concurrent": 2,
-                   "confirm": 0},
+                   "confirm": 0, "baseline": False},
         "scheduler": {"type": "fifo"},
         "resources": {"cpu": 1},
         "stop": {"max_epochs": 1},

@@ -244,7 +244,9 @@ def _headline(summary: dict[str, Any]) -> list[str]:
         values = [run["value"] for run in group["runs"] if run["value"] is not None]
         spread = f"{group['mean']:.4g} +- {group['std']:.2g} over {len(values)} new seed(s)" \
             if group["mean"] is not None else "no confirmation run finished"
-        text = f"trial {group['trial_id']}: {spread} (search trial {group['search_value']:.4g})"
+        searched = group["search_value"]
+        searched = f"{searched:.4g}" if searched is not None else "did not finish its budget"
+        text = f"trial {group['trial_id']}: {spread} (search trial {searched})"
         if group["trial_id"] == summary["trial_id"]:
             lines.insert(0, f"{head}{text}, {length}")
         else:

@@ -98,7 +98,8 @@ def test_search_on_two_nodes_survives_losing_one(tmp_path: Path):
     probe = tmp_path / "probe.txt"
     base = write_base(tmp_path, max_epochs=3, probe=probe, hold_epoch=1, hold_s=90)
     space = write_space(tmp_path, "space", base, search={
-        "algorithm": "random", "num_samples": 3, "seed": 0, "max_concurrent": 2})
+        "algorithm": "random", "num_samples": 3, "seed": 0, "max_concurrent": 2,
+        "baseline": False})
     run_dir = tmp_path / "runs" / "c"
     argv = search_command(space, tmp_path / "runs", "c", "--max-failures", "2")
     out = run_on_cluster(tmp_path, CLUSTER_SCRIPT, json.dumps(argv), str(probe), str(run_dir))
@@ -149,7 +150,8 @@ def test_a_two_worker_trial_spread_over_two_nodes(tmp_path: Path):
     base = write_base(tmp_path, max_epochs=2)
     space = write_space(tmp_path, "spread", base, resources={
         "cpu": 1, "workers": 2, "placement": "spread"}, search={
-        "algorithm": "random", "num_samples": 1, "seed": 0, "confirm": False})
+        "algorithm": "random", "num_samples": 1, "seed": 0, "confirm": False,
+        "baseline": False})
     run_dir = tmp_path / "runs" / "s"
     argv = search_command(space, tmp_path / "runs", "s")
     out = run_on_cluster(tmp_path, SPREAD_SCRIPT, json.dumps(argv))

@@ -39,6 +39,7 @@ def test_second_driver_refused_then_killed_driver_resumed_through_a_torn_line(tm
     base = write_base(tmp_path, max_epochs=3, probe=probe, hold_epoch=2, hold_s=120)
     space = write_space(tmp_path, "space", base, search={
         "algorithm": "random", "num_samples": 2, "seed": 0, "max_concurrent": 1,
+        "baseline": False,
         **no_confirmation()})
     output = tmp_path / "runs"
     run_dir = output / "r"

@@ -147,6 +147,7 @@ def test_a_trial_whose_checkpoint_hits_a_full_disk_is_an_error_and_the_search_go
     ]))
     space = write_space(tmp_path, "space", base, search={
         "algorithm": "random", "num_samples": 2, "seed": 0, "max_concurrent": 1,
+        "baseline": False,
         **no_confirmation()})
     proc = subprocess.run(
         [sys.executable, "-m", "rt3d_tune", "search", str(space), "--output",
@@ -230,6 +231,7 @@ def test_a_full_disk_under_the_drivers_results_stops_the_search_and_resume_finis
 ):
     space = write_space(tmp_path, "space", write_base(tmp_path, max_epochs=2), search={
         "algorithm": "random", "num_samples": 4, "seed": 0, "max_concurrent": 2,
+        "baseline": False,
         **no_confirmation()})
     args = [str(space), "--output", str(tmp_path / "runs"), "--name", "full"]
     proc = subprocess.run([sys.executable, "-c", FULL_DRIVER, *args], cwd=tmp_path,

@@ -36,7 +36,8 @@ def fault_search(ray_local, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     space = write_space(
         folder, "faults", base,
         space={"model.fault": {"choice": ["none", "nan", "inf", "raise"]}},
-        search={"algorithm": "random", "num_samples": 4, "seed": SEED, "max_concurrent": 2},
+        search={"algorithm": "random", "num_samples": 4, "seed": SEED, "max_concurrent": 2,
+                "baseline": False},
     )
     told: dict[str, Any] = {}
     original = OptunaSearch.on_trial_complete
@@ -116,7 +117,7 @@ def test_a_metric_never_produced_is_one_clear_error_naming_the_produced_ones(
     base = write_base(tmp_path, max_epochs=2)
     space = write_space(tmp_path, "nometric", base, metric="mAP_3d",
                         search={"algorithm": "random", "num_samples": 3, "seed": 0,
-                                "max_concurrent": 1})
+                                "baseline": False, "max_concurrent": 1})
     rc = cli.main(["search", str(space), "--output", str(tmp_path / "runs"), "--name", "m"])
     out, err = capsys.readouterr()
     assert rc == 2, out + err

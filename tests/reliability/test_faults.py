@@ -35,7 +35,9 @@ pytestmark = [pytest.mark.slow]
 def test_trial_worker_killed_mid_training_is_retried_from_its_checkpoint(ray_local, tmp_path):
     probe = tmp_path / "probe.txt"
     base = write_base(tmp_path, max_epochs=3, probe=probe, hold_epoch=2, hold_s=60)
-    space = load_space(write_space(tmp_path, "kill", base))
+    space = load_space(write_space(tmp_path, "kill", base, search={
+        "algorithm": "random", "num_samples": 2, "seed": 0, "max_concurrent": 2,
+        "baseline": False}))
     run_dir = tmp_path / "runs" / "kill"
     killed: dict[str, object] = {}
 
@@ -83,7 +85,8 @@ def test_driver_interrupted_with_sigint_resumes_every_trial_exactly_once(tmp_pat
     samples = 4
     base = write_base(tmp_path, max_epochs=3)
     space = write_space(tmp_path, "space", base, search={
-        "algorithm": "tpe", "num_samples": samples, "seed": 3, "max_concurrent": 2})
+        "algorithm": "tpe", "num_samples": samples, "seed": 3, "max_concurrent": 2,
+        "baseline": False})
     run_dir = tmp_path / "runs" / "r"
     argv = search_command(space, tmp_path / "runs", "r")
     first = subprocess.Popen(argv, cwd=tmp_path, start_new_session=True,

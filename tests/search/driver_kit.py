@@ -29,15 +29,23 @@ def ends(path: Path) -> int:
     return sum('"event": "end"' in line for line in path.read_text().splitlines())
 
 
+def _started(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return sum('"event": "start"' in line for line in path.read_text().splitlines())
+
+
 def kill_after_ends(args: list[str], cwd: Path, results: Path, count: int,
                     timeout: float = 180) -> int:
     """Start the search, SIGKILL it (and the Ray it started) once ``count`` trials ended
-    in ``results``; the number ended then. Fails if the search finished first."""
+    in ``results`` and another one is running; the number ended then. Fails if the search
+    finished first."""
     first = subprocess.Popen(args, cwd=cwd, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + timeout
-        while ends(results) < count and first.poll() is None and time.monotonic() < deadline:
+        while (ends(results) < count or _started(results) <= ends(results)) \
+                and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert first.poll() is None, "the search finished before it could be interrupted"
         assert ends(results) >= count, f"fewer than {count} trials ended in {timeout} s"

@@ -43,7 +43,8 @@ def test_asha_stops_two_worker_trials_and_frees_their_workers(ray_local, tmp_pat
     space = load_space(space_files.write_space(
         tmp_path, "dp", POINTNET,
         space={"optimizer.lr": {"loguniform": [1.0e-4, 3.0e-2]}},
-        search={"algorithm": "random", "num_samples": 4, "seed": 0, "confirm": False},
+        search={"algorithm": "random", "num_samples": 4, "seed": 0, "confirm": False,
+                "baseline": False},
         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
         stop={"max_epochs": 3},
         resources={"cpu": 1, "workers": 2},

@@ -63,7 +63,7 @@ def write(tmp_path: Path, name: str, gpu: float) -> Path:
         "base": str(POINTNET), "metric": "accuracy", "mode": "max",
         "space": {"optimizer.lr": {"loguniform": [1.0e-4, 3.0e-2]}},
         "search": {"algorithm": "random", "num_samples": SAMPLES, "seed": 0,
-                   "max_concurrent": 4},
+                   "max_concurrent": 4, "baseline": False},
         "resources": {"cpu": 0.5, "gpu": gpu}, "stop": {"max_epochs": 1},
     }))
     return path

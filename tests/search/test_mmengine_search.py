@@ -66,7 +66,7 @@ def test_asha_search_of_an_mmengine_config_exports_what_mmengine_trains(ray_loca
     # One trial at a time: ASHA's cut at a rung depends on the order the results reach it.
     space = load_space(write_space(tmp_path, "mm", search={
         "algorithm": "random", "num_samples": 4, "seed": 0, "max_concurrent": 1,
-        "confirm": False}))
+        "confirm": False, "baseline": False}))
     assert space.backend == "mmengine" and space.scheduler.probe == "cooldown"
     result = run_search(space, output=tmp_path / "runs", name="mm", status=False)
 
@@ -147,7 +147,7 @@ def test_asha_search_of_an_mmengine_config_exports_what_mmengine_trains(ray_loca
 def test_an_interrupted_mmengine_search_resumes_every_trial_exactly_once(tmp_path):
     space = write_space(tmp_path, "resume", scheduler={"type": "fifo"}, stop={"max_epochs": 3},
                         search={"algorithm": "tpe", "num_samples": 4, "seed": 1,
-                                "max_concurrent": 2, "confirm": False})
+                                "max_concurrent": 2, "confirm": False, "baseline": False})
     args = search_args(space, tmp_path / "runs")
     run_dir = tmp_path / "runs" / "r"
     kill_after_ends(args, tmp_path, run_dir / recorder.RESULTS_JSONL, 2)
