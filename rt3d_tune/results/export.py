@@ -412,6 +412,9 @@ def export_run(run_dir: str | Path, context: ExportContext | None = None) -> dic
         ctx = dataclasses.replace(ctx, study=study)
     for module in EXPORTER_MODULES:
         importlib.import_module(module)
-    for exporter in _EXPORTERS:
+    # In EXPORTER_MODULES' order whatever imported them first: the report reads what
+    # the others wrote (best_mmengine.py).
+    order = {module: i for i, module in enumerate(EXPORTER_MODULES)}
+    for exporter in sorted(_EXPORTERS, key=lambda f: order.get(f.__module__, len(order))):
         paths.update(exporter(ctx))
     return paths

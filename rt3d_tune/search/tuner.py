@@ -10,6 +10,7 @@ Searchers and schedulers: :mod:`rt3d_tune.search.searchers`.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 import shutil
 import sys
@@ -454,10 +455,26 @@ def _discard_partial(run_dir: Path) -> None:
     shutil.rmtree(run_dir / RAY_DIR, ignore_errors=True)
 
 
+class _DropRecordingErrors(logging.Filter):
+    """Tune logs a callback's error in ``on_trial_complete`` with its traceback ("Error
+    stopping trial") before it goes on; a RecordingError is said once, by the CLI."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, RecordingError)
+
+
+# The logger of Tune's trial loop (a module name: on a Ray that logs elsewhere, Tune's
+# traceback shows, beside the CLI's message).
+_TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
+
+
 def _fit(tuner: Any) -> None:
     """``tuner.fit()``; when it stopped because the run directory took no more writes,
     that RecordingError itself (Tune raises any callback's error as a TuneError holding
     the traceback as text, the original only as its context)."""
+    quiet = _DropRecordingErrors()
+    logging.getLogger(_TUNE_CONTROLLER_LOGGER).addFilter(quiet)
     try:
         tuner.fit()
     except Exception as err:
@@ -467,6 +484,8 @@ def _fit(tuner: Any) -> None:
         if cause is None:
             raise
         raise cause from None
+    finally:
+        logging.getLogger(_TUNE_CONTROLLER_LOGGER).removeFilter(quiet)
 
 
 def _raise_fatal(records: dict[str, recorder.TrialRecord]) -> None:
