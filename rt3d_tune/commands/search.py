@@ -246,7 +246,8 @@ def _headline(summary: dict[str, Any]) -> list[str]:
             if group["mean"] is not None else "no confirmation run finished"
         searched = group["search_value"]
         searched = f"{searched:.4g}" if searched is not None else "did not finish its budget"
-        text = f"trial {group['trial_id']}: {spread} (search trial {searched})"
+        who = "your base config" if group.get("baseline") else "trial"
+        text = f"{who} {group['trial_id']}: {spread} (search trial {searched})"
         if group["trial_id"] == summary["trial_id"]:
             lines.insert(0, f"{head}{text}, {length}")
         else:
