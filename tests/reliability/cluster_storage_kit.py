@@ -39,7 +39,7 @@ from reliability_kit import (  # noqa: E402
     write_base,
     write_space,
 )
-from s3_server import free_port, start_s3_server  # noqa: E402
+from s3_server import free_port, free_ports, start_s3_server  # noqa: E402
 
 RAY = str(Path(sys.executable).with_name("ray"))
 NAMESPACES_OK = "namespaces-ok"
@@ -91,13 +91,14 @@ class Cluster:
 
     def _start(self, name: str, argv: list[str], private_disk: bool) -> None:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - lives with the node
+        listen, grpc, metrics, runtime_env = free_ports(4)  # four different ones
         common = [
             "--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1",
             "--temp-dir", str(self.temp / name),
-            "--dashboard-agent-listen-port", str(free_port()),
-            "--dashboard-agent-grpc-port", str(free_port()),
-            "--metrics-export-port", str(free_port()),
-            "--runtime-env-agent-port", str(free_port()),
+            "--dashboard-agent-listen-port", str(listen),
+            "--dashboard-agent-grpc-port", str(grpc),
+            "--metrics-export-port", str(metrics),
+            "--runtime-env-agent-port", str(runtime_env),
         ]
         command = [RAY, "start", *argv, *common]
         if private_disk:
