@@ -38,6 +38,7 @@ from rt3d_tune.errors import ConfigError
 from rt3d_tune.mmengine_backend.dialect import run_length
 from rt3d_tune.results import recorder
 from rt3d_tune.results.confirmation import ConfirmedConfig, confirmed, winner
+from rt3d_tune.space.space import load_run_space
 
 __all__ = [
     "EXPORTER_MODULES",
@@ -354,19 +355,6 @@ def load_run_info(run_dir: str | Path) -> dict[str, Any]:
             hint="pass the directory `rt3d-tune search` created: <output>/<name>",
         )
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def load_run_space(run_dir: Path, info: dict[str, Any], base: Any = None) -> Any:
-    """The run's SearchSpace, from its copies (valid even if the originals moved);
-    ``base``: ``base_config.py`` when the caller has it loaded already."""
-    from rt3d_tune.config import Config
-    from rt3d_tune.space.schema import read_yaml
-    from rt3d_tune.space.space import parse_space
-
-    if base is None:
-        base = Config.fromfile(str(run_dir / "base_config.py"), import_custom_modules=False)
-    space_file = run_dir / "space.yaml"
-    return parse_space(read_yaml(space_file), space_file, base, info["base_path"])
 
 
 def load_context(run_dir: str | Path, finished: bool = True) -> ExportContext:

@@ -21,13 +21,10 @@ file unreadable) every branch shows by its index. ``results.csv`` and
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rt3d_tune.space.domains import Choice, Grid, walk_domains
 from rt3d_tune.space.space import SearchSpace
-
-if TYPE_CHECKING:
-    from rt3d_tune.results.export import ExportContext
 
 __all__ = ["ParamLabels", "format_number", "round_numbers", "rounded_diff", "run_labels",
            "short_value"]
@@ -172,11 +169,11 @@ class ParamLabels:
         return labels
 
 
-def run_labels(ctx: ExportContext) -> ParamLabels:
+def run_labels(ctx: Any) -> ParamLabels:
     """Labels of a run's params from its own copy of its space (branches by index when
     that copy is unreadable)."""
     from rt3d_tune.errors import ConfigError
-    from rt3d_tune.results.export import load_run_space
+    from rt3d_tune.space.space import load_run_space
 
     try:
         space = load_run_space(ctx.run_dir, ctx.info)

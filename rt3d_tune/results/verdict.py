@@ -17,14 +17,11 @@ import math
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rt3d_tune.results.confirmation import ConfirmedConfig, baseline_record
 from rt3d_tune.results.param_labels import format_number
 from rt3d_tune.results.recorder import TERMINATED, TrialRecord
-
-if TYPE_CHECKING:
-    from rt3d_tune.results.export import ExportContext
 
 __all__ = ["BETTER", "OUTCOMES", "WITHIN_NOISE", "WORSE", "Verdict", "outcome_of",
            "paired_interval", "pairs_of", "run_verdict"]
@@ -166,7 +163,7 @@ def pairs_of(winner: ConfirmedConfig | None, baseline: ConfirmedConfig | None,
     return dict(sorted(pairs.items()))
 
 
-def run_verdict(ctx: ExportContext) -> Verdict | None:
+def run_verdict(ctx: Any) -> Verdict | None:
     """The verdict of a run; None when it ran no baseline, has no winner, or no seed
     holds a finished run of both."""
     from rt3d_tune.results.param_labels import run_labels

@@ -48,6 +48,7 @@ __all__ = [
     "SearchSpace",
     "Stop",
     "check_resources",
+    "load_run_space",
     "load_space",
     "parse_space",
     "plain_dict",
@@ -348,3 +349,14 @@ def check_resources(space: SearchSpace, available: Mapping[str, float]) -> None:
                           expected=f"at most {fit} workers of {each:g} {key}s", given=res.workers,
                           hint=f"use workers: {fit}, lower {name} per worker, or join a "
                                "cluster with more (--address)")
+
+
+def load_run_space(run_dir: Path, info: dict[str, Any], base: Any = None) -> Any:
+    """The run's SearchSpace, from its copies (valid even if the originals moved);
+    ``base``: ``base_config.py`` when the caller has it loaded already."""
+    from rt3d_tune.config import Config
+
+    if base is None:
+        base = Config.fromfile(str(run_dir / "base_config.py"), import_custom_modules=False)
+    space_file = run_dir / "space.yaml"
+    return parse_space(read_yaml(space_file), space_file, base, info["base_path"])
