@@ -184,10 +184,10 @@ def train_run(task: dict[str, Any]) -> list[dict[str, Any]]:
     from mmengine.config import Config as MMConfig
     from mmengine.runner import Runner
 
+    from rt3d_tune.config.keypaths import plain_dict
     from rt3d_tune.errors import DivergenceError
     from rt3d_tune.mmengine_backend.hooks import StopOnDivergence
     from rt3d_tune.search.trial_setup import build_trial_config
-    from rt3d_tune.space.keypaths import plain_dict
 
     setup = task["setup"]
     plain = plain_dict(build_trial_config(setup, task["params"], seed=task["seed"]))

@@ -1,4 +1,4 @@
-"""``rt3d_tune.budget``: a trial's schedule is the full-budget curve, resampled.
+"""``rt3d_tune.schedules.budget``: a trial's schedule is the full-budget curve, resampled.
 
 The contract part runs every LR and every momentum policy the hooks register, without
 and with a linear warm-up (by iteration, by epoch), under an epoch runner (by epoch and
@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from rt3d_tune.budget import Budget, Scaling, budget_of, describe_scaling, scale_schedule
 from rt3d_tune.config import Config
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.hooks import lr_updater, momentum_updater
 from rt3d_tune.runner.simulate import schedule_hooks, simulate_schedule
+from rt3d_tune.schedules.budget import Budget, Scaling, budget_of, describe_scaling, scale_schedule
 
 IPE = 10  # iterations per epoch
 SCHEDULES = Path(__file__).resolve().parents[1] / "configs" / "_base_" / "schedules"

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from rt3d_tune import yaml_io
-from rt3d_tune.config import Config
-from rt3d_tune.config_options import parse_cfg_options
+from rt3d_tune.config import Config, yaml_io
+from rt3d_tune.config.limits import MAX_BASE_FILES, MAX_FILE_BYTES, MAX_NESTING, MAX_YAML_VALUES
+from rt3d_tune.config.options import parse_cfg_options
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.limits import MAX_BASE_FILES, MAX_FILE_BYTES, MAX_NESTING, MAX_YAML_VALUES
 from rt3d_tune.space.space import load_space
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rt3d_tune"

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from rt3d_tune import Config
-from rt3d_tune.config import DictAction, parse_cfg_options
+from rt3d_tune.config.options import DictAction, parse_cfg_options
 from rt3d_tune.errors import ConfigError
 
 

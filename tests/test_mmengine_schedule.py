@@ -25,7 +25,6 @@ pytest.importorskip("mmengine")
 from mmengine.registry import DATASETS
 
 from rt3d_tune import cli
-from rt3d_tune.budget import Budget
 from rt3d_tune.commands import schedule
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.mmengine_backend.dialect import is_mmengine_config
@@ -36,6 +35,7 @@ from rt3d_tune.mmengine_backend.schedule import (
     warmup_end,
 )
 from rt3d_tune.mmengine_backend.simulate import iters_from_dataloader, simulate_mmengine_schedule
+from rt3d_tune.schedules.budget import Budget
 
 IPE = 8  # iterations per epoch
 FULL_EPOCHS = 16

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from rt3d_tune import schedules
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.runner.simulate import simulate_schedule
+from rt3d_tune.schedules import policies as schedules
 
 C = math.cos
 PI = math.pi

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rt3d_tune.config_options import DictAction
+from rt3d_tune.config.options import DictAction
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ epoch, the last iteration); ``--csv`` writes every iteration, ``--plot`` a PNG.
 
 With ``--trial-epochs N`` (``--trial-iters N`` for an iteration runner) it shows a
 search trial of that length instead: its schedule scaled to the budget
-(:func:`rt3d_tune.budget.scale_schedule`), or with ``--truncated`` the config as is
+(:func:`rt3d_tune.schedules.budget.scale_schedule`), or with ``--truncated`` the config as is
 with a shorter runner. The table puts the full-budget values at the same fraction of
 training beside each trial row, the CSV too, and the plot draws both curves against
 the fraction of training.
@@ -26,15 +26,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rt3d_tune.budget import Budget, budget_of, describe_scaling, scale_schedule
 from rt3d_tune.config import Config
-from rt3d_tune.config_options import DictAction
+from rt3d_tune.config.options import DictAction
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.mmengine_backend.dialect import (
     is_mmengine_config,
     load_mmengine_config,
     mmengine_only_syntax,
 )
+from rt3d_tune.schedules.budget import Budget, budget_of, describe_scaling, scale_schedule
 
 __all__ = [
     "add_parser",

@@ -65,8 +65,8 @@ MAX_RETRIES = 100
 
 def _check_args(args: argparse.Namespace) -> None:
     """The arguments on their own: counts, the run name, the output folder."""
+    from rt3d_tune.config.paths import check_run_name, check_writable_folder
     from rt3d_tune.errors import ConfigError
-    from rt3d_tune.paths import check_run_name, check_writable_folder
 
     if args.num_samples is not None and args.num_samples < 1:  # the most: check_search_size
         raise ConfigError("must be at least 1", key_path="--num-samples",
@@ -86,7 +86,7 @@ def _check_args(args: argparse.Namespace) -> None:
 def _check_storage(storage: str | None, key_path: str) -> None:
     """A URI the run will be kept in can be written (seconds, before Ray starts); a
     local storage path is a folder this process can write in."""
-    from rt3d_tune.paths import check_writable_folder
+    from rt3d_tune.config.paths import check_writable_folder
     from rt3d_tune.storage import Storage, check_storage, parse_storage
 
     if storage is None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rt3d_tune.config_options import DictAction
+from rt3d_tune.config.options import DictAction
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -88,9 +88,9 @@ def _check_launcher(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train. Returns 0, or 1 when training diverged. Raises ConfigError for user mistakes."""
     from rt3d_tune.config import Config
+    from rt3d_tune.config.paths import check_writable_folder
     from rt3d_tune.errors import ConfigError, DivergenceError
     from rt3d_tune.mmengine_backend.dialect import is_mmengine_config, mmengine_only_syntax
-    from rt3d_tune.paths import check_writable_folder
     from rt3d_tune.runner.train import default_work_dir
 
     _check_launcher(args)
@@ -138,9 +138,9 @@ def _print_done(done: dict[str, Any] | None) -> None:
 
 def _train_mmengine(args: argparse.Namespace, cfg: Any) -> int:
     """An mmengine config: mmengine's Runner trains it (``tools/train.py`` of 2.x)."""
+    from rt3d_tune.config.paths import check_writable_folder
     from rt3d_tune.errors import ConfigError, DivergenceError
     from rt3d_tune.mmengine_backend.train import train_mmengine
-    from rt3d_tune.paths import check_writable_folder
     from rt3d_tune.runner.train import default_work_dir
 
     if args.launcher == "ray":

@@ -43,8 +43,8 @@ MAX_SAMPLES = 1_000
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    from rt3d_tune.config.limits import MAX_ITERS, MAX_SEED
     from rt3d_tune.errors import ConfigError
-    from rt3d_tune.limits import MAX_ITERS, MAX_SEED
 
     for name, low, high in (("samples", 0, MAX_SAMPLES), ("iters_per_epoch", 1, MAX_ITERS),
                             ("seed", 0, MAX_SEED)):
@@ -68,10 +68,10 @@ def run(args: argparse.Namespace) -> int:
 
     Raises:
         ConfigError: the space file itself is malformed, or asks for more work than the
-            bounds of ``rt3d_tune.limits`` (the CLI prints it, exit 2).
+            bounds of ``rt3d_tune.config.limits`` (the CLI prints it, exit 2).
     """
+    from rt3d_tune.config.limits import MAX_ITERS
     from rt3d_tune.errors import ConfigError
-    from rt3d_tune.limits import MAX_ITERS
     from rt3d_tune.space.bounds import check_search_size, schedule_iters
     from rt3d_tune.space.sampling import format_diff
     from rt3d_tune.space.space import load_space

@@ -79,7 +79,7 @@ def load_mmengine_config(path: str | Path, options: Mapping[str, Any] | None = N
     from mmengine.config import Config as MMConfig
 
     from rt3d_tune.config import Config
-    from rt3d_tune.space.keypaths import plain_dict
+    from rt3d_tune.config.keypaths import plain_dict
 
     try:
         loaded = MMConfig.fromfile(str(path))

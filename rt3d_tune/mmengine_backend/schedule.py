@@ -1,6 +1,6 @@
 """Budget-scaled schedules for mmengine (OpenMMLab 2.x) configs.
 
-The mmengine counterpart of :mod:`rt3d_tune.budget`, over ``param_scheduler`` and
+The mmengine counterpart of :mod:`rt3d_tune.schedules.budget`, over ``param_scheduler`` and
 ``train_cfg`` instead of ``lr_config`` and ``runner``.
 
 :func:`scale_param_schedulers` rewrites ``param_scheduler`` so that a short trial follows
@@ -38,7 +38,7 @@ progress, between them it is smoother.
 
 An LR warm-up counted in iterations (LinearLR with a rising factor, or ConstantLR, from
 iteration 0, ``by_epoch=False``, ``end`` at most :data:`WARMUP_MAX_ITERS` and at most half
-the full run) is NOT scaled, as :mod:`rt3d_tune.budget` keeps mmcv's ``warmup_iters``:
+the full run) is NOT scaled, as :mod:`rt3d_tune.schedules.budget` keeps mmcv's ``warmup_iters``:
 it guards the first updates of a fresh model whatever the length of training
 (``keep_iter_warmup=False`` scales it too). Types other than mmengine's, and
 ReduceOnPlateau* (driven by a metric), cannot be scaled: ConfigError, hinting at
@@ -55,13 +55,13 @@ from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from typing import Any
 
-from rt3d_tune.budget import Budget, Scaling
+from rt3d_tune.config.keypaths import plain_dict
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.mmengine_backend.dialect import (
     train_loop,
     type_name,
 )
-from rt3d_tune.space.keypaths import plain_dict
+from rt3d_tune.schedules.budget import Budget, Scaling
 
 __all__ = [
     "INF",

@@ -16,9 +16,9 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from rt3d_tune.config.keypaths import plain_dict
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.mmengine_backend.dialect import default_scope, require_mmengine, train_loop
-from rt3d_tune.space.keypaths import plain_dict
 
 __all__ = ["iters_from_dataloader", "simulate_mmengine_schedule"]
 

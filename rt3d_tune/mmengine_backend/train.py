@@ -31,10 +31,10 @@ def train_mmengine(config: str, *, work_dir: str | Path, cfg_options: Mapping[st
         DivergenceError: the loss became non-finite (mmengine itself trains on).
     """
     require_mmengine("CONFIG")
+    from rt3d_tune.config.keypaths import plain_dict
     from rt3d_tune.mmengine_backend.dialect import load_mmengine_config
     from rt3d_tune.mmengine_backend.hooks import StopOnDivergence
     from rt3d_tune.mmengine_backend.start import start_runner
-    from rt3d_tune.space.keypaths import plain_dict
 
     cfg = plain_dict(load_mmengine_config(config, cfg_options, key_path="CONFIG"))
     cfg.update(work_dir=str(work_dir), launcher=launcher,

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rt3d_tune.config.keypaths import plain_dict
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.mmengine_backend.hooks import MMTuneReportHook
 from rt3d_tune.mmengine_backend.start import start_runner
@@ -31,7 +32,6 @@ from rt3d_tune.search.report_hook import (
     run_and_report,
 )
 from rt3d_tune.search.trial_setup import TrialSetup, build_trial_config, trial_device
-from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.params import CONFIRM_KEY, trial_params
 
 __all__ = ["train_mmengine_rank"]

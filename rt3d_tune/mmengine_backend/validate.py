@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rt3d_tune.config.keypaths import plain_dict
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.mmengine_backend.start import config_problems, dry_start_mmengine
-from rt3d_tune.space.keypaths import plain_dict
 
 __all__ = ["check_mmengine_config"]
 

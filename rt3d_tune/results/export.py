@@ -260,7 +260,7 @@ def _length_text(length: dict[str, Any]) -> str:
 
 def _write_best(ctx: ExportContext) -> dict[str, Path]:
     from rt3d_tune.config import Config
-    from rt3d_tune.config_text import dumps
+    from rt3d_tune.config.text import dumps
 
     best = ctx.best
     if best is None:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rt3d_tune.results.mmengine_schedulers import (
+from rt3d_tune.schedules.mmcv_to_mmengine import (
     COPIED,
     EXPLAINED,
     INEXACT,
@@ -54,7 +54,7 @@ class MmengineRuntime:
 
     def to_text(self) -> str:
         """The file's text: a header comment, then one ``name = value`` per key."""
-        from rt3d_tune.config_text import dumps
+        from rt3d_tune.config.text import dumps
 
         lines = [
             "# mmdet3d 1.x (mmengine) runtime written by rt3d-tune.",

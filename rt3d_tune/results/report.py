@@ -139,7 +139,7 @@ def _mmengine_html(ctx: ExportContext, cfg: Any, iters: int) -> str:
     if cfg is None or iters < 1 or not (ctx.best_dir / "best_mmengine.py").exists():
         return ""
     from rt3d_tune.results.mmengine_export import to_mmengine
-    from rt3d_tune.results.mmengine_schedulers import INEXACT, OMITTED
+    from rt3d_tune.schedules.mmcv_to_mmengine import INEXACT, OMITTED
 
     exported = to_mmengine(cfg.to_dict(), iters)
     line = "<p>best/best_mmengine.py holds the same runtime in mmdet3d 1.x (mmengine) spelling"

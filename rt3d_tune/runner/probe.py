@@ -40,7 +40,7 @@ from rt3d_tune.runner.hooks.optimizer import GradientCumulativeOptimizerHook, Op
 from rt3d_tune.runner.hooks.timer import IterTimerHook
 from rt3d_tune.runner.iter_based import IterLoader
 from rt3d_tune.runner.log_buffer import LogBuffer
-from rt3d_tune.schedules import annealing_linear
+from rt3d_tune.schedules.policies import annealing_linear
 
 __all__ = ["ProbeResult", "TrainingSnapshot", "cool_down", "cooldown_probe", "probe_iters",
            "train_loader"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from rt3d_tune.space.keypaths import plain_dict
+from rt3d_tune.config.keypaths import plain_dict
 from rt3d_tune.space.params import PARAMS_KEY, without_marker
 from rt3d_tune.space.space import SearchSpace
 from rt3d_tune.space.trials import fixed_seed

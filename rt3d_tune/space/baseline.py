@@ -16,8 +16,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from rt3d_tune.config.keypaths import plain_dict
 from rt3d_tune.space.domains import Choice, Domain, Grid, Int, LogInt, LogUniform, Uniform
-from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.params import baseline_marked
 from rt3d_tune.space.sampling import (
     ABSENT,

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from rt3d_tune.config.keypaths import plain_dict
+from rt3d_tune.config.limits import MAX_EPOCHS, MAX_ITERS, MAX_SEED, MAX_TRIALS, count_text
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.limits import MAX_EPOCHS, MAX_ITERS, MAX_SEED, MAX_TRIALS, count_text
 from rt3d_tune.space.domains import Choice, Grid, Int, LogInt, LogUniform, Uniform
-from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.sampling import grid_size
 from rt3d_tune.space.space import SearchSpace
 

@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rt3d_tune.config.limits import MAX_CHOICE_OPTIONS, MAX_EXACT_INT
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.limits import MAX_CHOICE_OPTIONS, MAX_EXACT_INT
 
 __all__ = [
     "DOMAIN_NAMES",

@@ -23,8 +23,9 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from rt3d_tune.config.keypaths import plain_dict
+from rt3d_tune.config.limits import MAX_TRIALS, count_text
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.limits import MAX_TRIALS, count_text
 from rt3d_tune.space.domains import (
     Choice,
     Domain,
@@ -35,7 +36,6 @@ from rt3d_tune.space.domains import (
     Uniform,
     is_primitive,
 )
-from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.space import SearchSpace
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Reading a space file, and checks of single fields.
 
-``read_yaml`` is the project's one YAML reader (:mod:`rt3d_tune.yaml_io`: safe, YAML 1.2
+``read_yaml`` is the project's one YAML reader (:mod:`rt3d_tune.config.yaml_io`: safe, YAML 1.2
 floats, duplicate keys refused, sizes bounded). The field checkers raise ConfigError
 with the dotted key path, what was expected and what was given.
 """
@@ -13,14 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rt3d_tune import yaml_io
+from rt3d_tune.config import yaml_io
 from rt3d_tune.errors import ConfigError
 
 __all__ = ["check_known_keys", "check_mapping", "check_number", "check_one_of", "read_yaml"]
 
 
 def read_yaml(path: Path) -> Any:
-    """The YAML document of a space file, read by the one YAML reader (``rt3d_tune.yaml_io``).
+    """The YAML document of a space file, read by the one YAML reader
+    (``rt3d_tune.config.yaml_io``).
 
     Raises:
         ConfigError: a missing, oversized or unreadable file, or invalid YAML (with the

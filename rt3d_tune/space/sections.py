@@ -6,7 +6,7 @@ with the dotted key path, what was expected, what was given). Pure: no torch, no
 Budget vocabulary (``stop``): a trial trains ``stop.max_epochs`` (default: the base
 config's length). With ``schedule: scaled`` (the default) its LR and momentum schedules
 are the base config's full-length curves resampled onto the trial's iterations
-(:mod:`rt3d_tune.budget`); with ``truncated`` they run unchanged and stop early.
+(:mod:`rt3d_tune.schedules.budget`); with ``truncated`` they run unchanged and stop early.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rt3d_tune.config.limits import MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.limits import MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS
 from rt3d_tune.mmengine_backend.dialect import is_mmengine_config, train_loop
 from rt3d_tune.space.schema import (
     check_bool,

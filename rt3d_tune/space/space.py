@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rt3d_tune.config.keypaths import RUNTIME_KEYS, check_key_path, plain_dict
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.mmengine_backend.dialect import BACKENDS, MMENGINE_KEYS, is_mmengine_config
 from rt3d_tune.mmengine_backend.dialect import RUNTIME_KEYS as MMENGINE_RUNTIME_KEYS
 from rt3d_tune.space.domains import Choice, Domain, Grid, domain_name, parse_domain, walk_domains
-from rt3d_tune.space.keypaths import RUNTIME_KEYS, check_key_path, plain_dict
 from rt3d_tune.space.schema import check_known_keys, check_mapping, check_one_of, read_yaml
 from rt3d_tune.space.sections import (
     ALGORITHMS,

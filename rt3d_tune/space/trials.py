@@ -4,7 +4,7 @@ Two budgets per search (docs/ARCHITECTURE.md, "Data flow"): the base config's fu
 the user really trains and the export writes, and the trial's (``stop.max_epochs``).
 The space speaks in the base config's units (an ``lr_config.step`` choice of ``[8, 11]``
 means epochs 8 and 11 of the full run); a trial's schedule is rescaled onto its own
-length when it runs (:mod:`rt3d_tune.budget`). Pure: no torch, no Ray.
+length when it runs (:mod:`rt3d_tune.schedules.budget`). Pure: no torch, no Ray.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from rt3d_tune.config.keypaths import plain_dict
 from rt3d_tune.mmengine_backend.dialect import seed_key
-from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.params import is_baseline
 from rt3d_tune.space.sampling import ABSENT, apply_overrides, lookup, overrides_from_params
 from rt3d_tune.space.space import SearchSpace
@@ -100,8 +100,9 @@ def build_trial_configs(space: SearchSpace, base: Any, params: Mapping[str, Any]
 
     The trial's config is ``base`` + :func:`trial_overrides`; with ``stop.schedule:
     scaled`` and a trial shorter (or longer) than the base, its ``lr_config`` and
-    ``momentum_config`` are rescaled onto its length (:func:`rt3d_tune.budget.scale_schedule`,
-    which builds the real hooks: torch is imported then).
+    ``momentum_config`` are rescaled onto its length
+    (:func:`rt3d_tune.schedules.budget.scale_schedule`, which builds the real hooks: torch
+    is imported then).
 
     Args:
         space: the parsed space.
@@ -135,7 +136,7 @@ def build_trial_configs(space: SearchSpace, base: Any, params: Mapping[str, Any]
         scaled = scale_param_schedulers(trial.to_dict(), mmengine_budget(full, iters),
                                         mmengine_budget(trial, iters))
         return Config(scaled, filename=trial.filename), full
-    from rt3d_tune.budget import budget_of, scale_schedule
+    from rt3d_tune.schedules.budget import budget_of, scale_schedule
 
     scaled = scale_schedule(trial, budget_of(full, iters), budget_of(trial, iters))
     return Config(scaled, filename=trial.filename), full

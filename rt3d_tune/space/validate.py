@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rt3d_tune.config.keypaths import plain_dict
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.mmengine_backend.dialect import run_length
 from rt3d_tune.space.domains import Choice, Domain, Grid, walk_domains
-from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.sampling import (
     config_diff,
     define_by_run,
@@ -249,7 +249,7 @@ def _iters_per_epoch(space: SearchSpace, given: int | None, notes: list[str]) ->
 
 def _budget_notes(space: SearchSpace, full: Any, trial: Any) -> list[str]:
     """How a trial's schedule differs from the full-budget one (``stop``), one line each."""
-    from rt3d_tune.budget import describe_scaling
+    from rt3d_tune.schedules.budget import describe_scaling
 
     if space.stop.max_epochs is None:
         return []

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from rt3d_tune.config.paths import check_file_name, check_run_name, check_writable_folder
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.paths import check_file_name, check_run_name, check_writable_folder
 from rt3d_tune.search import address
 
 

@@ -18,7 +18,6 @@ import runner_fixtures as fx
 import torch
 from torch import nn
 
-from rt3d_tune import schedules
 from rt3d_tune.registry import DATASETS, MODELS
 from rt3d_tune.runner import Hook, IterBasedRunner
 from rt3d_tune.runner.builder import build_runner
@@ -26,6 +25,7 @@ from rt3d_tune.runner.hooks.ema import EMAHook
 from rt3d_tune.runner.hooks.evaluation import EvalHook
 from rt3d_tune.runner.hooks.lr_updater import LrUpdaterHook
 from rt3d_tune.runner.probe import ProbeResult, cooldown_probe, probe_iters
+from rt3d_tune.schedules import policies as schedules
 
 
 @DATASETS.register_module(force=True)

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rt3d_tune.config.keypaths import plain_dict
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.search.trial_setup import TrialSetup, build_trial_config
-from rt3d_tune.space.keypaths import plain_dict
 from rt3d_tune.space.space import load_space
 from rt3d_tune.space.validate import validate_space
 

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rt3d_tune.config.paths import check_file_name
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.paths import check_file_name
 from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.hook import Hook
 

@@ -4,7 +4,7 @@
 optimizer keeps the one in its checkpoint, and population-based training changes it
 on purpose). With ``by_epoch`` the regular LR is set at ``before_train_epoch``, else at
 ``before_train_iter``; warmup applies per iteration while ``iter < warmup_iters`` on
-top of the regular LR. The formulas live in :mod:`rt3d_tune.schedules`.
+top of the regular LR. The formulas live in :mod:`rt3d_tune.schedules.policies`.
 
 ``build_lr_hook`` maps ``policy`` to a class: an all-lowercase name is title-cased
 (``step`` -> ``StepLrUpdaterHook``), a mixed-case one is used as written, and, unlike
@@ -20,10 +20,10 @@ import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rt3d_tune import schedules
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import HOOKS, build_from_cfg
 from rt3d_tune.runner.hook import Hook, schedule_progress
+from rt3d_tune.schedules import policies as schedules
 
 __all__ = [
     "CosineAnnealingLrUpdaterHook",

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rt3d_tune import schedules
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.hook import Hook, schedule_progress
@@ -23,6 +22,7 @@ from rt3d_tune.runner.hooks.lr_updater import (
     named_optimizers,
     per_group_values,
 )
+from rt3d_tune.schedules import policies as schedules
 
 __all__ = [
     "CosineAnnealingMomentumUpdaterHook",

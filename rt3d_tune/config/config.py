@@ -16,10 +16,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from rt3d_tune.config_dict import ConfigDict, plain_values, wrap_values
-from rt3d_tune.config_imports import import_custom_modules
-from rt3d_tune.config_options import DictAction, parse_cfg_options
-from rt3d_tune.config_text import (
+from rt3d_tune.config.config_dict import ConfigDict, plain_values, wrap_values
+from rt3d_tune.config.custom_imports import import_custom_modules
+from rt3d_tune.config.limits import MAX_BASE_FILES, MAX_INDEX_DIGITS, read_user_file
+from rt3d_tune.config.options import DictAction, parse_cfg_options
+from rt3d_tune.config.text import (
     config_format,
     dumps,
     mark_base_refs,
@@ -27,7 +28,6 @@ from rt3d_tune.config_text import (
     substitute_file_vars,
 )
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.limits import MAX_BASE_FILES, MAX_INDEX_DIGITS, read_user_file
 
 __all__ = ["Config", "ConfigDict", "DictAction", "import_custom_modules", "parse_cfg_options"]
 

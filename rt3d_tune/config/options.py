@@ -10,8 +10,8 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from rt3d_tune.config.limits import MAX_NESTING
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.limits import MAX_NESTING
 
 __all__ = ["DictAction", "parse_cfg_options", "parse_value"]
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rt3d_tune.schedules import warmup_factor
+from rt3d_tune.schedules.policies import warmup_factor
 
 __all__ = [
     "COPIED",

@@ -27,8 +27,8 @@ from typing import Any
 
 import yaml
 
+from rt3d_tune.config.limits import MAX_NESTING, MAX_YAML_VALUES, read_user_file
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.limits import MAX_NESTING, MAX_YAML_VALUES, read_user_file
 
 __all__ = ["FLOAT_1_2", "YamlDumper", "load_yaml", "read_yaml"]
 
@@ -87,7 +87,7 @@ def read_yaml(path: str | os.PathLike[str], what: str = "YAML file") -> Any:
 
 
 def load_yaml(text: str, *, file: str | None = None) -> Any:
-    """Parse one YAML document safely, within the bounds of :mod:`rt3d_tune.limits`.
+    """Parse one YAML document safely, within the bounds of :mod:`rt3d_tune.config.limits`.
 
     Args:
         text: the document.

@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from rt3d_tune import yaml_io
+from rt3d_tune.config import yaml_io
+from rt3d_tune.config.limits import MAX_NESTING
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.limits import MAX_NESTING
 
 __all__ = [
     "FORMATS",

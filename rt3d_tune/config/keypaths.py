@@ -6,8 +6,8 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
+from rt3d_tune.config.limits import MAX_INDEX_DIGITS, MAX_NESTING
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.limits import MAX_INDEX_DIGITS, MAX_NESTING
 
 __all__ = ["RUNTIME_KEYS", "check_key_path", "plain_dict"]
 

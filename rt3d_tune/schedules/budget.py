@@ -25,7 +25,7 @@ from fractions import Fraction
 from typing import Any
 
 from rt3d_tune.config import Config
-from rt3d_tune.config_dict import plain_values
+from rt3d_tune.config.config_dict import plain_values
 from rt3d_tune.errors import ConfigError
 
 __all__ = ["SECTIONS", "Budget", "Scaling", "budget_of", "describe_scaling", "scale_schedule"]
