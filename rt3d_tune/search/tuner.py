@@ -262,7 +262,7 @@ def run_search(
 
 def _trial_setup(space: SearchSpace, run_dir: Path, cpus: float,
                  run_store: Storage | None = None) -> TrialSetup:
-    from rt3d_tune.search.schedulers import rung_epochs
+    from rt3d_tune.space.rungs import rung_epochs
 
     probes = space.scheduler.probe != "none"
     return TrialSetup(

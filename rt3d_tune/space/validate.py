@@ -307,8 +307,8 @@ def validate_space(space: SearchSpace, samples: int = 4, seed: int | None = None
 
 def _probe_notes(space: SearchSpace) -> list[str]:
     """Where the trials report a cool-down probe's metric instead of the plain one."""
-    from rt3d_tune.search.schedulers import rung_epochs
     from rt3d_tune.search.searchers import max_fidelity
+    from rt3d_tune.space.rungs import rung_epochs
 
     if space.scheduler.probe == "none":
         return []

@@ -82,7 +82,7 @@ def test_pbt_exploits_and_the_trial_continues_with_the_new_params(ray_local, tmp
 def test_probe_epochs_are_the_asha_rungs_ray_decides_at(args, max_t):
     import math
 
-    from rt3d_tune.search.schedulers import rung_epochs
+    from rt3d_tune.space.rungs import rung_epochs
 
     settings = SchedulerSettings("asha", args)
     scheduler = build_scheduler(settings, metric="acc", mode="max", max_t=max_t)
@@ -140,7 +140,7 @@ def _asha_decision_epochs(settings: SchedulerSettings, max_t: int, strong: int =
 def test_probe_epochs_are_where_the_installed_ray_asha_decides(args, max_t):
     """rung_epochs re-derives the arithmetic of Ray's private ASHA bracket: checked here
     against the decisions of the installed Ray's scheduler, driven as Tune drives it."""
-    from rt3d_tune.search.schedulers import rung_epochs
+    from rt3d_tune.space.rungs import rung_epochs
 
     settings = SchedulerSettings("asha", args)
     decided = _asha_decision_epochs(settings, max_t)
@@ -148,7 +148,7 @@ def test_probe_epochs_are_where_the_installed_ray_asha_decides(args, max_t):
 
 
 def test_probe_epochs_of_hyperband_median_and_the_rest():
-    from rt3d_tune.search.schedulers import rung_epochs
+    from rt3d_tune.space.rungs import rung_epochs
 
     # HyperBand, max_t 9, eta 3: brackets start at 9, 3, 1 and grow by 3 up to 9
     assert rung_epochs(SchedulerSettings("hyperband", {"reduction_factor": 3}), 9) == {1, 3}

@@ -16,7 +16,7 @@ from rt3d_tune.config.options import parse_cfg_options
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.space.space import load_space
 
-PACKAGE = Path(__file__).resolve().parents[1] / "rt3d_tune"
+PACKAGE = Path(__file__).resolve().parents[2] / "rt3d_tune"
 BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n" for i in range(1, 9))
 

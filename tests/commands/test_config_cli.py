@@ -13,7 +13,7 @@ import yaml
 from rt3d_tune import __version__, cli
 from rt3d_tune.config import Config
 
-SEED = Path(__file__).parent / "data" / "seed_configs"
+SEED = Path(__file__).parents[1] / "data" / "seed_configs"
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     try:

@@ -30,7 +30,7 @@ from rt3d_tune.runner.simulate import schedule_hooks, simulate_schedule
 from rt3d_tune.schedules.budget import Budget, Scaling, budget_of, describe_scaling, scale_schedule
 
 IPE = 10  # iterations per epoch
-SCHEDULES = Path(__file__).resolve().parents[1] / "configs" / "_base_" / "schedules"
+SCHEDULES = Path(__file__).resolve().parents[2] / "configs" / "_base_" / "schedules"
 WARMUP_KEYS = ("warmup", "warmup_iters", "warmup_ratio", "warmup_by_epoch")
 
 

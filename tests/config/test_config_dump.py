@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from rt3d_tune import Config
 from rt3d_tune.errors import ConfigError
 
-SEED = Path(__file__).parent / "data" / "seed_configs"
+SEED = Path(__file__).parents[1] / "data" / "seed_configs"
 SPECIAL = {"_base_", "_delete_", "custom_imports"}
 
 
