@@ -31,8 +31,8 @@ from mmengine.optim import OptimWrapperDict
 from mmengine.runner.amp import autocast
 from mmengine.runner.loops import IterBasedTrainLoop
 
-from rt3d_tune.mmengine_backend._mmengine_private import count_updates, val_outputs
-from rt3d_tune.mmengine_backend.losses import nonfinite_losses
+from rt3d_tune.backends.mmengine._mmengine_private import count_updates, val_outputs
+from rt3d_tune.backends.mmengine.losses import nonfinite_losses
 from rt3d_tune.runner._torch_private import own_iterator_copy
 from rt3d_tune.runner.probe import ProbeResult, TrainingSnapshot, cool_down
 
