@@ -248,6 +248,15 @@ class Backend(ABC):
         """
         return []
 
+    def persist(self, cfg: Any, work_dir: Path) -> None:
+        """Write what a trial trains to ``work_dir/config.py`` (rank 0, before
+        :meth:`start_trial`): the export's ``best_config.py`` is made from it.
+
+        Raises:
+            ConfigError: the config cannot be written.
+        """
+        cfg.dump(str(Path(work_dir, "config.py")))
+
     @abstractmethod
     def start_trial(self, cfg: Any, run: TrialRun) -> Callable[[], Any]:
         """Build this backend's training of ``cfg`` for one rank, with ``run.reporter``

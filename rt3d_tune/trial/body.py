@@ -2,8 +2,9 @@
 training (:meth:`rt3d_tune.backends.base.Backend.start_trial`).
 
     Tune config (sampled params) -> trial folder -> device, process group
-        -> trial config (build_trial_config) -> backend.start_trial(cfg, TrialRun)
-        -> train -> last report (run_and_report) -> folder closed
+        -> trial config (build_trial_config) -> trials/<id>/config.py
+        -> backend.start_trial(cfg, TrialRun) -> train
+        -> last report (run_and_report) -> folder closed
 
 Fidelity (``training_iteration``) is the backend's ``fidelity_unit``: epochs of the mmcv
 backend (an iteration runner's evaluation rounds), validation rounds of mmengine.
@@ -112,6 +113,8 @@ def train_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str,
                        confirm_of=confirm.get("of"))
         try:
             cfg = build_trial_config(setup, trial_params(config), seed=confirm.get("seed"))
+            if rank == 0:
+                space.backend.persist(cfg, folder.path)
             train = space.backend.start_trial(cfg, run)
         except ConfigError as err:
             raise _not_built(err) from None

@@ -81,6 +81,7 @@ class MmcvBackend(Backend):
 
     def max_fidelity(self, cfg: Mapping[str, Any], max_epochs: int | None) -> int:
         """Epochs; an iteration runner's evaluation rounds."""
+        max_epochs = max_epochs or self.base_max_epochs(cfg)
         if max_epochs:
             return int(max_epochs)
         runner = cfg.get("runner") or {}
@@ -138,6 +139,10 @@ class MmcvBackend(Backend):
         from rt3d_tune.backends.mmcv.validate import check_trial_config
 
         return check_trial_config(cfg, iters_per_epoch, model_cache, data_here)
+
+    def persist(self, cfg: Any, work_dir: Path) -> None:
+        """Nothing here: the runner's builder writes ``config.py`` with the seed it used
+        (and only warns when it cannot)."""
 
     def start_trial(self, cfg: Any, run: TrialRun) -> Callable[[], Any]:
         from rt3d_tune.backends.mmcv.trial import start_mmcv_trial

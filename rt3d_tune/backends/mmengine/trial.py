@@ -65,8 +65,7 @@ def _distributed(plain: dict[str, Any], device: str, rank: int, world_size: int)
 def start_mmengine_trial(cfg: Any, run: TrialRun) -> Callable[[], Any]:
     """mmengine's Runner for ``cfg`` in ``run.work_dir`` with ``MMTuneReportHook`` over
     ``run.reporter`` (VERY_LOW priority), resumed through mmengine's own resume from
-    ``run.resume_path`` when set; its ``train``. Rank 0 writes ``config.py`` (what the
-    trial trains, for the export).
+    ``run.resume_path`` when set; its ``train``.
 
     With several ranks the Runner is a distributed one (``_distributed``): mmengine's
     own MMDistributedDataParallel wrapper, distributed sampler and result collection.
@@ -77,8 +76,6 @@ def start_mmengine_trial(cfg: Any, run: TrialRun) -> Callable[[], Any]:
     from rt3d_tune.backends.mmengine.hooks import MMTuneReportHook
     from rt3d_tune.backends.mmengine.start import start_runner
 
-    if run.rank == 0:
-        cfg.dump(str(run.work_dir / "config.py"))
     plain = plain_dict(cfg)
     plain.update(work_dir=str(run.work_dir),
                  experiment_name=f"{run.trial_id}_{time.strftime('%Y%m%d_%H%M%S')}")
