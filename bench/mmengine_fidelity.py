@@ -3,7 +3,7 @@
 Question: on the built-in mmengine PointNet task (``configs/mmengine/pointnet_shapes.py``,
 trained on mmengine's own Runner), at a trial budget of half the base length, how well
 does the metric at ASHA's rungs rank configs against their full-length result: the plain
-validation accuracy, or the cool-down probe's (``rt3d_tune.mmengine_backend.probe``)?
+validation accuracy, or the cool-down probe's (``rt3d_tune.backends.mmengine.probe``)?
 ``bench/fidelity.py`` measures the same for mmcv-style configs (the BEV task).
 
 **Grid.** A real space file over the task (``load_space``), all categorical, whose
@@ -152,7 +152,7 @@ def config_label(space: Any, params: dict[str, Any]) -> str:
 def _recorder(probe_rounds: set[int], ratio: float) -> Any:
     from mmengine.hooks import Hook
 
-    from rt3d_tune.mmengine_backend.probe import mmengine_cooldown_probe
+    from rt3d_tune.backends.mmengine.probe import mmengine_cooldown_probe
     from rt3d_tune.runner.probe import probe_iters
 
     class RoundRecorder(Hook):
@@ -184,10 +184,10 @@ def train_run(task: dict[str, Any]) -> list[dict[str, Any]]:
     from mmengine.config import Config as MMConfig
     from mmengine.runner import Runner
 
+    from rt3d_tune.backends.mmengine.hooks import StopOnDivergence
     from rt3d_tune.config.keypaths import plain_dict
     from rt3d_tune.errors import DivergenceError
-    from rt3d_tune.mmengine_backend.hooks import StopOnDivergence
-    from rt3d_tune.search.trial_setup import build_trial_config
+    from rt3d_tune.trial.setup import build_trial_config
 
     setup = task["setup"]
     plain = plain_dict(build_trial_config(setup, task["params"], seed=task["seed"]))

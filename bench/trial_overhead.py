@@ -55,8 +55,8 @@ def time_optuna(n: int) -> float:
 def profile_trial_body(folder: Path, top: int) -> None:
     """Profile what one no-op trial does inside its actor, outside Ray (warm process)."""
     from rt3d_tune.runner.builder import build_runner
-    from rt3d_tune.search.trial_setup import TrialSetup, build_trial_config
     from rt3d_tune.space.space import load_space
+    from rt3d_tune.trial.setup import TrialSetup, build_trial_config
 
     space = load_space(_common.write_noop_space(folder, 1))
     setup = TrialSetup(run_dir=str(folder), base_config=str(space.base_path), space=space)

@@ -101,8 +101,8 @@ def mmengine_divergence_rank(rank: int, world_size: int, port: int, out_dir: str
     import math
     from types import SimpleNamespace
 
+    from rt3d_tune.backends.mmengine.hooks import MMTuneReportHook
     from rt3d_tune.errors import DivergenceError
-    from rt3d_tune.mmengine_backend.hooks import MMTuneReportHook
     from rt3d_tune.runner.dist import process_group
 
     _join(rank, world_size, port)

@@ -99,7 +99,7 @@ def mm() -> object:
 
 
 def _mmengine_checked(mm: object) -> bool:
-    from rt3d_tune.mmengine_backend._mmengine_private import CHECKED_MMENGINE
+    from rt3d_tune.backends.mmengine._mmengine_private import CHECKED_MMENGINE
 
     return checked_release(mm.__version__, CHECKED_MMENGINE)  # type: ignore[attr-defined]
 
@@ -109,7 +109,7 @@ def test_val_outputs(version: str, mm: object, monkeypatch: pytest.MonkeyPatch) 
     from mmengine.runner import loops
     from mmengine.structures import BaseDataElement
 
-    from rt3d_tune.mmengine_backend._mmengine_private import val_outputs
+    from rt3d_tune.backends.mmengine._mmengine_private import val_outputs
 
     private = version == "installed" and _mmengine_checked(mm)
     if version != "installed":
@@ -134,7 +134,7 @@ def test_val_outputs(version: str, mm: object, monkeypatch: pytest.MonkeyPatch) 
 def test_count_updates(version: str, mm: object, monkeypatch: pytest.MonkeyPatch) -> None:
     from mmengine.optim import OptimWrapper
 
-    from rt3d_tune.mmengine_backend._mmengine_private import count_updates
+    from rt3d_tune.backends.mmengine._mmengine_private import count_updates
 
     private = version == "installed" and _mmengine_checked(mm)
     if version != "installed":

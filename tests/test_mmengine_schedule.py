@@ -25,16 +25,16 @@ pytest.importorskip("mmengine")
 from mmengine.registry import DATASETS
 
 from rt3d_tune import cli
-from rt3d_tune.commands import schedule
-from rt3d_tune.errors import ConfigError
-from rt3d_tune.mmengine_backend.dialect import is_mmengine_config
-from rt3d_tune.mmengine_backend.schedule import (
+from rt3d_tune.backends.mmengine.dialect import is_mmengine_config
+from rt3d_tune.backends.mmengine.schedule import (
     describe_param_scaling,
     mmengine_budget,
     scale_param_schedulers,
     warmup_end,
 )
-from rt3d_tune.mmengine_backend.simulate import iters_from_dataloader, simulate_mmengine_schedule
+from rt3d_tune.backends.mmengine.simulate import iters_from_dataloader, simulate_mmengine_schedule
+from rt3d_tune.commands import schedule
+from rt3d_tune.errors import ConfigError
 from rt3d_tune.schedules.budget import Budget
 
 IPE = 8  # iterations per epoch

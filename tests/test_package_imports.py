@@ -15,8 +15,10 @@ import pytest
         ["rt3d_tune.results", "rt3d_tune.results.export", "rt3d_tune.results.report",
          "rt3d_tune.results.study", "rt3d_tune.results.mmengine_export"],
         ["rt3d_tune.search", "rt3d_tune.search.schedulers"],
+        ["rt3d_tune.backends", "rt3d_tune.backends.mmcv.backend",
+         "rt3d_tune.backends.mmengine.backend"],
     ],
-    ids=["space", "results", "scheduler-building"],
+    ids=["space", "results", "scheduler-building", "backends"],
 )
 def test_import_pulls_in_neither_torch_nor_ray(modules: list[str]) -> None:
     code = (

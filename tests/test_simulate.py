@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import runner_fixtures  # noqa: F401  (registers ToyRegression)
 
+from rt3d_tune.backends.mmcv.simulate import simulate_schedule
 from rt3d_tune.commands import schedule
 from rt3d_tune.config import Config
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.runner.builder import build_runner
 from rt3d_tune.runner.hook import Hook
-from rt3d_tune.runner.simulate import simulate_schedule
 
 # mmdetection3d configs/_base_/schedules/cyclic_40e.py (mmcv 1.x era)
 CYCLIC_40E = """\

@@ -4,17 +4,18 @@ Prints a compact table (the first iterations, the end of warmup, the start of ea
 epoch, the last iteration); ``--csv`` writes every iteration, ``--plot`` a PNG.
 
 With ``--trial-epochs N`` (``--trial-iters N`` for an iteration runner) it shows a
-search trial of that length instead: its schedule scaled to the budget
-(:func:`rt3d_tune.schedules.budget.scale_schedule`), or with ``--truncated`` the config as is
-with a shorter runner. The table puts the full-budget values at the same fraction of
+search trial of that length instead: its schedule scaled to the budget by the config's
+backend (:meth:`rt3d_tune.backends.base.Backend.scale_schedule`), or with ``--truncated``
+the config as is with a shorter run. The table puts the full-budget values at the same fraction of
 training beside each trial row, the CSV too, and the plot draws both curves against
 the fraction of training.
 
 An mmengine (OpenMMLab 2.x) config (``optim_wrapper`` / ``param_scheduler`` /
 ``train_cfg``) is loaded by mmengine's ``Config.fromfile`` and its curve comes from
 mmengine's own schedulers; iterations per epoch come from ``train_dataloader`` and the
-trial is scaled by :func:`rt3d_tune.mmengine_backend.schedule.scale_param_schedulers`. The
-table, CSV and plot are the same.
+trial is scaled by :func:`rt3d_tune.backends.mmengine.schedule.scale_param_schedulers`. The
+table, CSV and plot are the same: the command asks the config's backend
+(:func:`rt3d_tune.backends.read_config`) and never which one it is.
 """
 
 from __future__ import annotations
@@ -26,15 +27,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rt3d_tune.config import Config
+from rt3d_tune.backends import Backend, read_config
 from rt3d_tune.config.options import DictAction
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.mmengine_backend.dialect import (
-    is_mmengine_config,
-    load_mmengine_config,
-    mmengine_only_syntax,
-)
-from rt3d_tune.schedules.budget import Budget, budget_of, describe_scaling, scale_schedule
+from rt3d_tune.schedules.budget import Budget
 
 __all__ = [
     "add_parser",
@@ -90,15 +86,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _iters_from_data(cfg: Mapping[str, Any], workers: int = 1) -> int:
-    """The train loader's length, as the runner counts it (one rank's shard)."""
-    from rt3d_tune.runner.data import train_iters_per_epoch
-
+def _iters_from_data(backend: Backend, cfg: Mapping[str, Any], workers: int = 1) -> int:
+    """The train loader's length, as the backend counts it (one rank's shard)."""
     if workers < 1:
         raise ConfigError("the worker count must be >= 1", key_path="--workers", given=workers)
     try:
-        return train_iters_per_epoch(cfg, world_size=workers)
+        return backend.iters_per_epoch(cfg, world_size=workers)
     except ConfigError as err:
+        if "--iters-per-epoch" in (err.hint or ""):
+            raise
         raise ConfigError(err.message, key_path=err.key_path,
                           hint="pass --iters-per-epoch N") from None
 
@@ -222,26 +218,18 @@ def plot_comparison(curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], p
           path, title, "fraction of training")
 
 
-def _warmup_iters(cfg: Mapping[str, Any], iters_per_epoch: int) -> int | None:
-    """The LR warm-up's length in iterations, None without one."""
-    lr_cfg = cfg.get("lr_config") or {}
-    warmup_iters = lr_cfg.get("warmup_iters") if lr_cfg.get("warmup") else None
-    if warmup_iters and lr_cfg.get("warmup_by_epoch"):
-        warmup_iters *= iters_per_epoch
-    return warmup_iters
-
-
-def _trial_budget(args: argparse.Namespace, base: Budget) -> Budget:
+def _trial_budget(args: argparse.Namespace, base: Budget, backend: Backend) -> Budget:
     """The trial's budget from ``--trial-epochs``/``--trial-iters``, checked against the
-    runner of the config (``base``)."""
+    run length of the config (``base``, read by ``backend``)."""
     flag, value = (("--trial-epochs", args.trial_epochs) if args.trial_epochs is not None
                    else ("--trial-iters", args.trial_iters))
     if value < 1:
         raise ConfigError(f"{flag} is too small", expected="1 or more", given=value)
     if (flag == "--trial-iters") != base.iter_based:
         other = "--trial-iters" if base.iter_based else "--trial-epochs"
-        raise ConfigError(f"{flag} does not fit the config's runner ({base.describe()})",
-                          key_path="runner", hint=f"use {other} N")
+        raise ConfigError(f"{flag} does not fit the config's {backend.loop_name} "
+                          f"({base.describe()})", key_path=backend.length_key,
+                          hint=f"use {other} N")
     if base.iter_based:
         return Budget(iters=value, iters_per_epoch=base.iters_per_epoch)
     return Budget(epochs=value, iters_per_epoch=base.iters_per_epoch)
@@ -249,29 +237,34 @@ def _trial_budget(args: argparse.Namespace, base: Budget) -> Budget:
 
 def run(args: argparse.Namespace) -> int:
     """Simulate the schedule and print/write it. Raises ConfigError for user mistakes."""
-    from rt3d_tune.runner.simulate import simulate_schedule
-
     if args.truncated and args.trial_epochs is None and args.trial_iters is None:
         raise ConfigError("--truncated needs a trial length",
                           hint="add --trial-epochs N (or --trial-iters N)")
-    try:  # which dialect, before any of its custom_imports run
-        cfg = Config.fromfile(args.config, import_custom_modules=False)
-    except ConfigError as err:
-        return _run_mmengine(args, _mmengine_or_raise(args, err))
-    if is_mmengine_config(cfg):
-        return _run_mmengine(args, _load_mmengine(args))
-    cfg.import_custom_modules()
-    cfg.merge_from_dict(args.cfg_options)
+    backend, cfg = read_config(args.config, options=args.cfg_options, key_path="CONFIG",
+                               keep_first_error=True)
+    workers = getattr(args, "workers", 1)
     iters_per_epoch = args.iters_per_epoch
     if iters_per_epoch is None:
-        iters_per_epoch = _iters_from_data(cfg, args.workers)
-        shards = f", {args.workers} workers" if args.workers > 1 else ""
-        print(f"iterations per epoch: {iters_per_epoch} (from data.train{shards})")
-    rows = simulate_schedule(cfg, iters_per_epoch)
+        iters_per_epoch = _iters_from_data(backend, cfg, workers)
+        shards = f", {workers} workers" if workers > 1 else ""
+        print(f"iterations per epoch: {iters_per_epoch} (from {backend.train_data_key}{shards})")
+    full_rows = backend.simulate(cfg, iters_per_epoch, world_size=workers)
+    if not full_rows:
+        raise ConfigError(f"the {backend.name} backend has no schedule simulator",
+                          key_path="CONFIG", hint="rt3d-tune schedule shows mmcv and "
+                          "mmengine configs")
     if args.trial_epochs is None and args.trial_iters is None:
-        _show_full(args, rows, _warmup_iters(cfg, iters_per_epoch))
+        _show_full(args, full_rows, backend.warmup_end(cfg, iters_per_epoch))
         return 0
-    return _run_trial(args, cfg, iters_per_epoch, rows)
+    base = backend.budget(cfg, iters_per_epoch)
+    trial = _trial_budget(args, base, backend)
+    trial_cfg = cfg if args.truncated else backend.scale_schedule(cfg, base, trial)
+    if not args.truncated:
+        _show_changes(base, trial, backend.describe_scaling(cfg, trial_cfg))
+    rows = backend.simulate(trial_cfg, iters_per_epoch, max_epochs=trial.epochs,
+                            max_iters=trial.iters, world_size=workers)
+    _show_trial(args, base, trial, rows, full_rows, backend.warmup_end(trial_cfg, iters_per_epoch))
+    return 0
 
 
 def _show_full(args: argparse.Namespace, rows: list[dict[str, Any]], warmup_iters: int | None
@@ -284,22 +277,6 @@ def _show_full(args: argparse.Namespace, rows: list[dict[str, Any]], warmup_iter
     if args.plot is not None:
         plot_schedule(rows, args.plot, title=Path(args.config).name)
         print(f"wrote {args.plot}")
-
-
-def _run_trial(args: argparse.Namespace, cfg: Config, iters_per_epoch: int,
-               full_rows: list[dict[str, Any]]) -> int:
-    """Print/write the trial's curve (scaled, or truncated) beside the full-budget one."""
-    from rt3d_tune.runner.simulate import simulate_schedule
-
-    base = budget_of(cfg, iters_per_epoch)
-    trial = _trial_budget(args, base)
-    trial_cfg = cfg if args.truncated else scale_schedule(cfg, base, trial)
-    if not args.truncated:
-        _show_changes(base, trial, describe_scaling(cfg, trial_cfg))
-    rows = simulate_schedule(trial_cfg, iters_per_epoch, max_epochs=trial.epochs,
-                             max_iters=trial.iters)
-    _show_trial(args, base, trial, rows, full_rows, _warmup_iters(trial_cfg, iters_per_epoch))
-    return 0
 
 
 def _show_changes(base: Budget, trial: Budget, changes: list[str]) -> None:
@@ -324,58 +301,3 @@ def _show_trial(args: argparse.Namespace, base: Budget, trial: Budget,
                          (f"trial ({trial.describe()}, {how})", rows)],
                         args.plot, title=Path(args.config).name)
         print(f"wrote {args.plot}")
-
-
-# mmengine (OpenMMLab 2.x) configs ---------------------------------------------------------
-def _load_mmengine(args: argparse.Namespace) -> dict[str, Any]:
-    """CONFIG read by mmengine's ``Config`` with ``--cfg-options``, as plain dicts."""
-    return load_mmengine_config(args.config, args.cfg_options, key_path="CONFIG").to_dict()
-
-
-def _mmengine_or_raise(args: argparse.Namespace, err: ConfigError) -> dict[str, Any]:
-    """The config as mmengine loads it, when our loader failed on an mmengine config
-    (``pkg::`` bases, mmengine-only syntax); else ``err`` as it was."""
-    if not mmengine_only_syntax(args.config):
-        raise err
-    try:
-        cfg = _load_mmengine(args)
-    except ConfigError:
-        raise err from None
-    if not is_mmengine_config(cfg):
-        raise err
-    return cfg
-
-
-def _run_mmengine(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
-    """The mmengine path: mmengine's schedulers stepped as ParamSchedulerHook steps them
-    (:mod:`rt3d_tune.mmengine_backend.simulate`), shown like the mmcv path's curve."""
-    from rt3d_tune.mmengine_backend import schedule as mm
-    from rt3d_tune.mmengine_backend.simulate import (
-        iters_from_dataloader,
-        simulate_mmengine_schedule,
-    )
-
-    workers = getattr(args, "workers", 1)
-    iters_per_epoch = args.iters_per_epoch
-    if iters_per_epoch is None:
-        iters_per_epoch = iters_from_dataloader(cfg, workers)
-        shards = f", {workers} workers" if workers > 1 else ""
-        print(f"iterations per epoch: {iters_per_epoch} (from train_dataloader{shards})")
-    full_rows = simulate_mmengine_schedule(cfg, iters_per_epoch, world_size=workers)
-    if args.trial_epochs is None and args.trial_iters is None:
-        _show_full(args, full_rows, mm.warmup_end(cfg, iters_per_epoch))
-        return 0
-    base = mm.mmengine_budget(cfg, iters_per_epoch)
-    try:
-        trial = _trial_budget(args, base)
-    except ConfigError as err:  # the same check, in mmengine's words
-        raise ConfigError(err.message.replace("runner", "train loop"),
-                          key_path="train_cfg" if err.key_path == "runner" else err.key_path,
-                          expected=err.expected, hint=err.hint) from None
-    trial_cfg = cfg if args.truncated else mm.scale_param_schedulers(cfg, base, trial)
-    if not args.truncated:
-        _show_changes(base, trial, mm.describe_param_scaling(cfg, trial_cfg))
-    rows = simulate_mmengine_schedule(trial_cfg, iters_per_epoch, max_epochs=trial.epochs,
-                                         max_iters=trial.iters, world_size=workers)
-    _show_trial(args, base, trial, rows, full_rows, mm.warmup_end(trial_cfg, iters_per_epoch))
-    return 0

@@ -87,22 +87,14 @@ def _check_launcher(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train. Returns 0, or 1 when training diverged. Raises ConfigError for user mistakes."""
-    from rt3d_tune.config import Config
+    from rt3d_tune.backends import read_config
     from rt3d_tune.config.paths import check_writable_folder
-    from rt3d_tune.errors import ConfigError, DivergenceError
-    from rt3d_tune.mmengine_backend.dialect import is_mmengine_config, mmengine_only_syntax
+    from rt3d_tune.errors import DivergenceError
     from rt3d_tune.runner.train import default_work_dir
 
     _check_launcher(args)
-    try:  # which dialect, before any of its custom_imports run
-        cfg = Config.fromfile(args.config, import_custom_modules=False)
-    except ConfigError:
-        if not mmengine_only_syntax(args.config):
-            raise
-        return _train_mmengine(args, {})  # lazy imports, pkg:: bases: mmengine reads it
-    if is_mmengine_config(cfg):
-        return _train_mmengine(args, cfg)
-    cfg.import_custom_modules()
+    backend, cfg = read_config(args.config, key_path="CONFIG")
+    backend.check_launcher(args.launcher)
     work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
     check_writable_folder(work_dir, "--work-dir" if args.work_dir else "work_dir", parents=True)
     kwargs: dict[str, Any] = {
@@ -113,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         "deterministic": args.deterministic,
     }
     try:
-        if args.launcher == "ray":
+        if args.launcher == "ray":  # only a backend that accepts it (check_launcher)
             from rt3d_tune.search.ray_launcher import train_on_ray
 
             # Every rank writes to the same absolute folder, wherever Ray runs it.
@@ -122,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
                                 gpus_per_worker=args.gpus_per_worker, address=args.address,
                                 placement=args.placement)
         else:
-            done = _train_here(cfg, args, kwargs)
+            done = backend.train_config(args.config, cfg, work_dir=args.work_dir,
+                                        launcher=args.launcher, **kwargs)
     except DivergenceError as err:
         print(f"rt3d-tune train: {err}", file=sys.stderr)
         return 1
@@ -134,51 +127,3 @@ def _print_done(done: dict[str, Any] | None) -> None:
     if done is not None and not done.get("rank"):  # rank 0 (or the only process)
         print(f"done: {done['epoch']} epochs, {done['iter']} iterations; "
               f"work dir {done['work_dir']}")
-
-
-def _train_mmengine(args: argparse.Namespace, cfg: Any) -> int:
-    """An mmengine config: mmengine's Runner trains it (``tools/train.py`` of 2.x)."""
-    from rt3d_tune.config.paths import check_writable_folder
-    from rt3d_tune.errors import ConfigError, DivergenceError
-    from rt3d_tune.mmengine_backend.train import train_mmengine
-    from rt3d_tune.runner.train import default_work_dir
-
-    if args.launcher == "ray":
-        raise ConfigError("--launcher ray runs rt3d-tune's own runner; an mmengine config "
-                          "trains data-parallel under torchrun", key_path="--launcher",
-                          given="ray", hint="torchrun --nproc_per_node=N -m rt3d_tune train "
-                          "CONFIG --launcher pytorch, or resources.workers in a search")
-    work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
-    check_writable_folder(work_dir, "--work-dir" if args.work_dir else "work_dir", parents=True)
-    try:
-        done = train_mmengine(args.config, work_dir=work_dir, cfg_options=args.cfg_options,
-                              resume_from=args.resume_from, auto_resume=args.auto_resume,
-                              seed=args.seed, deterministic=args.deterministic,
-                              launcher=args.launcher)
-    except DivergenceError as err:
-        print(f"rt3d-tune train: {err}", file=sys.stderr)
-        return 1
-    _print_done(done)
-    return 0
-
-
-def _train_here(cfg: Any, args: argparse.Namespace, kwargs: dict[str, Any]
-                ) -> dict[str, Any] | None:
-    """Train in this process (as one torchrun rank with ``--launcher pytorch``); the
-    summary on rank 0, None on the other ranks."""
-    from rt3d_tune.runner.train import train
-
-    if args.launcher == "none":
-        runner = train(cfg, work_dir=args.work_dir, **kwargs)
-        return {"epoch": runner.epoch, "iter": runner.iter, "work_dir": runner.work_dir}
-    import torch.distributed as dist
-
-    from rt3d_tune.runner.dist import init_from_torchrun_env, process_group
-
-    init_from_torchrun_env()
-    with process_group():
-        runner = train(cfg, work_dir=args.work_dir,
-                       progress=False if dist.get_rank() else None, **kwargs)
-    if runner.rank:
-        return None
-    return {"epoch": runner.epoch, "iter": runner.iter, "work_dir": runner.work_dir}

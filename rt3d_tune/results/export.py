@@ -34,8 +34,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rt3d_tune.backends import backend_for
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.mmengine_backend.dialect import run_length
 from rt3d_tune.results import recorder
 from rt3d_tune.results.confirmation import ConfirmedConfig, confirmed, winner
 from rt3d_tune.space.space import load_run_space
@@ -230,8 +230,10 @@ def _full_budget_config(space: Any, best: recorder.TrialRecord, seed: Any,
 def _budgets(base: dict[str, Any], trial: dict[str, Any], info: dict[str, Any]
              ) -> dict[str, Any]:
     """The two lengths: what the base config trains and what each trial trained."""
-    return {"full": run_length(base),
-            "trial": {**run_length(trial), "schedule": info.get("schedule", "truncated")}}
+    backend = backend_for(base)
+    return {"full": backend.run_length(base),
+            "trial": {**backend.run_length(trial),
+                      "schedule": info.get("schedule", "truncated")}}
 
 
 def _header(ctx: ExportContext, best: recorder.TrialRecord, budgets: dict[str, Any]) -> str:

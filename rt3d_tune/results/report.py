@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from rt3d_tune.mmengine_backend.dialect import is_mmengine_config
+from rt3d_tune.backends import backend_for
 from rt3d_tune.results import recorder
 from rt3d_tune.results.confirmation import baseline_record
 from rt3d_tune.results.export import ExportContext, register_exporter
@@ -138,10 +138,11 @@ def _mmengine_html(ctx: ExportContext, cfg: Any, iters: int) -> str:
     """One line on best_mmengine.py: exact, or what its header says differs."""
     if cfg is None or iters < 1 or not (ctx.best_dir / "best_mmengine.py").exists():
         return ""
-    from rt3d_tune.results.mmengine_export import to_mmengine
     from rt3d_tune.schedules.mmcv_to_mmengine import INEXACT, OMITTED
 
-    exported = to_mmengine(cfg.to_dict(), iters)
+    exported = backend_for(cfg).mmengine_spelling(cfg.to_dict(), iters)
+    if exported is None:
+        return ""
     line = "<p>best/best_mmengine.py holds the same runtime in mmdet3d 1.x (mmengine) spelling"
     if exported.exact:
         return line + ", with the same LR and momentum curve.</p>"
@@ -294,14 +295,8 @@ def write_report(ctx: ExportContext, top: int = 10, in_progress: str | None = No
     importances, importance_note = _importances(ctx, labels)
     cfg, iters = _best_config(ctx)
     schedule: list[dict[str, Any]] = []
-    if cfg is not None and is_mmengine_config(cfg):
-        from rt3d_tune.mmengine_backend.simulate import simulate_mmengine_schedule
-
-        schedule = simulate_mmengine_schedule(cfg, iters or 10)
-    elif cfg is not None:
-        from rt3d_tune.runner.simulate import simulate_schedule
-
-        schedule = simulate_schedule(cfg, iters or 10)
+    if cfg is not None:
+        schedule = backend_for(cfg).simulate(cfg, iters or 10)
     base = baseline_record(ctx.records)
     data = PlotData(ctx.info["metric"], ctx.info["mode"], ctx.records, labels, importances,
                     importance_note, schedule, _momentum_name(cfg) if cfg is not None else "",

@@ -5,7 +5,7 @@ The storage holds everything a run is, under ``<URI>/<name>/``: the files the dr
 writes (``run.json``, ``space.yaml``, ``base_config.py``, ``results.jsonl/csv``,
 ``confirm.jsonl``, ``best/``, ``study.db``, ``report.html`` and its PNGs), each
 trial's folder (``trials/<id>/``, stored by the trials themselves, see
-``rt3d_tune.search.trial_folder``) and Tune's own state and checkpoints (``ray/``,
+``rt3d_tune.trial.folder``) and Tune's own state and checkpoints (``ray/``,
 ``ray_confirm/``, written by Tune through the same filesystem).
 
 The working copy is an ordinary run directory: the package's readers and writers work

@@ -43,7 +43,7 @@ from rt3d_tune.runner.log_buffer import LogBuffer
 from rt3d_tune.schedules.policies import annealing_linear
 
 __all__ = ["ProbeResult", "TrainingSnapshot", "cool_down", "cooldown_probe", "probe_iters",
-           "train_loader"]
+           "run_cooldown", "train_loader"]
 
 FinalLr = float | Sequence[float] | Mapping[str, Sequence[float]]
 """One LR for every group, one per param group, or per optimizer name (dict optimizers)."""
@@ -114,6 +114,67 @@ def cool_down(optimizers: Mapping[str, Any], lr_now: Mapping[str, Sequence[float
             group["lr"] = annealing_linear(start, stop, (t + 1) / iters)
 
 
+def run_cooldown(
+    iters: int,
+    optimizers: Mapping[str, Any],
+    lr_end: Mapping[str, Sequence[float]],
+    *,
+    step: Callable[[int], str | None],
+    evaluate: Callable[[], Mapping[str, Any]],
+    restore: Callable[[], None],
+    prepare: Callable[[], None] | None = None,
+    timer_hooks: Iterable[Any] = (),
+    started: float | None = None,
+) -> ProbeResult:
+    """The probe core every backend shares: anneal, train, evaluate, put everything back.
+
+    ``prepare()`` runs first; then for each probe iteration ``t`` (0-based) every param
+    group's LR is set by :func:`cool_down` (from its value now to ``lr_end``) and
+    ``step(t)`` trains one iteration, returning an error message when its loss is not
+    finite (which ends the probe, as a ``DivergenceError`` does); then, when nothing
+    diverged, ``evaluate()`` measures. ``restore()`` runs whatever happened (the backend's
+    :class:`TrainingSnapshot`), and each timer hook's ``t`` moves past the probe's time
+    so that the next iteration's data time is not the probe's.
+
+    Args:
+        iters: probe length in iterations (>= 1).
+        optimizers: optimizer name -> torch optimizer ('' for a single one).
+        lr_end: optimizer name -> each param group's final LR.
+        step, evaluate, restore, prepare: the backend's steps (see above).
+        timer_hooks: hooks with a ``t`` (the last iteration's end time).
+        started: ``time.perf_counter()`` when the probe began (default: now).
+
+    Raises:
+        ValueError: ``iters`` < 1.
+    """
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise ValueError(f"a probe needs iters >= 1 but got {iters!r}.")
+    started = time.perf_counter() if started is None else started
+    lr_now = {name: [group["lr"] for group in opt.param_groups] for name, opt in optimizers.items()}
+    metrics: dict[str, Any] = {}
+    error: str | None = None
+    done = 0
+    try:
+        if prepare is not None:
+            prepare()
+        for t in range(iters):
+            cool_down(optimizers, lr_now, lr_end, t, iters)
+            done += 1
+            error = step(t)
+            if error is not None:
+                break
+        if error is None:
+            metrics = dict(evaluate())
+    except DivergenceError as err:
+        error = str(err)
+    finally:
+        restore()
+    seconds = time.perf_counter() - started
+    for hook in timer_hooks:
+        hook.t += seconds
+    return ProbeResult(metrics, done, seconds, diverged=error is not None, error=error)
+
+
 def train_loader(runner: Any) -> Any:
     """The runner's train data loader: the one of the workflow's 'train' phase.
 
@@ -175,17 +236,14 @@ def cooldown_probe(
         name: per_group_values(name, opt, target, "final_lr", "")
         for name, opt in optimizers.items()
     }
-    lr_now = {name: [group["lr"] for group in opt.param_groups] for name, opt in optimizers.items()}
     saved = _Snapshot(runner, hooks, _loaders(runner, loader))
+    ema_hooks = [hook for hook in hooks if isinstance(hook, EMAHook) and hook.ema_in_model]
+    end = start_iter + iters
+    batches: list[IterLoader] = []  # made in prepare, after the snapshot
 
-    metrics: dict[str, Any] = {}
-    error: str | None = None
-    done = 0
-    try:
-        ema_hooks = [hook for hook in hooks if isinstance(hook, EMAHook) and hook.ema_in_model]
+    def prepare() -> None:
         for hook in ema_hooks:
             hook.before_train_epoch(runner)  # the raw weights train, the average follows
-        end = start_iter + iters
         runner.max_iters = end  # the probe is a run that ends here (accumulation steps)
         for hook in hooks:
             if isinstance(hook, GradientCumulativeOptimizerHook):
@@ -195,30 +253,24 @@ def cooldown_probe(
         runner.log_buffer = LogBuffer()  # the run's own buffer keeps only the run's values
         runner.mode = "train"
         runner.model.train()
-        batches = IterLoader(loader, *divmod(start_iter, len(loader)))
+        batches.append(IterLoader(loader, *divmod(start_iter, len(loader))))
 
-        for t in range(iters):
-            runner.iter = start_iter + t
-            cool_down(optimizers, lr_now, lr_end, t, iters)
-            data_batch = next(batches)
-            runner.epoch = batches.epoch
-            done += 1
-            runner.run_iter(data_batch, train_mode=True)
-            for hook in hooks:
-                hook.after_train_iter(runner)
+    def step(t: int) -> None:
+        runner.iter = start_iter + t
+        data_batch = next(batches[0])
+        runner.epoch = batches[0].epoch
+        runner.run_iter(data_batch, train_mode=True)  # a non-finite loss raises
+        for hook in hooks:
+            hook.after_train_iter(runner)
 
+    def evaluate_average() -> Mapping[str, Any]:
         for hook in ema_hooks:
             hook.after_train_epoch(runner)
-        metrics = dict(evaluate())
-    except DivergenceError as err:
-        error = str(err)
-    finally:
-        saved.restore()
-    seconds = time.perf_counter() - started
-    for hook in runner.hooks:
-        if isinstance(hook, IterTimerHook):
-            hook.t += seconds  # the next iteration's data_time is not the probe's
-    return ProbeResult(metrics, done, seconds, diverged=error is not None, error=error)
+        return evaluate()
+
+    return run_cooldown(iters, optimizers, lr_end, step=step, evaluate=evaluate_average,
+                        restore=saved.restore, prepare=prepare, started=started,
+                        timer_hooks=[h for h in runner.hooks if isinstance(h, IterTimerHook)])
 
 
 def _training_hooks(runner: Any) -> list[Hook]:

@@ -33,20 +33,10 @@ _REDRAWS = 32
 
 
 def max_fidelity(space: SearchSpace) -> int:
-    """The most epochs (or evaluation rounds, iteration-based runners) a trial can run;
-    mmengine trials count validation rounds (``train_cfg.val_interval``)."""
-    if space.backend == "mmengine":
-        from rt3d_tune.mmengine_backend.dialect import train_loop, val_interval
-
-        cfg = plain_dict(space.base_config)
-        length = space.max_epochs or train_loop(cfg)[1]
-        return max(1, -(-int(length) // val_interval(cfg)))
-    if space.max_epochs:
-        return int(space.max_epochs)
-    cfg = space.base_config
-    runner = cfg.get("runner") or {}
-    interval = int((cfg.get("evaluation") or {}).get("interval", 1)) or 1
-    return max(1, int(runner.get("max_iters", 1)) // interval)
+    """The most fidelities a trial can report: epochs (or evaluation rounds,
+    iteration-based runners), validation rounds of mmengine trials (the backend's
+    ``fidelity_unit``)."""
+    return space.backend.max_fidelity(plain_dict(space.base_config), space.max_epochs)
 
 
 def sample_points(space: SearchSpace, count: int) -> list[dict[str, Any]]:

@@ -25,11 +25,11 @@ from rt3d_tune.results.confirmation import ConfirmedConfig
 from rt3d_tune.results.export import export_run, load_context, write_run_info
 from rt3d_tune.results.stored_run import fetch_run, fetch_trials, run_location, upload_run
 from rt3d_tune.search.searchers import max_fidelity, search_setup
-from rt3d_tune.search.trial_setup import TrialSetup
 from rt3d_tune.space.params import CONFIRM_KEY, confirm_point
 from rt3d_tune.space.space import SearchSpace
 from rt3d_tune.space.trials import fixed_seed, full_length
 from rt3d_tune.storage import Storage
+from rt3d_tune.trial.setup import TrialSetup
 
 __all__ = ["RAY_DIR", "SearchResult", "locate_run", "resolve_run_dir", "run_search"]
 
@@ -145,7 +145,7 @@ def _prepare_run_dir(space: SearchSpace, run_dir: Path, num_samples: int,
             "seed": space.search.seed,
             "num_samples": num_samples,
             "scheduler": {"type": space.scheduler.type, **dict(space.scheduler.args)},
-            "backend": space.backend,
+            "backend": space.backend.name,
             "resources": {"cpu": space.resources.cpu, "gpu": space.resources.gpu,
                           "workers": space.resources.workers,
                           "placement": space.resources.placement},

@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rt3d_tune.backends.base import DEFAULT_PROBE_RATIO
 from rt3d_tune.config.limits import MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.mmengine_backend.dialect import is_mmengine_config, train_loop
 from rt3d_tune.space.schema import (
     check_bool,
     check_known_keys,
@@ -26,6 +26,9 @@ from rt3d_tune.space.schema import (
     check_number,
     check_one_of,
 )
+
+if TYPE_CHECKING:
+    from rt3d_tune.backends.base import Backend
 
 __all__ = [
     "ALGORITHMS",
@@ -38,7 +41,7 @@ __all__ = [
     "SchedulerSettings",
     "SearchSettings",
     "Stop",
-    "base_max_epochs",
+    "fixed_overrides",
     "parse_resources",
     "parse_scheduler",
     "parse_search",
@@ -58,7 +61,6 @@ CONFIRM_LENGTHS = ("trial", "full")
 # the half-budget rung at 0.93 against their full-length value, the plain metric at 0.77
 # (bench/fidelity.py, bench/README.md section 7).
 PROBE_SCHEDULERS = ("asha", "hyperband", "median")
-DEFAULT_PROBE_RATIO = 0.25
 
 
 @dataclass(frozen=True)
@@ -156,18 +158,6 @@ class Stop:
     max_epochs: int | None = None
     time_budget_s: float | None = None
     schedule: str = "scaled"
-
-
-def base_max_epochs(base: Mapping[str, Any]) -> int | None:
-    """The base config's epochs (``runner.max_epochs`` or legacy ``total_epochs``; an
-    mmengine config's ``train_cfg.max_epochs``). None for iteration-based training."""
-    if is_mmengine_config(base):
-        iter_based, length = train_loop(base)
-        return None if iter_based else length
-    runner = base.get("runner")
-    if isinstance(runner, Mapping):
-        return runner.get("max_epochs")
-    return base.get("total_epochs")
 
 
 # search ------------------------------------------------------------------------------
@@ -335,7 +325,7 @@ def _with_hint(check: Callable[[], Any], hint: str) -> Any:
 
 
 # stop --------------------------------------------------------------------------------
-def parse_stop(section: Mapping[str, Any], base: Mapping[str, Any]) -> Stop:
+def parse_stop(section: Mapping[str, Any], base: Mapping[str, Any], backend: Backend) -> Stop:
     """``stop:``, checked against the base config (a scaled schedule needs its length)."""
     check_known_keys(section, ("max_epochs", "time_budget_s", "schedule"), "stop")
     stop = Stop(
@@ -346,7 +336,7 @@ def parse_stop(section: Mapping[str, Any], base: Mapping[str, Any]) -> Stop:
         schedule=check_one_of(section.get("schedule", "scaled"), SCHEDULE_MODES,
                               "stop.schedule"),
     )
-    if stop.max_epochs is None or base_max_epochs(base):
+    if stop.max_epochs is None or backend.base_max_epochs(base):
         return stop
     if "schedule" not in section:  # nothing to scale from: the base's curve, cut short
         return Stop(stop.max_epochs, stop.time_budget_s, "truncated")
@@ -362,47 +352,14 @@ def parse_stop(section: Mapping[str, Any], base: Mapping[str, Any]) -> Stop:
     return stop
 
 
-def fixed_overrides(stop: Stop, base: Mapping[str, Any], tuned: list[str]) -> dict[str, Any]:
-    """The runner length every trial gets from ``stop.max_epochs`` (``tuned``: the space's
-    key paths, which may not tune the runner at the same time)."""
+def fixed_overrides(stop: Stop, base: Mapping[str, Any], tuned: list[str], backend: Backend
+                    ) -> dict[str, Any]:
+    """The run length every trial gets from ``stop.max_epochs`` (``tuned``: the space's
+    key paths, which may not tune the run length at the same time).
+
+    Raises:
+        ConfigError: the base trains by iterations, or the space tunes its length.
+    """
     if stop.max_epochs is None:
         return {}
-    if is_mmengine_config(base):
-        return _mmengine_fixed_overrides(stop, base, tuned)
-    runner = base.get("runner")
-    if isinstance(runner, Mapping) and "max_iters" in runner:
-        raise ConfigError(
-            "stop.max_epochs needs an epoch-based runner, but the base config sets max_iters",
-            key_path="stop.max_epochs",
-            hint="set runner.max_iters in the base config and leave stop.max_epochs out",
-        )
-    key = "runner.max_epochs" if isinstance(runner, Mapping) or "total_epochs" not in base \
-        else "total_epochs"
-    for path in tuned:
-        if path in ("runner", key) or path.startswith("runner."):
-            raise ConfigError(
-                f"stop.max_epochs sets {key} and the space tunes {path!r}",
-                key_path="stop.max_epochs",
-                hint="keep one of them",
-            )
-    if not isinstance(runner, Mapping) and key == "runner.max_epochs":
-        return {"runner": {"type": "EpochBasedRunner", "max_epochs": stop.max_epochs}}
-    return {key: stop.max_epochs}
-
-
-def _mmengine_fixed_overrides(stop: Stop, base: Mapping[str, Any], tuned: list[str]
-                              ) -> dict[str, Any]:
-    iter_based, _ = train_loop(base)
-    if iter_based:
-        raise ConfigError(
-            "stop.max_epochs needs an epoch-based train loop, but the base config's "
-            "train_cfg counts iterations",
-            key_path="stop.max_epochs",
-            hint="set train_cfg.max_iters in the base config and leave stop.max_epochs out",
-        )
-    key = "train_cfg.max_epochs"
-    for path in tuned:
-        if path in ("train_cfg", key):
-            raise ConfigError(f"stop.max_epochs sets {key} and the space tunes {path!r}",
-                              key_path="stop.max_epochs", hint="keep one of them")
-    return {key: stop.max_epochs}
+    return backend.length_overrides(base, stop.max_epochs, tuned)

@@ -15,10 +15,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rt3d_tune.backends import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    Backend,
+    backend_for,
+    backend_named,
+    read_config,
+)
 from rt3d_tune.config.keypaths import RUNTIME_KEYS, check_key_path, plain_dict
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.mmengine_backend.dialect import BACKENDS, MMENGINE_KEYS, is_mmengine_config
-from rt3d_tune.mmengine_backend.dialect import RUNTIME_KEYS as MMENGINE_RUNTIME_KEYS
 from rt3d_tune.space.domains import Choice, Domain, Grid, domain_name, parse_domain, walk_domains
 from rt3d_tune.space.schema import check_known_keys, check_mapping, check_one_of, read_yaml
 from rt3d_tune.space.sections import (
@@ -29,7 +35,6 @@ from rt3d_tune.space.sections import (
     SchedulerSettings,
     SearchSettings,
     Stop,
-    base_max_epochs,
     fixed_overrides,
     parse_resources,
     parse_scheduler,
@@ -71,7 +76,8 @@ class SearchSpace:
         max_concurrent: trials at once (from ``search`` or ``resources``), None = Ray decides.
         fixed_overrides: overrides every trial gets (``stop.max_epochs`` -> the runner).
         base_config: the loaded base Config (an mmengine config's plain-dict view).
-        backend: 'mmcv' (rt3d-tune's runner) or 'mmengine' (mmengine's Runner).
+        backend: the :class:`~rt3d_tune.backends.base.Backend` that reads and trains
+            the base config (``backend:``, else the one that detects it).
         storage: ``storage:``, where runs of this space are kept (a path every node
             mounts, or a URI such as ``s3://bucket/prefix``); ``--storage`` wins.
     """
@@ -88,7 +94,7 @@ class SearchSpace:
     max_concurrent: int | None = None
     fixed_overrides: Mapping[str, Any] = field(default_factory=dict)
     base_config: Any = field(default=None, compare=False, repr=False)
-    backend: str = "mmcv"
+    backend: Backend = field(default_factory=lambda: backend_named(DEFAULT_BACKEND))
     storage: str | None = None
 
     @property
@@ -104,7 +110,7 @@ class SearchSpace:
         """
         if self.stop.max_epochs is not None:
             return self.stop.max_epochs
-        return base_max_epochs(plain_dict(self.base_config))
+        return self.backend.base_max_epochs(plain_dict(self.base_config))
 
 
 def _flatten_space(node: Mapping[str, Any], prefix: str) -> list[tuple[str, Domain]]:
@@ -167,15 +173,15 @@ def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSp
     metric, mode = _parse_objective(top)
     base = plain_dict(base_config)
     backend = _parse_backend(top, base)
-    params = _parse_params(check_mapping(top["space"], "space"), base,
-                           MMENGINE_RUNTIME_KEYS if backend == "mmengine" else RUNTIME_KEYS)
+    params = _parse_params(check_mapping(top["space"], "space"), base, backend.runtime_keys)
     search_section = check_mapping(top.get("search"), "search")
     search = parse_search(search_section, lambda: _check_grid(params))
     resources, concurrent = parse_resources(check_mapping(top.get("resources"), "resources"),
                                             search_section)
-    stop = parse_stop(check_mapping(top.get("stop"), "stop"), base)
-    fixed = fixed_overrides(stop, base, [path for path, _ in params])
-    max_epochs = stop.max_epochs if stop.max_epochs is not None else base_max_epochs(base)
+    stop = parse_stop(check_mapping(top.get("stop"), "stop"), base, backend)
+    fixed = fixed_overrides(stop, base, [path for path, _ in params], backend)
+    max_epochs = stop.max_epochs if stop.max_epochs is not None \
+        else backend.base_max_epochs(base)
     scheduler = parse_scheduler(check_mapping(top.get("scheduler"), "scheduler"), max_epochs)
     if scheduler.type == "pbt" and search.baseline:
         if "baseline" in search_section:
@@ -202,18 +208,16 @@ def _parse(data: Any, file: Path, base_config: Any, base_path: Path) -> SearchSp
     )
 
 
-def _parse_backend(top: Mapping[str, Any], base: Mapping[str, Any]) -> str:
-    """``backend:`` when given, else what the base config speaks."""
-    detected = "mmengine" if is_mmengine_config(base) else "mmcv"
+def _parse_backend(top: Mapping[str, Any], base: Mapping[str, Any]) -> Backend:
+    """``backend:`` when given, else the backend that detects the base config."""
+    detected = backend_for(base)
     if "backend" not in top:
         return detected
-    backend = check_one_of(top["backend"], BACKENDS, "backend")
+    backend = backend_named(top["backend"], "backend")
     if backend != detected:
-        keys = (", ".join(MMENGINE_KEYS) if detected == "mmengine"
-                else "optimizer, lr_config, runner")
-        raise ConfigError(f"the base config is an {detected} config (it sets {keys})",
-                          key_path="backend", given=backend,
-                          hint=f"backend: {detected}, or leave backend out")
+        raise ConfigError(f"the base config is an {detected.name} config (it sets "
+                          f"{detected.signature})", key_path="backend", given=top["backend"],
+                          hint=f"backend: {detected.name}, or leave backend out")
     return backend
 
 
@@ -284,28 +288,16 @@ def load_space(path: str | Path) -> SearchSpace:
 
 
 def _load_base(path: Path, backend: Any) -> Any:
-    """The base config: read by mmengine's ``Config`` when it is an mmengine config (or the
-    space says so), else by rt3d-tune's.
+    """The base config, read by the backend the space names (``backend``), else by the
+    one that detects it before any of its ``custom_imports`` run.
 
     Raises:
-        ConfigError: the file does not load; an mmengine config without mmengine.
+        ConfigError: the file does not load.
     """
-    from rt3d_tune.config import Config
-    from rt3d_tune.mmengine_backend.dialect import load_mmengine_config, mmengine_only_syntax
-
+    # An unknown name is told by parse_space, against the space file.
+    name = backend if isinstance(backend, str) and backend in BACKENDS else None
     try:
-        if backend == "mmengine":
-            return load_mmengine_config(path)
-        try:  # which dialect, before any of its custom_imports run
-            plain = Config.fromfile(str(path), import_custom_modules=False)
-        except ConfigError:
-            if backend is not None or not mmengine_only_syntax(path):
-                raise
-            return load_mmengine_config(path)  # lazy imports, pkg:: bases
-        if backend is None and is_mmengine_config(plain):
-            return load_mmengine_config(path)
-        plain.import_custom_modules()
-        return plain
+        return read_config(path, name)[1]
     except ConfigError as err:
         raise err.with_context(file=str(path)) from None
 

@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import Any
 
 from rt3d_tune.config.keypaths import plain_dict
-from rt3d_tune.mmengine_backend.dialect import seed_key
 from rt3d_tune.space.params import is_baseline
 from rt3d_tune.space.sampling import ABSENT, apply_overrides, lookup, overrides_from_params
 from rt3d_tune.space.space import SearchSpace
@@ -37,7 +36,7 @@ def fixed_seed(space: SearchSpace) -> int | None:
     when it sets one, else ``search.seed``; ``random`` (or a space that tunes ``seed``
     itself) is None.
     """
-    key = seed_key(space.backend)
+    key = space.backend.seed_key
     if any(path == key for path, _ in space.params):
         return None
     choice = space.search.trial_seed
@@ -82,14 +81,14 @@ def trial_overrides(space: SearchSpace, params: Mapping[str, Any], *, seed: int 
             overrides.pop(key, None)
     seed = fixed_seed(space) if seed is None else seed
     if seed is not None:
-        overrides[seed_key(space.backend)] = seed
+        overrides[space.backend.seed_key] = seed
     return overrides
 
 
 def config_seed(space: SearchSpace, cfg: Any) -> int | None:
     """The training seed a config sets (``seed``; an mmengine config's
     ``randomness.seed``), None when it sets none."""
-    seed = lookup(plain_dict(cfg), seed_key(space.backend))
+    seed = lookup(plain_dict(cfg), space.backend.seed_key)
     return None if seed is ABSENT else seed
 
 
@@ -99,10 +98,9 @@ def build_trial_configs(space: SearchSpace, base: Any, params: Mapping[str, Any]
     """(what the trial trains, the same config at the base's full length).
 
     The trial's config is ``base`` + :func:`trial_overrides`; with ``stop.schedule:
-    scaled`` and a trial shorter (or longer) than the base, its ``lr_config`` and
-    ``momentum_config`` are rescaled onto its length
-    (:func:`rt3d_tune.schedules.budget.scale_schedule`, which builds the real hooks: torch
-    is imported then).
+    scaled`` and a trial shorter (or longer) than the base, its schedule is rescaled onto
+    its length by the space's backend (:meth:`~rt3d_tune.backends.base.Backend.
+    scale_schedule`; the mmcv backend builds the real hooks: torch is imported then).
 
     Args:
         space: the parsed space.
@@ -120,23 +118,9 @@ def build_trial_configs(space: SearchSpace, base: Any, params: Mapping[str, Any]
         return trial, full
     from rt3d_tune.config import Config
 
-    if space.backend == "mmengine":
-        from rt3d_tune.mmengine_backend.start import config_problems
-
-        # Before counting the data loader or scaling the schedulers: a misspelt dataset
-        # or scheduler is said as a spelling mistake (not as mmengine's KeyError, nor as
-        # one for stop.schedule: truncated), as the trial's start says it.
-        problems = config_problems(trial.to_dict())
-        if problems:
-            raise problems[0]
+    backend = space.backend
+    backend.check_before_scaling(trial)
     iters = iters_per_epoch(trial)
-    if space.backend == "mmengine":
-        from rt3d_tune.mmengine_backend.schedule import mmengine_budget, scale_param_schedulers
-
-        scaled = scale_param_schedulers(trial.to_dict(), mmengine_budget(full, iters),
-                                        mmengine_budget(trial, iters))
-        return Config(scaled, filename=trial.filename), full
-    from rt3d_tune.schedules.budget import budget_of, scale_schedule
-
-    scaled = scale_schedule(trial, budget_of(full, iters), budget_of(trial, iters))
+    scaled = backend.scale_schedule(trial, backend.budget(full, iters),
+                                    backend.budget(trial, iters))
     return Config(scaled, filename=trial.filename), full

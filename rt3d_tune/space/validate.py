@@ -15,13 +15,13 @@ it came from.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rt3d_tune.backends.base import VALUE_ERRORS, collect_problem
 from rt3d_tune.config.keypaths import plain_dict
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.mmengine_backend.dialect import run_length
 from rt3d_tune.space.domains import Choice, Domain, Grid, walk_domains
 from rt3d_tune.space.sampling import (
     config_diff,
@@ -37,16 +37,12 @@ from rt3d_tune.space.trials import build_trial_configs, trial_overrides
 __all__ = [
     "TrialCheck",
     "ValidationReport",
-    "check_trial_config",
     "sample_params",
     "validate_space",
 ]
 
 # Used when the base config's train dataset cannot be built here (e.g. KITTI files absent).
 FALLBACK_ITERS_PER_EPOCH = 20
-# Exceptions a builder or the schedule raises on a bad value; validate reports them as
-# problems of the config instead of stopping at the first one.
-_VALUE_ERRORS = (ValueError, TypeError, ArithmeticError, KeyError, IndexError)
 
 
 @dataclass
@@ -159,86 +155,14 @@ def _origin(space: SearchSpace, params: Mapping[str, Any], key_path: str | None)
     return None
 
 
-def _stage(problems: list[ConfigError], key_path: str, action: Callable[[], Any]) -> Any:
-    """Run one build step; record its problem (with ``key_path``) instead of raising."""
-    try:
-        return action()
-    except ConfigError as err:
-        problems.append(err if err.key_path else err.with_context(key_path=key_path))
-    except _VALUE_ERRORS as err:
-        problems.append(ConfigError(f"{type(err).__name__}: {err}", key_path=key_path))
-    return None
-
-
-def check_trial_config(cfg: Any, iters_per_epoch: int,
-                       model_cache: dict[str, Any] | None = None,
-                       data_here: bool = True) -> list[ConfigError]:
-    """Build a trial config's model, optimizer and optimizer hook; simulate its schedule;
-    then, when none of that failed, start the trial as it starts (``dry_start``: the
-    runner with its data loaders and every hook), short of its first iteration.
-
-    Args:
-        cfg: the merged trial Config.
-        iters_per_epoch: iterations per epoch for the schedule simulation.
-        model_cache: models already built, by ``repr`` of their config (filled in).
-        data_here: whether the base config's data can be read on this machine; when
-            not, a trial start that fails on ``data`` is not reported (the report's
-            note says the data is absent here).
-
-    Returns:
-        Every problem found (empty when the config is sound).
-    """
-    import torch
-
-    from rt3d_tune.registry import HOOKS, MODELS
-    from rt3d_tune.runner.builder import dry_start, optimizer_hook_cfg
-    from rt3d_tune.runner.optimizer import build_optimizer
-    from rt3d_tune.runner.simulate import simulate_schedule
-
-    data = plain_dict(cfg)
-    problems: list[ConfigError] = []
-    cache = {} if model_cache is None else model_cache
-    key = repr(data.get("model"))
-    if key not in cache:
-        cache[key] = _stage(
-            problems, "model", lambda: MODELS.build(data.get("model"), key_path="model")
-        )
-    model = cache[key] if cache[key] is not None else torch.nn.Linear(2, 2)
-    if data.get("optimizer") is None:
-        problems.append(ConfigError("the config has no optimizer", key_path="optimizer"))
-    else:
-        _stage(problems, "optimizer", lambda: build_optimizer(model, data["optimizer"]))
-    _stage(problems, "optimizer_config",
-           lambda: HOOKS.build(optimizer_hook_cfg(data), key_path="optimizer_config"))
-    failed = {(err.key_path or "").split(".")[0] for err in problems}
-    before = len(problems)
-    _stage(problems, "lr_config", lambda: simulate_schedule(data, iters_per_epoch))
-    # The simulation builds the optimizer again: drop what the steps above reported.
-    problems[before:] = [err for err in problems[before:]
-                         if (err.key_path or "").split(".")[0] not in failed]
-    if not problems:
-        started: list[ConfigError] = []
-        _stage(started, "runner", lambda: dry_start(cfg))
-        problems += [err for err in started
-                     if data_here or (err.key_path or "").split(".")[0] != "data"]
-    return problems
-
-
 def _iters_per_epoch(space: SearchSpace, given: int | None, notes: list[str]) -> int | None:
     """The train loader's length of the base config (``given`` wins); None, with a note,
     when its train dataset cannot be built on this machine (KITTI files absent)."""
-    from rt3d_tune.runner.data import train_iters_per_epoch
-
     try:
-        if space.backend == "mmengine":
-            from rt3d_tune.mmengine_backend.simulate import iters_from_dataloader
-
-            here = iters_from_dataloader(plain_dict(space.base_config), space.resources.workers)
-        else:
-            here = train_iters_per_epoch(plain_dict(space.base_config),
-                                         world_size=space.resources.workers)
+        here = space.backend.iters_per_epoch(plain_dict(space.base_config),
+                                             world_size=space.resources.workers)
         return given or here
-    except (ConfigError, OSError, *_VALUE_ERRORS) as err:
+    except (ConfigError, OSError, *VALUE_ERRORS) as err:
         simulated = (f"{given} iterations per epoch (--iters-per-epoch)" if given else
                      f"{FALLBACK_ITERS_PER_EPOCH} iterations per epoch")
         notes.append(f"the train dataset could not be built here ({type(err).__name__}: "
@@ -249,20 +173,14 @@ def _iters_per_epoch(space: SearchSpace, given: int | None, notes: list[str]) ->
 
 def _budget_notes(space: SearchSpace, full: Any, trial: Any) -> list[str]:
     """How a trial's schedule differs from the full-budget one (``stop``), one line each."""
-    from rt3d_tune.schedules.budget import describe_scaling
-
     if space.stop.max_epochs is None:
         return []
-    full_epochs = run_length(plain_dict(full)).get("max_epochs")
+    full_epochs = space.backend.run_length(plain_dict(full)).get("max_epochs")
     if space.stop.schedule == "truncated":
         return [f"truncated schedule: a trial trains epochs 1-{space.stop.max_epochs} of the "
                 f"{full_epochs}-epoch curve"]
     head = f"scaled schedule: {full_epochs} epochs -> {space.stop.max_epochs} per trial"
-    if space.backend == "mmengine":
-        return [f"{head}: param_scheduler begin/end/T_max/milestones rescaled"]
-    policy = (plain_dict(full).get("lr_config") or {}).get("policy", "the schedule")
-    return [f"{head}: {line}" for line in describe_scaling(full, trial)] or \
-        [f"{head}: {policy} follows the run's length by itself"]
+    return [f"{head}: {line}" for line in space.backend.scaling_note(full, trial)]
 
 
 def validate_space(space: SearchSpace, samples: int = 4, seed: int | None = None,
@@ -283,16 +201,13 @@ def validate_space(space: SearchSpace, samples: int = 4, seed: int | None = None
     counted = _iters_per_epoch(space, iters_per_epoch, notes)
     iters = counted or iters_per_epoch or FALLBACK_ITERS_PER_EPOCH
     cache: dict[str, Any] = {}
-    checker = functools.partial(check_trial_config, data_here=counted is not None)
-    if space.backend == "mmengine":
-        from rt3d_tune.mmengine_backend.validate import check_mmengine_config
-
-        checker = functools.partial(check_mmengine_config, data_here=counted is not None)
+    checker = functools.partial(space.backend.check_trial_config,
+                                data_here=counted is not None)
     checks = []
     for label, params in sample_params(space, samples, space.search.seed if seed is None else seed):
         overrides = trial_overrides(space, params)
         check = TrialCheck(label, params, overrides)
-        built = _stage(check.problems, "stop.schedule",
+        built = collect_problem(check.problems, "stop.schedule",
                        lambda params=params: build_trial_configs(
                            space, space.base_config, params, iters_per_epoch=lambda _: iters))
         if built is not None:
@@ -315,8 +230,7 @@ def _probe_notes(space: SearchSpace) -> list[str]:
     rungs = sorted(rung_epochs(space.scheduler, max_fidelity(space)))
     if not rungs:
         return []
-    unit = "validation round" if space.backend == "mmengine" else "epoch"
-    unit += "s" if len(rungs) > 1 else ""
+    unit = space.backend.fidelity_unit + ("s" if len(rungs) > 1 else "")
     return [f"rung probes: after {unit} {', '.join(map(str, rungs))} a trial reports "
             f"{space.metric} after a cool-down of {space.scheduler.probe_ratio:g} of the "
             f"iterations so far ({space.scheduler.type}'s rungs; scheduler.probe: none "

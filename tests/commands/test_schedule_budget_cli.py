@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from rt3d_tune.backends.mmcv.simulate import simulate_schedule
 from rt3d_tune.commands import schedule
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.runner.simulate import simulate_schedule
 
 STEP_1X = ("optimizer: {type: SGD, lr: 0.1, momentum: 0.9}\n"
            "runner: {type: EpochBasedRunner, max_epochs: 12}\n"

@@ -14,8 +14,8 @@ import pytest
 from reliability_kit import json_log_lines, write_base, write_space
 
 from rt3d_tune import cli
+from rt3d_tune.backends.report import worst_value
 from rt3d_tune.results import recorder
-from rt3d_tune.search.report_hook import worst_value
 from rt3d_tune.search.tuner import run_search
 from rt3d_tune.space.space import load_space
 

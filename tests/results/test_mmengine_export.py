@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from rt3d_tune import Config
-from rt3d_tune.results.mmengine_export import MmengineRuntime, to_mmengine
-from rt3d_tune.runner.simulate import simulate_schedule
+from rt3d_tune.backends.mmcv.mmengine_export import MmengineRuntime, to_mmengine
+from rt3d_tune.backends.mmcv.simulate import simulate_schedule
 from rt3d_tune.schedules.mmcv_to_mmengine import EXPLAINED, INEXACT, OMITTED
 
 mmengine = pytest.importorskip("mmengine")

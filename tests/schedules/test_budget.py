@@ -22,12 +22,13 @@ from typing import Any
 
 import pytest
 
+from rt3d_tune.backends.mmcv.schedule import budget_of, describe_scaling, scale_schedule
+from rt3d_tune.backends.mmcv.simulate import schedule_hooks, simulate_schedule
 from rt3d_tune.config import Config
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.hooks import lr_updater, momentum_updater
-from rt3d_tune.runner.simulate import schedule_hooks, simulate_schedule
-from rt3d_tune.schedules.budget import Budget, Scaling, budget_of, describe_scaling, scale_schedule
+from rt3d_tune.schedules.budget import Budget, Scaling
 
 IPE = 10  # iterations per epoch
 SCHEDULES = Path(__file__).resolve().parents[2] / "configs" / "_base_" / "schedules"
@@ -535,7 +536,7 @@ def test_both_backends_move_milestones_alike(full: int, trial: int, milestones: 
                                             by_epoch: bool) -> None:
     """mmcv's ``lr_config.step`` and mmengine's MultiStepLR ``milestones`` go through the one
     :class:`Scaling`: the same full milestones land on the same trial steps and units."""
-    from rt3d_tune.mmengine_backend.schedule import scale_param_schedulers
+    from rt3d_tune.backends.mmengine.schedule import scale_param_schedulers
 
     base, short = Budget(epochs=full, iters_per_epoch=IPE), Budget(epochs=trial,
                                                                   iters_per_epoch=IPE)

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from rt3d_tune.backends.mmcv.simulate import simulate_schedule
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.runner.simulate import simulate_schedule
 from rt3d_tune.schedules import policies as schedules
 
 C = math.cos

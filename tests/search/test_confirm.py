@@ -11,10 +11,10 @@ import pytest
 import space_files
 from driver_kit import kill_after_ends, resume, search_args
 
+from rt3d_tune.backends.mmcv.schedule import budget_of, scale_schedule
+from rt3d_tune.backends.mmcv.simulate import simulate_schedule
 from rt3d_tune.config import Config
 from rt3d_tune.results import recorder
-from rt3d_tune.runner.simulate import simulate_schedule
-from rt3d_tune.schedules.budget import budget_of, scale_schedule
 from rt3d_tune.search.tuner import run_search
 from rt3d_tune.space.space import load_space
 

@@ -18,8 +18,8 @@ pytest.importorskip("mmengine")
 import torch
 from mmengine.hooks import Hook
 
-from rt3d_tune.mmengine_backend.probe import final_lrs, mmengine_cooldown_probe
-from rt3d_tune.mmengine_backend.simulate import simulate_mmengine_schedule
+from rt3d_tune.backends.mmengine.probe import final_lrs, mmengine_cooldown_probe
+from rt3d_tune.backends.mmengine.simulate import simulate_mmengine_schedule
 from rt3d_tune.runner.probe import ProbeResult
 
 REPO = Path(__file__).resolve().parents[2]

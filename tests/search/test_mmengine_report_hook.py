@@ -14,9 +14,9 @@ pytest.importorskip("mmengine")
 
 import torch
 
+from rt3d_tune.backends.mmengine.hooks import MMTuneReportHook
+from rt3d_tune.backends.report import CHECKPOINT_FILE, TuneReportHook
 from rt3d_tune.errors import DivergenceError
-from rt3d_tune.mmengine_backend.hooks import MMTuneReportHook
-from rt3d_tune.search.report_hook import CHECKPOINT_FILE, TuneReportHook
 
 
 class _Runner(SimpleNamespace):

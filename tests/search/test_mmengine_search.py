@@ -67,7 +67,7 @@ def test_asha_search_of_an_mmengine_config_exports_what_mmengine_trains(ray_loca
     space = load_space(write_space(tmp_path, "mm", search={
         "algorithm": "random", "num_samples": 4, "seed": 0, "max_concurrent": 1,
         "confirm": False, "baseline": False}))
-    assert space.backend == "mmengine" and space.scheduler.probe == "cooldown"
+    assert space.backend.name == "mmengine" and space.scheduler.probe == "cooldown"
     result = run_search(space, output=tmp_path / "runs", name="mm", status=False)
 
     statuses = [rec.status for rec in result.records.values()]

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import torch
 
+from rt3d_tune.backends.report import TuneReportHook
 from rt3d_tune.config import Config
 from rt3d_tune.runner.builder import build_runner
 from rt3d_tune.runner.priority import Priority
 from rt3d_tune.runner.probe import cool_down
-from rt3d_tune.search.report_hook import TuneReportHook
 from rt3d_tune.space.sections import SchedulerSettings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from space_files import write_space
 
+from rt3d_tune.backends.mmcv.trial_loggers import tag_trial_loggers
 from rt3d_tune.results import recorder
 from rt3d_tune.runner.hooks.logger import MlflowLoggerHook, WandbLoggerHook
 from rt3d_tune.runner.hooks.timer import IterTimerHook
-from rt3d_tune.search.trial_loggers import tag_trial_loggers
 
 REPO = Path(__file__).resolve().parents[2]
 POINTNET = REPO / "configs" / "pointnet" / "pointnet_shapes.py"

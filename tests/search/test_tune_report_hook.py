@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 import torch
 
-from rt3d_tune.search.report_hook import (
+from rt3d_tune.backends.mmcv.trial import apply_optimizer_hyperparams, snapshot_hyperparams
+from rt3d_tune.backends.report import (
     CHECKPOINT_FILE,
     METRICS_FILE,
     FatalSearchError,
     TuneReportHook,
     worst_value,
 )
-from rt3d_tune.search.trainable import apply_optimizer_hyperparams, snapshot_hyperparams
 
 
 class FakeRunner(SimpleNamespace):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import space_files
 
-from rt3d_tune.runner.simulate import simulate_schedule
+from rt3d_tune.backends.mmcv.simulate import simulate_schedule
 from rt3d_tune.space.space import load_space
 from rt3d_tune.space.trials import build_trial_configs, confirm_seeds, fixed_seed, trial_overrides
 

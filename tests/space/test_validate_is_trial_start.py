@@ -20,9 +20,9 @@ import pytest
 
 from rt3d_tune.config.keypaths import plain_dict
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.search.trial_setup import TrialSetup, build_trial_config
 from rt3d_tune.space.space import load_space
 from rt3d_tune.space.validate import validate_space
+from rt3d_tune.trial.setup import TrialSetup, build_trial_config
 
 REPO = Path(__file__).resolve().parents[2]
 SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))
@@ -72,8 +72,8 @@ def _trial_start(space, params, run_dir: Path) -> ConfigError | None:
     work_dir = run_dir / "trials" / f"t{next(_IDS)}"
     try:
         cfg = build_trial_config(setup, params)
-        if space.backend == "mmengine":
-            from rt3d_tune.mmengine_backend.start import start_runner
+        if space.backend.name == "mmengine":
+            from rt3d_tune.backends.mmengine.start import start_runner
 
             plain = plain_dict(cfg)
             plain.update(work_dir=str(work_dir), experiment_name=f"equivalence_{work_dir.name}")
@@ -124,6 +124,6 @@ def test_a_broken_trial_config_is_refused_by_validate_and_by_the_trial_alike(
 
 
 def test_the_broken_set_covers_both_dialects():
-    backends = {load_space(path).backend for path in BROKEN}
+    backends = {load_space(path).backend.name for path in BROKEN}
     assert backends == {"mmcv", "mmengine"}
     assert len(BROKEN) >= 20

@@ -15,9 +15,9 @@ import pytest
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.results.run_lock import LOCK_FILE, StoredRunLock
 from rt3d_tune.results.stored_run import fetch_run, run_location, upload_run, working_copy
-from rt3d_tune.search import trial_folder
-from rt3d_tune.search.trial_folder import TrialFolder
 from rt3d_tune.storage import Storage
+from rt3d_tune.trial import folder as trial_folder
+from rt3d_tune.trial.folder import TrialFolder
 
 pytestmark = pytest.mark.slow
 

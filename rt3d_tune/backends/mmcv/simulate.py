@@ -1,4 +1,7 @@
-"""The LR and momentum curve of a config, without training.
+"""The LR and momentum curve of an mmcv config, without training.
+
+It belongs to the mmcv backend because it drives that backend's own hooks: the curve is
+the one its runner would follow, not a second implementation of the policies.
 
 ``simulate_schedule`` builds the config's real optimizer over one parameter and its
 real ``lr_config``/``momentum_config`` hooks, and calls their stages in the order the

@@ -1,4 +1,6 @@
-"""The cool-down probe of an mmengine trial: :mod:`rt3d_tune.runner.probe` on mmengine's Runner.
+"""The cool-down probe of an mmengine trial: the probe core
+(:func:`rt3d_tune.runner.probe.run_cooldown`: snapshot, annealing loop, restore) with
+mmengine's steps.
 
 At a rung, right after a validation round, the trial trains a short stretch with the LR
 falling linearly from where it is to where the schedule ends, validates, and puts every
@@ -31,10 +33,10 @@ from mmengine.optim import OptimWrapperDict
 from mmengine.runner.amp import autocast
 from mmengine.runner.loops import IterBasedTrainLoop
 
-from rt3d_tune.mmengine_backend._mmengine_private import count_updates, val_outputs
-from rt3d_tune.mmengine_backend.losses import nonfinite_losses
+from rt3d_tune.backends.mmengine._mmengine_private import count_updates, val_outputs
+from rt3d_tune.backends.mmengine.losses import nonfinite_losses
 from rt3d_tune.runner._torch_private import own_iterator_copy
-from rt3d_tune.runner.probe import ProbeResult, TrainingSnapshot, cool_down
+from rt3d_tune.runner.probe import ProbeResult, TrainingSnapshot, run_cooldown
 
 __all__ = ["final_lrs", "mmengine_cooldown_probe"]
 
@@ -141,43 +143,39 @@ def mmengine_cooldown_probe(runner: Any, iters: int) -> ProbeResult:
         [*wrappers.values(), *ema_hooks],
         [loop.dataloader, runner.val_loop.dataloader],
     )
-    metrics: dict[str, Any] = {}
-    error: str | None = None
-    done = 0
     batches = _batches(loop.dataloader, 0 if isinstance(loop, IterBasedTrainLoop)
                        else int(runner.epoch))
-    try:
+
+    def prepare() -> None:
         for wrapper in wrappers.values():
             # the probe is a run of iters updates: with gradient accumulation its last
             # stretch ends with a step
             count_updates(wrapper, runner.model, iters)
-        optimizers = {name: wrapper.optimizer for name, wrapper in wrappers.items()}
-        lr_now = {name: [group["lr"] for group in opt.param_groups]
-                  for name, opt in optimizers.items()}
         runner.model.train()
-        for t in range(iters):
-            cool_down(optimizers, lr_now, lr_end, t, iters)
-            data_batch = next(batches)
-            done += 1
-            outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
-            bad = nonfinite_losses(outputs)
-            if bad:
-                error = (f"the probe's loss is not finite at its iteration {t + 1}: "
-                         + ", ".join(f"{k}={v}" for k, v in bad.items()))
-                break
-            for hook in ema_hooks:
-                hook.after_train_iter(runner, t, data_batch, outputs)
-        if error is None:
-            with contextlib.ExitStack() as stack:
-                for hook in ema_hooks:  # validate the average, as the round did
-                    hook.before_val_epoch(runner)
-                    stack.callback(hook.after_val_epoch, runner)
-                metrics = _validate(runner)
-    finally:
+
+    def step(t: int) -> str | None:
+        data_batch = next(batches)
+        outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
+        bad = nonfinite_losses(outputs)
+        if bad:
+            return (f"the probe's loss is not finite at its iteration {t + 1}: "
+                    + ", ".join(f"{k}={v}" for k, v in bad.items()))
+        for hook in ema_hooks:
+            hook.after_train_iter(runner, t, data_batch, outputs)
+        return None
+
+    def evaluate() -> dict[str, Any]:
+        with contextlib.ExitStack() as stack:
+            for hook in ema_hooks:  # validate the average, as the round did
+                hook.before_val_epoch(runner)
+                stack.callback(hook.after_val_epoch, runner)
+            return _validate(runner)
+
+    def restore() -> None:
         batches.close()  # a probe's persistent data workers end with its iterator
         saved.restore()
-    seconds = time.perf_counter() - started
-    for hook in runner.hooks:
-        if isinstance(hook, IterTimerHook) and hasattr(hook, "t"):
-            hook.t += seconds  # the next iteration's data_time is not the probe's
-    return ProbeResult(metrics, done, seconds, diverged=error is not None, error=error)
+
+    return run_cooldown(
+        iters, {name: wrapper.optimizer for name, wrapper in wrappers.items()}, lr_end,
+        step=step, evaluate=evaluate, restore=restore, prepare=prepare, started=started,
+        timer_hooks=[h for h in runner.hooks if isinstance(h, IterTimerHook) and hasattr(h, "t")])

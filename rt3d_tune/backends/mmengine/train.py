@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rt3d_tune.mmengine_backend.dialect import require_mmengine
+from rt3d_tune.backends.mmengine.dialect import require_mmengine
 
 __all__ = ["train_mmengine"]
 
@@ -31,10 +31,10 @@ def train_mmengine(config: str, *, work_dir: str | Path, cfg_options: Mapping[st
         DivergenceError: the loss became non-finite (mmengine itself trains on).
     """
     require_mmengine("CONFIG")
+    from rt3d_tune.backends.mmengine.dialect import load_mmengine_config
+    from rt3d_tune.backends.mmengine.hooks import StopOnDivergence
+    from rt3d_tune.backends.mmengine.start import start_runner
     from rt3d_tune.config.keypaths import plain_dict
-    from rt3d_tune.mmengine_backend.dialect import load_mmengine_config
-    from rt3d_tune.mmengine_backend.hooks import StopOnDivergence
-    from rt3d_tune.mmengine_backend.start import start_runner
 
     cfg = plain_dict(load_mmengine_config(config, cfg_options, key_path="CONFIG"))
     cfg.update(work_dir=str(work_dir), launcher=launcher,

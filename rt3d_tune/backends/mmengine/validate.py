@@ -3,7 +3,7 @@
 For each checked trial config: every mistake :func:`config_problems` finds without
 building anything (unknown types with their key paths, arguments a class does not
 take, unusable values), then, when there is none, the trial's own start
-(:func:`rt3d_tune.mmengine_backend.start.start_runner`, in a throw-away work dir): the
+(:func:`rt3d_tune.backends.mmengine.start.start_runner`, in a throw-away work dir): the
 Runner, its train loop and data loader, optim wrapper, param schedulers and
 validation loop through mmengine's builders. What a trial would refuse, validate
 refuses with the same message.
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rt3d_tune.backends.mmengine.start import config_problems, dry_start_mmengine
 from rt3d_tune.config.keypaths import plain_dict
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.mmengine_backend.start import config_problems, dry_start_mmengine
 
 __all__ = ["check_mmengine_config"]
 

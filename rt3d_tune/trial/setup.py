@@ -1,8 +1,9 @@
 """What every trial of a search shares, and what one trial trains: :class:`TrialSetup`,
-:func:`build_trial_config` and :func:`trial_device`, for both training backends.
+:func:`build_trial_config` and :func:`trial_device`, for every backend.
 
-Its own module so that a backend's trial (``rt3d_tune.mmengine_backend.trial``) and the
-trial entry (``rt3d_tune.search.trainable``) import it without importing each other.
+The trial body (``rt3d_tune.trial.body``) and ``validate``'s trial check build trial
+configs here; the backend (``SearchSpace.backend``) reads the base config and counts its
+iterations per epoch.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rt3d_tune.search.trial_folder import TrialFolder
+from rt3d_tune.trial.folder import TrialFolder
 
 if TYPE_CHECKING:
+    from rt3d_tune.backends.base import Backend
     from rt3d_tune.space.space import SearchSpace
 
 __all__ = ["TrialSetup", "build_trial_config", "trial_device"]
@@ -53,20 +55,14 @@ class TrialSetup:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_base(path: str, mtime: float, backend: str = "mmcv") -> Any:
+def _load_base(path: str, mtime: float, backend: Backend) -> Any:
     """The base config, loaded once per worker process (actors are reused).
 
     Loaded from the file rather than unpickled from the driver's copy so that its
-    ``custom_imports`` run (and register the user's classes) in this process too; an
-    mmengine config by mmengine's ``Config``.
+    ``custom_imports`` run (and register the user's classes) in this process too; read
+    by the space's backend.
     """
-    if backend == "mmengine":
-        from rt3d_tune.mmengine_backend.dialect import load_mmengine_config
-
-        return load_mmengine_config(path)
-    from rt3d_tune.config import Config
-
-    return Config.fromfile(path)
+    return backend.load_config(path)
 
 
 def build_trial_config(setup: TrialSetup, params: dict[str, Any], seed: int | None = None) -> Any:
@@ -75,17 +71,14 @@ def build_trial_config(setup: TrialSetup, params: dict[str, Any], seed: int | No
     Raises:
         ConfigError: an override the base config cannot take, a schedule that cannot scale.
     """
-    from rt3d_tune.runner.data import train_iters_per_epoch
     from rt3d_tune.space.trials import build_trial_configs
 
     space = setup.space
-    base = _load_base(setup.base_config, os.path.getmtime(setup.base_config), space.backend)
-    if space.backend == "mmengine":
-        from rt3d_tune.mmengine_backend.simulate import iters_from_dataloader as count
-    else:
-        count = train_iters_per_epoch
+    backend = space.backend
+    base = _load_base(setup.base_config, os.path.getmtime(setup.base_config), backend)
     # A data-parallel trial counts one rank's shard, as its runner will.
-    iters_per_epoch = functools.partial(count, world_size=space.resources.workers)
+    iters_per_epoch = functools.partial(backend.iters_per_epoch,
+                                        world_size=space.resources.workers)
     trial, _ = build_trial_configs(space, base, params, seed=seed,
                                    iters_per_epoch=iters_per_epoch)
     return trial

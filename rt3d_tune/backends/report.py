@@ -21,10 +21,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from rt3d_tune.backends.base import DEFAULT_PROBE_RATIO
 from rt3d_tune.errors import DivergenceError
 from rt3d_tune.registry import HOOKS
 from rt3d_tune.runner.hook import Hook
-from rt3d_tune.space.sections import DEFAULT_PROBE_RATIO
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -32,9 +32,6 @@ __all__ = [
     "METRICS_FILE",
     "FatalSearchError",
     "TuneReportHook",
-    "discard_report",
-    "report_to_tune",
-    "report_with_checkpoint",
     "run_and_report",
     "worst_value",
 ]
@@ -64,7 +61,8 @@ class TuneReportHook(Hook):
     Args:
         metric: the metric the search optimizes; it must be among the evaluation's.
         extra: constant entries added to every report (the trial's GPU ids, ...).
-        report: the reporting function, ``tune.report`` in a trial; tests pass their own.
+        report: ``report(metrics, checkpoint_dir)``, what sends a report (in a trial the
+            trial body's delivery to ``tune.report``); tests pass their own.
         checkpoint: whether to attach a checkpoint to each report.
         checkpoint_final: whether the last report gets one too. Nothing resumes a
             finished trial, so it is skipped, except under PBT, where a finished trial
@@ -142,26 +140,60 @@ class TuneReportHook(Hook):
         if eval_round == self.last_round:
             return
         self.last_round = eval_round
-        results = self.check_metric(getattr(runner, "eval_results", None) or {})
+        self.report_evaluation(
+            getattr(runner, "eval_results", None) or {}, fidelity=fidelity, final=final,
+            epoch=epoch, iteration=int(runner.iter) + 1,
+            iters_per_epoch=len(runner.data_loader), lr=_first_lr(runner.current_lr()),
+            save=lambda folder: runner.save_checkpoint(folder, filename_tmpl=CHECKPOINT_FILE,
+                                                       create_symlink=False),
+            rank=getattr(runner, "rank", 0), probe=lambda: self._probe(runner, next_iter))
+
+    def report_evaluation(self, results: Mapping[str, Any], *, fidelity: int, final: bool,
+                          epoch: int, iteration: int, iters_per_epoch: int, lr: float,
+                          save: Callable[[str], Any], rank: int = 0,
+                          probe: Callable[[], Any] | None = None) -> dict[str, Any]:
+        """One evaluation of any backend, into the trial's report: its metrics (which
+        must hold the searched one), the progress, the probe's at a rung; rank 0 sends
+        it (:meth:`deliver`), other ranks keep it as ``last_metrics``.
+
+        Args:
+            results: the evaluation's metrics (tensors and numpy scalars are fine).
+            fidelity: the Tune fidelity reached (the backend's ``fidelity_unit``).
+            final: whether training ends with this evaluation.
+            epoch, iteration: the progress (epochs; iterations done, 1-based).
+            iters_per_epoch: the train loader's length.
+            lr: the first param group's LR.
+            save: ``save(folder)`` writes the checkpoint ``CHECKPOINT_FILE`` there.
+            rank: the reporting rank.
+            probe: runs the cool-down probe from here (a ``ProbeResult``); called when
+                the report is a rung's (:meth:`probes_at`).
+
+        Returns:
+            The report.
+
+        Raises:
+            FatalSearchError: the searched metric is not among ``results``.
+        """
+        checked = self.check_metric(results)
         self.last_fidelity = fidelity
-        metrics = {key: _plain(value) for key, value in results.items()}
+        metrics = {key: _plain(value) for key, value in checked.items()}
         metrics.update(
             epoch=int(epoch),
-            iteration=int(runner.iter) + 1,
-            iters_per_epoch=len(runner.data_loader),
-            lr=_first_lr(runner.current_lr()),
+            iteration=int(iteration),
+            iters_per_epoch=int(iters_per_epoch),
+            lr=float(lr),
             training_iteration=fidelity,
             diverged=False,
             final=final,
             **self.extra,
         )
-        if self.probes_at(fidelity, final):
-            self.add_probe(metrics, self._probe(runner, next_iter))
-        if getattr(runner, "rank", 0):  # rank 0 alone reports and checkpoints
+        if probe is not None and self.probes_at(fidelity, final):
+            self.add_probe(metrics, probe())
+        if rank:  # rank 0 alone reports and checkpoints
             self.last_metrics = metrics
-            return
-        self.deliver(metrics, final, lambda folder: runner.save_checkpoint(
-            folder, filename_tmpl=CHECKPOINT_FILE, create_symlink=False))
+            return metrics
+        self.deliver(metrics, final, save)
+        return metrics
 
     def probes_at(self, fidelity: int, final: bool) -> bool:
         """Whether the report at ``fidelity`` is a probe's (a rung, not the last report)."""
@@ -217,7 +249,9 @@ class TuneReportHook(Hook):
 
     def _send(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         self.reported = True
-        (self._report or report_with_checkpoint)(metrics, checkpoint_dir)
+        if self._report is None:
+            raise RuntimeError("TuneReportHook was given no report function")
+        self._report(metrics, checkpoint_dir)
 
 
 def _plain(value: Any) -> Any:
@@ -269,21 +303,3 @@ def run_and_report(run: Callable[[], Any], hook: TuneReportHook, metric: str, mo
         )
     except FatalSearchError as err:
         report({metric: worst_value(mode), "fatal_error": str(err), "done": True})
-
-
-def report_to_tune(metrics: dict[str, Any]) -> None:
-    from ray import tune
-
-    tune.report(metrics)
-
-
-def report_with_checkpoint(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
-    """``tune.report`` with the folder ``checkpoint_dir`` as the report's checkpoint."""
-    from ray import tune
-
-    checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-    tune.report(metrics, checkpoint=checkpoint)
-
-
-def discard_report(metrics: dict[str, Any]) -> None:
-    """What ranks other than 0 do with a report."""

@@ -9,10 +9,10 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner.loops import IterBasedTrainLoop
 
+from rt3d_tune.backends.mmengine.losses import nonfinite_losses
+from rt3d_tune.backends.report import CHECKPOINT_FILE, TuneReportHook
 from rt3d_tune.errors import DivergenceError
-from rt3d_tune.mmengine_backend.losses import nonfinite_losses
 from rt3d_tune.runner.hooks.logger.base import to_plain
-from rt3d_tune.search.report_hook import CHECKPOINT_FILE, TuneReportHook
 
 __all__ = ["MMTuneReportHook", "StopOnDivergence"]
 
@@ -47,38 +47,25 @@ class MMTuneReportHook(StopOnDivergence):
         done, total = (runner.epoch, loop.max_epochs) if by_epoch else (runner.iter,
                                                                           loop.max_iters)
         interval = max(1, int(getattr(loop, "val_interval", 1)))
-        results = self.reporter.check_metric(
-            {name: to_plain(value) for name, value in (metrics or {}).items()})
-        fidelity = -(-done // interval)
-        final = done >= total
-        self.reporter.last_fidelity = fidelity
-        probe = None
-        if self.reporter.probes_at(fidelity, final):
-            from rt3d_tune.mmengine_backend.probe import mmengine_cooldown_probe
+
+        def probe() -> Any:
+            from rt3d_tune.backends.mmengine.probe import mmengine_cooldown_probe
             from rt3d_tune.runner.probe import probe_iters
 
-            probe = mmengine_cooldown_probe(
+            return mmengine_cooldown_probe(
                 runner, probe_iters(int(runner.iter), self.reporter.probe_ratio))
-        report = {
-            **results,
-            "epoch": int(runner.epoch),
-            "iteration": int(runner.iter),
-            "iters_per_epoch": len(runner.train_dataloader),
-            "lr": _first_lr(runner.optim_wrapper.get_lr()),
-            "training_iteration": fidelity,
-            "diverged": False,
-            "final": final,
-            **self.reporter.extra,
-        }
-        if probe is not None:
-            self.reporter.add_probe(report, probe)
-        if self.rank:  # rank 0 alone reports (mmengine's saver writes on rank 0 only)
-            self.reporter.last_metrics = report
-            return
+
         # meta: the progress done (mmengine's saver adds one epoch, assuming it is
         # called before the loop counts the epoch; here the loop has counted it).
-        self.reporter.deliver(report, final, lambda folder: runner.save_checkpoint(
-            folder, CHECKPOINT_FILE, meta={"epoch": int(runner.epoch), "iter": int(runner.iter)}))
+        self.reporter.report_evaluation(
+            {name: to_plain(value) for name, value in (metrics or {}).items()},
+            fidelity=-(-done // interval), final=done >= total, epoch=int(runner.epoch),
+            iteration=int(runner.iter), iters_per_epoch=len(runner.train_dataloader),
+            lr=_first_lr(runner.optim_wrapper.get_lr()),
+            save=lambda folder: runner.save_checkpoint(
+                folder, CHECKPOINT_FILE,
+                meta={"epoch": int(runner.epoch), "iter": int(runner.iter)}),
+            rank=self.rank, probe=probe)
 
 
 def _first_lr(lrs: Mapping[str, Any]) -> float:

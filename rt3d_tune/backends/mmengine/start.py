@@ -24,8 +24,8 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from rt3d_tune.backends.mmengine.dialect import default_scope, require_mmengine
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.mmengine_backend.dialect import default_scope, require_mmengine
 from rt3d_tune.registry import closest_names, unknown_name_error
 from rt3d_tune.runtime_checks import check_count, check_max_norm
 

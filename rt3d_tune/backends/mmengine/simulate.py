@@ -1,6 +1,6 @@
 """mmengine's own LR and momentum curves, and its iteration count.
 
-The mmengine counterpart of :mod:`rt3d_tune.runner.simulate`:
+The mmengine counterpart of :mod:`rt3d_tune.backends.mmcv.simulate`:
 :func:`simulate_mmengine_schedule` gives the LR and momentum at every iteration by
 building the config's optimizer and schedulers with mmengine itself and stepping them as
 ``ParamSchedulerHook`` does, so the curve is mmengine's own, not a re-implementation;
@@ -16,9 +16,9 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from rt3d_tune.backends.mmengine.dialect import default_scope, require_mmengine, train_loop
 from rt3d_tune.config.keypaths import plain_dict
 from rt3d_tune.errors import ConfigError
-from rt3d_tune.mmengine_backend.dialect import default_scope, require_mmengine, train_loop
 
 __all__ = ["iters_from_dataloader", "simulate_mmengine_schedule"]
 

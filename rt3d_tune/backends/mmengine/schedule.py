@@ -55,12 +55,12 @@ from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from typing import Any
 
-from rt3d_tune.config.keypaths import plain_dict
-from rt3d_tune.errors import ConfigError
-from rt3d_tune.mmengine_backend.dialect import (
+from rt3d_tune.backends.mmengine.dialect import (
     train_loop,
     type_name,
 )
+from rt3d_tune.config.keypaths import plain_dict
+from rt3d_tune.errors import ConfigError
 from rt3d_tune.schedules.budget import Budget, Scaling
 
 __all__ = [
