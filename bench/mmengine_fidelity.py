@@ -19,7 +19,7 @@ Cartesian product (``grid_params``) is the grid:
 
 Each config x training seed {0, 1} (``randomness.seed``) is trained twice, each trial
 config built by the search's own code path (``tuner._trial_setup`` +
-``trial_setup.build_trial_config``: overrides, seed, ``scale_param_schedulers``), run as
+``trial.setup.build_trial_config``: overrides, seed, ``scale_param_schedulers``), run as
 the trial runs it (``Runner.from_cfg``, one torch thread, ``StopOnDivergence``;
 checkpoints off):
 

@@ -21,22 +21,14 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from rt3d_tune.config.keypaths import plain_dict
 from rt3d_tune.space.params import PARAMS_KEY, without_marker
 from rt3d_tune.space.space import SearchSpace
 from rt3d_tune.space.trials import fixed_seed
 
-__all__ = ["max_fidelity", "optuna_search_class", "sample_points", "search_setup"]
+__all__ = ["optuna_search_class", "sample_points", "search_setup"]
 
 # Draws of the sampler per trial when a draw repeats an earlier trial's config.
 _REDRAWS = 32
-
-
-def max_fidelity(space: SearchSpace) -> int:
-    """The most fidelities a trial can report: epochs (or evaluation rounds,
-    iteration-based runners), validation rounds of mmengine trials (the backend's
-    ``fidelity_unit``)."""
-    return space.backend.max_fidelity(plain_dict(space.base_config), space.max_epochs)
 
 
 def sample_points(space: SearchSpace, count: int) -> list[dict[str, Any]]:
@@ -68,7 +60,7 @@ def search_setup(space: SearchSpace, num_samples: int) -> tuple[Any, dict, int, 
     from rt3d_tune.space.sampling import grid_params, make_sampler
 
     algorithm = space.search.algorithm
-    common = {"metric": space.metric, "mode": space.mode, "max_t": max_fidelity(space)}
+    common = {"metric": space.metric, "mode": space.mode, "max_t": space.max_fidelity}
     baseline, fits = baseline_point(space) if space.search.baseline else (None, False)
     if space.scheduler.type == "pbt" or algorithm == "grid":
         if algorithm == "grid":

@@ -24,7 +24,7 @@ from rt3d_tune.results import recorder
 from rt3d_tune.results.confirmation import ConfirmedConfig
 from rt3d_tune.results.export import export_run, load_context, write_run_info
 from rt3d_tune.results.stored_run import fetch_run, fetch_trials, run_location, upload_run
-from rt3d_tune.search.searchers import max_fidelity, search_setup
+from rt3d_tune.search.searchers import search_setup
 from rt3d_tune.space.params import CONFIRM_KEY, confirm_point
 from rt3d_tune.space.space import SearchSpace
 from rt3d_tune.space.trials import fixed_seed, full_length
@@ -156,7 +156,7 @@ def _prepare_run_dir(space: SearchSpace, run_dir: Path, num_samples: int,
             "confirm": {"top_k": space.search.confirm.top_k,
                         "seeds": space.search.confirm.seeds,
                         "length": space.search.confirm.length},
-            "max_fidelity": max_fidelity(space),
+            "max_fidelity": space.max_fidelity,
             "storage": run_store.uri if run_store is not None else None,
             "run_dir": str(run_dir),
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -271,7 +271,7 @@ def _trial_setup(space: SearchSpace, run_dir: Path, cpus: float,
         space=space,
         cpus=cpus,
         cwd=os.getcwd(),
-        probe_epochs=rung_epochs(space.scheduler, max_fidelity(space)) if probes else frozenset(),
+        probe_epochs=rung_epochs(space.scheduler, space.max_fidelity) if probes else frozenset(),
         storage=run_store.uri if run_store is not None else None,
     )
 

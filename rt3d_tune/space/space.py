@@ -112,6 +112,13 @@ class SearchSpace:
             return self.stop.max_epochs
         return self.backend.base_max_epochs(plain_dict(self.base_config))
 
+    @property
+    def max_fidelity(self) -> int:
+        """The most fidelities a trial can report (Tune's ``max_t``): epochs, evaluation
+        rounds of an iteration runner, validation rounds of mmengine trials (the
+        backend's ``fidelity_unit``)."""
+        return self.backend.max_fidelity(plain_dict(self.base_config), self.max_epochs)
+
 
 def _flatten_space(node: Mapping[str, Any], prefix: str) -> list[tuple[str, Domain]]:
     """Nested mappings of the ``space`` section -> (dotted key path, domain)."""

@@ -222,12 +222,11 @@ def validate_space(space: SearchSpace, samples: int = 4, seed: int | None = None
 
 def _probe_notes(space: SearchSpace) -> list[str]:
     """Where the trials report a cool-down probe's metric instead of the plain one."""
-    from rt3d_tune.search.searchers import max_fidelity
     from rt3d_tune.space.rungs import rung_epochs
 
     if space.scheduler.probe == "none":
         return []
-    rungs = sorted(rung_epochs(space.scheduler, max_fidelity(space)))
+    rungs = sorted(rung_epochs(space.scheduler, space.max_fidelity))
     if not rungs:
         return []
     unit = space.backend.fidelity_unit + ("s" if len(rungs) > 1 else "")

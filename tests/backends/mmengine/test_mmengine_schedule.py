@@ -1,4 +1,4 @@
-"""mmengine's own schedulers simulated (``mmengine_backend.simulate``), and a trial's
+"""mmengine's own schedulers simulated (``backends.mmengine.simulate``), and a trial's
 ``param_scheduler`` scaled so its curve is the full run's compressed in time
 (``mmengine_backend.schedule``).
 

@@ -22,7 +22,7 @@ from rt3d_tune.backends.mmengine.probe import final_lrs, mmengine_cooldown_probe
 from rt3d_tune.backends.mmengine.simulate import simulate_mmengine_schedule
 from rt3d_tune.runner.probe import ProbeResult
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 BASE = REPO / "configs" / "mmengine" / "pointnet_shapes.py"
 IPE, EPOCHS = 6, 3
 

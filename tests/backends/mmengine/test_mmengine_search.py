@@ -22,7 +22,7 @@ from rt3d_tune.results import recorder
 
 mmengine = pytest.importorskip("mmengine")
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 BASE = REPO / "configs" / "mmengine" / "pointnet_shapes.py"
 WARMUP = {"type": "LinearLR", "start_factor": 0.1, "by_epoch": False, "begin": 0, "end": 20}
 COSINE = {"type": "CosineAnnealingLR", "by_epoch": True, "begin": 0, "end": 8, "T_max": 8,
