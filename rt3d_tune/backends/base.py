@@ -60,9 +60,9 @@ class TrialRun:
     Args:
         trial_id: Tune's id of the trial.
         work_dir: the rank's trial folder (rank 0 writes the trial's files there).
-        reporter: the trial's ``rt3d_tune.backends.report.TuneReportHook``; the backend
-            feeds it each evaluation (:meth:`~rt3d_tune.backends.report.TuneReportHook.
-            report_evaluation`), or hooks it into an mmcv-style runner as it is.
+        reporter: the trial's ``rt3d_tune.backends.report.Reporter``; the backend
+            feeds it each evaluation (:meth:`~rt3d_tune.backends.report.Reporter.
+            report_evaluation`), e.g. from a hook of its runner.
         device: ``'cuda'`` or ``'cpu'``.
         rank: this rank; ``world_size``: the trial's ranks (its process group is joined).
         resume_path: a checkpoint file the trial resumes from (written by the

@@ -1,4 +1,4 @@
-"""TuneReportHook: what a trial tells Tune, and the last report of every trial.
+"""Reporter: what a trial tells Tune, and the last report of every trial, for every backend.
 
 Failure policy (``run_and_report``):
     * a non-finite loss (DivergenceError) ends the trial with one last report that
@@ -23,15 +23,14 @@ from typing import Any
 
 from rt3d_tune.backends.base import DEFAULT_PROBE_RATIO
 from rt3d_tune.errors import DivergenceError
-from rt3d_tune.registry import HOOKS
-from rt3d_tune.runner.hook import Hook
 
 __all__ = [
     "CHECKPOINT_FILE",
     "DIVERGED_MAGNITUDE",
     "METRICS_FILE",
     "FatalSearchError",
-    "TuneReportHook",
+    "Reporter",
+    "first_lr",
     "run_and_report",
     "worst_value",
 ]
@@ -51,12 +50,14 @@ class FatalSearchError(Exception):
     """A problem every trial would hit (reported, then the search stops)."""
 
 
-@HOOKS.register_module()
-class TuneReportHook(Hook):
-    """Reports every evaluation to Ray Tune with a checkpoint to resume from.
+class Reporter:
+    """What a trial tells Tune, for every backend: each evaluation into a report (its
+    metrics, which must hold the searched one; the progress; a cool-down probe's metric
+    at a rung), sent with a checkpoint to resume from, and the trial's last report.
 
-    Runs at VERY_LOW priority, after EvalHook has put its metrics in
-    ``runner.eval_results`` and bumped ``runner.eval_round`` in the same stage.
+    A backend feeds it each evaluation (:meth:`report_evaluation`): the mmcv runner
+    through ``backends.mmcv.report_hook.TuneReportHook``, mmengine's Runner through
+    ``backends.mmengine.hooks.MMTuneReportHook``.
 
     Args:
         metric: the metric the search optimizes; it must be among the evaluation's.
@@ -97,56 +98,9 @@ class TuneReportHook(Hook):
         self.checkpoint_final = checkpoint_final
         self.defer_final = defer_final
         self.pending_final: dict[str, Any] | None = None
-        self.last_round = 0
         self.last_fidelity = 0
         self.last_metrics: dict[str, Any] | None = None
         self.reported = False  # in this run of the trial (a resumed one starts over)
-
-    def before_run(self, runner: Any) -> None:
-        # After a resume the runner restored its eval round; do not report it again.
-        self.last_round = int(getattr(runner, "eval_round", 0))
-
-    def after_train_epoch(self, runner: Any) -> None:
-        # EvalHook ran in this stage before us; the runner counts this epoch on return.
-        final = runner.epoch + 1 >= runner.max_epochs
-        self._maybe_report(runner, fidelity=runner.epoch + 1, epoch=runner.epoch + 1, final=final,
-                           next_iter=runner.iter)
-
-    def after_train_iter(self, runner: Any) -> None:
-        if int(getattr(runner, "eval_round", 0)) != self.last_round:
-            final = runner.max_iters is not None and runner.iter + 1 >= runner.max_iters
-            self._maybe_report(
-                runner, fidelity=int(runner.eval_round), epoch=runner.epoch, final=final,
-                next_iter=runner.iter + 1,
-            )
-
-    def _probe(self, runner: Any, next_iter: int) -> Any:
-        """A cool-down probe from here (a ``ProbeResult``)."""
-        from rt3d_tune.runner.hooks.evaluation import EvalHook
-        from rt3d_tune.runner.hooks.lr_updater import LrUpdaterHook
-        from rt3d_tune.runner.probe import cooldown_probe, probe_iters
-
-        lr_hook = next((h for h in runner.hooks if isinstance(h, LrUpdaterHook)), None)
-        eval_hook = next(h for h in runner.hooks if isinstance(h, EvalHook))
-        return cooldown_probe(
-            runner, probe_iters(next_iter, self.probe_ratio),
-            lr_hook.final_lr if lr_hook is not None else runner.current_lr(),
-            lambda: eval_hook.compute_metrics(runner), start_iter=next_iter,
-        )
-
-    def _maybe_report(self, runner: Any, fidelity: int, epoch: int, final: bool,
-                      next_iter: int) -> None:
-        eval_round = int(getattr(runner, "eval_round", 0))
-        if eval_round == self.last_round:
-            return
-        self.last_round = eval_round
-        self.report_evaluation(
-            getattr(runner, "eval_results", None) or {}, fidelity=fidelity, final=final,
-            epoch=epoch, iteration=int(runner.iter) + 1,
-            iters_per_epoch=len(runner.data_loader), lr=_first_lr(runner.current_lr()),
-            save=lambda folder: runner.save_checkpoint(folder, filename_tmpl=CHECKPOINT_FILE,
-                                                       create_symlink=False),
-            rank=getattr(runner, "rank", 0), probe=lambda: self._probe(runner, next_iter))
 
     def report_evaluation(self, results: Mapping[str, Any], *, fidelity: int, final: bool,
                           epoch: int, iteration: int, iters_per_epoch: int, lr: float,
@@ -250,7 +204,7 @@ class TuneReportHook(Hook):
     def _send(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         self.reported = True
         if self._report is None:
-            raise RuntimeError("TuneReportHook was given no report function")
+            raise RuntimeError("the Reporter was given no report function")
         self._report(metrics, checkpoint_dir)
 
 
@@ -264,13 +218,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _first_lr(lr: Any) -> float:
+def first_lr(lr: Any) -> float:
+    """The first param group's LR of ``runner.current_lr()`` (a list, or a dict of
+    lists for several optimizers)."""
     if isinstance(lr, dict):
         lr = next(iter(lr.values()), [])
     return float(lr[0]) if lr else float("nan")
 
 
-def run_and_report(run: Callable[[], Any], hook: TuneReportHook, metric: str, mode: str,
+def run_and_report(run: Callable[[], Any], hook: Reporter, metric: str, mode: str,
                    extra: Mapping[str, Any], report: Callable[[dict[str, Any]], None],
                    no_evaluation_hint: str) -> None:
     """Train (``run()``) and send the trial's last report: its last evaluation marked

@@ -3,7 +3,7 @@
 Data flow inside a trial (docs/ARCHITECTURE.md, "Data flow")::
 
     Tune config (sampled params) -> overrides -> trial config -> trials/<id>/config.py
-        -> the backend's training, with TuneReportHook -> tune.report(metrics, checkpoint)
+        -> the backend's training, with its Reporter -> tune.report(metrics, checkpoint)
 
 Each rank runs :func:`rt3d_tune.trial.body.train_rank` (every backend alike). Fidelity
 (``training_iteration``, what ASHA/HyperBand/median/PBT count) is the backend's

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rt3d_tune.backends.base import TrialRun
-from rt3d_tune.backends.report import CHECKPOINT_FILE, TuneReportHook, run_and_report
+from rt3d_tune.backends.report import CHECKPOINT_FILE, Reporter, run_and_report
 from rt3d_tune.errors import ConfigError
 from rt3d_tune.space.params import CONFIRM_KEY, trial_params
 from rt3d_tune.trial.setup import TrialSetup, build_trial_config, trial_device
@@ -93,11 +93,11 @@ def train_rank(config: dict[str, Any], setup: TrialSetup, trial_id: str,
                          worker_nodes=",".join(gather_in_order([_node_id()], world_size)))
         if confirm:
             extra.update(confirm_of=confirm["of"], seed=confirm["seed"])
-        reporter = TuneReportHook(space.metric, extra=extra, defer_final=True,
-                                  report=folder.reporting(report_with_checkpoint),
-                                  checkpoint_final=space.scheduler.type == "pbt" and not confirm,
-                                  probe_epochs=frozenset() if confirm else setup.probe_epochs,
-                                  probe_ratio=space.scheduler.probe_ratio)
+        reporter = Reporter(space.metric, extra=extra, defer_final=True,
+                            report=folder.reporting(report_with_checkpoint),
+                            checkpoint_final=space.scheduler.type == "pbt" and not confirm,
+                            probe_epochs=frozenset() if confirm else setup.probe_epochs,
+                            probe_ratio=space.scheduler.probe_ratio)
         resume_path = None
         if resume is not None:
             data, metrics = resume

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from rt3d_tune.backends.report import TuneReportHook
+from rt3d_tune.backends.mmcv.report_hook import TuneReportHook
+from rt3d_tune.backends.report import Reporter
 from rt3d_tune.config import Config
 from rt3d_tune.runner.builder import build_runner
 from rt3d_tune.runner.priority import Priority
@@ -24,8 +25,9 @@ def run(work_dir: Path, probe_epochs: frozenset[int]) -> tuple[list[dict[str, An
     cfg = Config.fromfile(str(POINTNET))
     cfg.merge_from_dict({"runner.max_epochs": 3, "seed": 0, "log_config.hooks": []})
     sent: list[dict[str, Any]] = []
-    hook = TuneReportHook("accuracy", report=lambda m, ckpt: sent.append(m), checkpoint=False,
-                          probe_epochs=probe_epochs, probe_ratio=0.5)
+    reporter = Reporter("accuracy", report=lambda m, ckpt: sent.append(m), checkpoint=False,
+                        probe_epochs=probe_epochs, probe_ratio=0.5)
+    hook = TuneReportHook(reporter)
     runner = build_runner(cfg, work_dir=str(work_dir), extra_hooks=[(hook, Priority.VERY_LOW)],
                           device="cpu")
     runner.run()
@@ -52,7 +54,7 @@ def test_probe_reports_replace_the_rung_metric_and_leave_training_bit_identical(
 
 
 def test_the_hook_probes_as_long_as_the_space_by_default() -> None:
-    assert TuneReportHook("accuracy").probe_ratio == SchedulerSettings().probe_ratio
+    assert Reporter("accuracy").probe_ratio == SchedulerSettings().probe_ratio
 
 
 def test_cool_down_anneals_each_group_linearly_to_its_final_lr() -> None:

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 import torch
 
+from rt3d_tune.backends.mmcv.report_hook import TuneReportHook
 from rt3d_tune.backends.mmcv.trial import apply_optimizer_hyperparams, snapshot_hyperparams
 from rt3d_tune.backends.report import (
     CHECKPOINT_FILE,
     METRICS_FILE,
     FatalSearchError,
-    TuneReportHook,
+    Reporter,
     worst_value,
 )
 
@@ -56,7 +57,7 @@ def evaluate(runner: FakeRunner, **metrics: float) -> None:
 
 def test_reports_once_per_evaluation_with_metrics_fidelity_and_checkpoint():
     sent, report = collect()
-    hook = TuneReportHook("acc", extra={"gpu_ids": "1"}, report=report)
+    hook = TuneReportHook(Reporter("acc", extra={"gpu_ids": "1"}, report=report))
     runner = make_runner()
     hook.before_run(runner)
     hook.after_train_epoch(runner)  # no evaluation this epoch: nothing reported
@@ -78,7 +79,7 @@ def test_reports_once_per_evaluation_with_metrics_fidelity_and_checkpoint():
 
 def test_last_epoch_is_marked_final():
     sent, report = collect()
-    hook = TuneReportHook("acc", report=report, checkpoint=False)
+    hook = TuneReportHook(Reporter("acc", report=report, checkpoint=False))
     runner = make_runner(epoch=2)
     hook.before_run(runner)
     evaluate(runner, acc=0.7)
@@ -91,7 +92,7 @@ def test_deferred_last_report_is_kept_for_the_trainable_unless_it_carries_a_chec
     """train_trial sends the last evaluation itself after the run, marked done; under
     PBT the last report carries a donor checkpoint and goes out from the hook."""
     sent, report = collect()
-    hook = TuneReportHook("acc", report=report, checkpoint_final=pbt, defer_final=True)
+    hook = TuneReportHook(Reporter("acc", report=report, checkpoint_final=pbt, defer_final=True))
     runner = make_runner(epoch=1)
     hook.before_run(runner)
     evaluate(runner, acc=0.6)
@@ -101,15 +102,16 @@ def test_deferred_last_report_is_kept_for_the_trainable_unless_it_carries_a_chec
     hook.after_train_epoch(runner)  # the last epoch
     assert [m["acc"] for m, _ in sent] == ([0.6, 0.7] if pbt else [0.6])
     if pbt:
-        assert hook.pending_final is None and sent[-1][1] is not None
+        assert hook.reporter.pending_final is None and sent[-1][1] is not None
     else:
-        assert hook.pending_final == hook.last_metrics
-        assert hook.pending_final["acc"] == 0.7 and hook.pending_final["final"] is True
+        assert hook.reporter.pending_final == hook.reporter.last_metrics
+        assert hook.reporter.pending_final["acc"] == 0.7
+        assert hook.reporter.pending_final["final"] is True
 
 
 def test_iteration_based_evaluation_counts_rounds():
     sent, report = collect()
-    hook = TuneReportHook("acc", report=report, checkpoint=False)
+    hook = TuneReportHook(Reporter("acc", report=report, checkpoint=False))
     runner = make_runner(iter=19, max_epochs=None)
     hook.before_run(runner)
     evaluate(runner, acc=0.1)
@@ -122,7 +124,7 @@ def test_iteration_based_evaluation_counts_rounds():
 
 
 def test_missing_metric_names_the_metrics_produced():
-    hook = TuneReportHook("bev_mAP", report=lambda m, c: None)
+    hook = TuneReportHook(Reporter("bev_mAP", report=lambda m, c: None))
     runner = make_runner()
     hook.before_run(runner)
     evaluate(runner, accuracy=0.5, recall=0.25)
@@ -165,7 +167,7 @@ def test_optimizer_takes_the_new_config_after_loading_a_donor_checkpoint(opt_typ
 @pytest.mark.parametrize("checkpoint_final", [False, True])
 def test_the_final_report_carries_a_checkpoint_only_when_something_can_use_it(checkpoint_final):
     sent, report = collect()
-    hook = TuneReportHook("acc", report=report, checkpoint_final=checkpoint_final)
+    hook = TuneReportHook(Reporter("acc", report=report, checkpoint_final=checkpoint_final))
     runner = make_runner()
     hook.before_run(runner)
     for epoch in range(3):  # max_epochs = 3: the third report is the final one

@@ -1,9 +1,9 @@
 """One rank of an mmcv trial: rt3d-tune's runner with the trial's report hook.
 
-``build_runner(cfg, extra_hooks=[TuneReportHook])`` writes ``work_dir/config.py`` with
-the seed it used (``best_config.py`` reruns the trial exactly); EvalHook's metrics reach
-the report hook in the same stage. A resumed trial keeps its own optimizer arguments:
-after a PBT exploit the checkpoint holds the donor's.
+``build_runner(cfg, extra_hooks=[TuneReportHook(reporter)])`` writes
+``work_dir/config.py`` with the seed it used (``best_config.py`` reruns the trial
+exactly); EvalHook's metrics reach the report hook in the same stage. A resumed trial
+keeps its own optimizer arguments: after a PBT exploit the checkpoint holds the donor's.
 """
 
 from __future__ import annotations
@@ -54,23 +54,26 @@ def apply_optimizer_hyperparams(optimizer: Any, fresh: list[list[dict[str, Any]]
 
 
 def start_mmcv_trial(cfg: Any, run: TrialRun) -> Callable[[], Any]:
-    """The runner of ``cfg`` with ``run.reporter`` hooked in (VERY_LOW priority), its
+    """The runner of ``cfg`` with ``run.reporter`` hooked in (``TuneReportHook``, VERY_LOW
+    priority), its
     trial loggers tagged, resumed from ``run.resume_path`` when set; its ``run``.
 
     Raises:
         ConfigError: the runner does not build.
     """
+    from rt3d_tune.backends.mmcv.report_hook import TuneReportHook
     from rt3d_tune.backends.mmcv.trial_loggers import tag_trial_loggers
     from rt3d_tune.runner.builder import build_runner
     from rt3d_tune.runner.priority import Priority
 
+    hook = TuneReportHook(run.reporter)
     runner = build_runner(cfg, work_dir=str(run.work_dir),
-                          extra_hooks=[(run.reporter, Priority.VERY_LOW)], device=run.device)
+                          extra_hooks=[(hook, Priority.VERY_LOW)], device=run.device)
     tag_trial_loggers(runner.hooks, trial_id=run.trial_id, search_name=run.search_name,
                       params=run.params, confirm_of=run.confirm_of)
     if run.resume_path is not None:
         fresh = snapshot_hyperparams(runner.optimizer)
         runner.resume(run.resume_path)
         apply_optimizer_hyperparams(runner.optimizer, fresh)
-        run.reporter.last_round = int(getattr(runner, "eval_round", 0))
+        hook.last_round = int(getattr(runner, "eval_round", 0))
     return runner.run

@@ -10,7 +10,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner.loops import IterBasedTrainLoop
 
 from rt3d_tune.backends.mmengine.losses import nonfinite_losses
-from rt3d_tune.backends.report import CHECKPOINT_FILE, TuneReportHook
+from rt3d_tune.backends.report import CHECKPOINT_FILE, Reporter
 from rt3d_tune.errors import DivergenceError
 from rt3d_tune.runner.hooks.logger.base import to_plain
 
@@ -34,10 +34,10 @@ class StopOnDivergence(Hook):
 @HOOKS.register_module(name="RT3DTuneReportHook")
 class MMTuneReportHook(StopOnDivergence):
     """Reports each validation's metrics to Tune (through ``reporter``, the search's
-    TuneReportHook, which owns the checkpoint and final-report rules); stops the trial
+    Reporter, which owns the checkpoint and final-report rules); stops the trial
     as DIVERGED on a non-finite loss."""
 
-    def __init__(self, reporter: TuneReportHook, rank: int = 0) -> None:
+    def __init__(self, reporter: Reporter, rank: int = 0) -> None:
         self.reporter = reporter
         self.rank = rank
 

@@ -15,7 +15,7 @@ pytest.importorskip("mmengine")
 import torch
 
 from rt3d_tune.backends.mmengine.hooks import MMTuneReportHook
-from rt3d_tune.backends.report import CHECKPOINT_FILE, TuneReportHook
+from rt3d_tune.backends.report import CHECKPOINT_FILE, Reporter
 from rt3d_tune.errors import DivergenceError
 
 
@@ -43,7 +43,7 @@ def _hook() -> tuple[MMTuneReportHook, list[tuple[dict[str, Any], str | None]]]:
         files = sorted(p.name for p in Path(checkpoint_dir).iterdir()) if checkpoint_dir else None
         sent.append((metrics, files))
 
-    reporter = TuneReportHook("accuracy", extra={"device": "cpu"}, report=report,
+    reporter = Reporter("accuracy", extra={"device": "cpu"}, report=report,
                               defer_final=True)
     return MMTuneReportHook(reporter), sent
 
