@@ -153,7 +153,7 @@ def _recorder(probe_rounds: set[int], ratio: float) -> Any:
     from mmengine.hooks import Hook
 
     from rt3d_tune.backends.mmengine.probe import mmengine_cooldown_probe
-    from rt3d_tune.runner.probe import probe_iters
+    from rt3d_tune.backends.probe import probe_iters
 
     class RoundRecorder(Hook):
         """Accuracy after every validation round; the probe where the trial probes (as

@@ -72,7 +72,7 @@ class Reporter:
             ``pending_final`` instead of sending it: ``train_trial`` sends it once the
             runner has finished, marked ``done``.
         probe_epochs: fidelities at which the reported metric is a cool-down probe's
-            (``rt3d_tune.runner.probe``); the plain one goes beside it as
+            (``rt3d_tune.backends.probe``); the plain one goes beside it as
             ``<metric>_plain`` and the probe's cost as ``probe_iters``.
         probe_ratio: the probe's length as a fraction of the iterations trained so far
             (the space's ``scheduler.probe_ratio`` default unless given).

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from rt3d_tune.backends.mmcv.report_hook import TuneReportHook
+from rt3d_tune.backends.probe import cool_down
 from rt3d_tune.backends.report import Reporter
 from rt3d_tune.config import Config
 from rt3d_tune.runner.builder import build_runner
 from rt3d_tune.runner.priority import Priority
-from rt3d_tune.runner.probe import cool_down
 from rt3d_tune.space.sections import SchedulerSettings
 
 REPO = Path(__file__).resolve().parents[2]

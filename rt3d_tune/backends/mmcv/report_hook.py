@@ -4,7 +4,7 @@ Runs at VERY_LOW priority, after EvalHook has put its metrics in
 ``runner.eval_results`` and bumped ``runner.eval_round`` in the same stage: an
 epoch-based runner reports after the epoch, an iteration-based one after the iteration
 that evaluated; an evaluation round is reported once. At a rung it runs the cool-down
-probe (``runner.probe.cooldown_probe``) towards the LR hook's final LR.
+probe (``backends.mmcv.probe.cooldown_probe``) towards the LR hook's final LR.
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ class TuneReportHook(Hook):
 
     def _probe(self, runner: Any, next_iter: int) -> Any:
         """A cool-down probe from here (a ``ProbeResult``)."""
+        from rt3d_tune.backends.mmcv.probe import cooldown_probe
+        from rt3d_tune.backends.probe import probe_iters
         from rt3d_tune.runner.hooks.evaluation import EvalHook
         from rt3d_tune.runner.hooks.lr_updater import LrUpdaterHook
-        from rt3d_tune.runner.probe import cooldown_probe, probe_iters
 
         lr_hook = next((h for h in runner.hooks if isinstance(h, LrUpdaterHook)), None)
         eval_hook = next(h for h in runner.hooks if isinstance(h, EvalHook))

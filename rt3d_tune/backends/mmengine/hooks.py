@@ -50,7 +50,7 @@ class MMTuneReportHook(StopOnDivergence):
 
         def probe() -> Any:
             from rt3d_tune.backends.mmengine.probe import mmengine_cooldown_probe
-            from rt3d_tune.runner.probe import probe_iters
+            from rt3d_tune.backends.probe import probe_iters
 
             return mmengine_cooldown_probe(
                 runner, probe_iters(int(runner.iter), self.reporter.probe_ratio))

@@ -1,12 +1,12 @@
 """The cool-down probe of an mmengine trial: the probe core
-(:func:`rt3d_tune.runner.probe.run_cooldown`: snapshot, annealing loop, restore) with
+(:func:`rt3d_tune.backends.probe.run_cooldown`: snapshot, annealing loop, restore) with
 mmengine's steps.
 
 At a rung, right after a validation round, the trial trains a short stretch with the LR
 falling linearly from where it is to where the schedule ends, validates, and puts every
 piece of training state back: the run then goes on bit for bit as if no probe had run.
 The metric after the cool-down ranks trials by what they would reach, not by where each
-one's LR is in its schedule (the search-quality issue; :mod:`rt3d_tune.runner.probe`).
+one's LR is in its schedule (the search-quality issue; :mod:`rt3d_tune.backends.probe`).
 
 During the probe only the pieces of a training iteration run: the model's ``train_step``
 through the optim wrapper (clipping, accumulation, AMP) and ``EMAHook.after_train_iter``;
@@ -35,8 +35,8 @@ from mmengine.runner.loops import IterBasedTrainLoop
 
 from rt3d_tune.backends.mmengine._mmengine_private import count_updates, val_outputs
 from rt3d_tune.backends.mmengine.losses import nonfinite_losses
+from rt3d_tune.backends.probe import ProbeResult, TrainingSnapshot, run_cooldown
 from rt3d_tune.runner._torch_private import own_iterator_copy
-from rt3d_tune.runner.probe import ProbeResult, TrainingSnapshot, run_cooldown
 
 __all__ = ["final_lrs", "mmengine_cooldown_probe"]
 

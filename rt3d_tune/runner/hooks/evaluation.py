@@ -310,7 +310,7 @@ class EvalHook(Hook):
 
         The same predictions and ``dataset.evaluate`` as a scheduled evaluation, but the
         log buffer, ``runner.eval_results``, ``runner.eval_round`` and the best
-        checkpoint are left alone: what a rung probe (``rt3d_tune.runner.probe``)
+        checkpoint are left alone: what a rung probe (``rt3d_tune.backends.probe``)
         evaluates with.
 
         Raises:

@@ -20,7 +20,7 @@ from mmengine.hooks import Hook
 
 from rt3d_tune.backends.mmengine.probe import final_lrs, mmengine_cooldown_probe
 from rt3d_tune.backends.mmengine.simulate import simulate_mmengine_schedule
-from rt3d_tune.runner.probe import ProbeResult
+from rt3d_tune.backends.probe import ProbeResult
 
 REPO = Path(__file__).resolve().parents[3]
 BASE = REPO / "configs" / "mmengine" / "pointnet_shapes.py"

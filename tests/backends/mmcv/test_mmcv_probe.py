@@ -18,13 +18,14 @@ import runner_fixtures as fx
 import torch
 from torch import nn
 
+from rt3d_tune.backends.mmcv.probe import cooldown_probe
+from rt3d_tune.backends.probe import ProbeResult, probe_iters
 from rt3d_tune.registry import DATASETS, MODELS
 from rt3d_tune.runner import Hook, IterBasedRunner
 from rt3d_tune.runner.builder import build_runner
 from rt3d_tune.runner.hooks.ema import EMAHook
 from rt3d_tune.runner.hooks.evaluation import EvalHook
 from rt3d_tune.runner.hooks.lr_updater import LrUpdaterHook
-from rt3d_tune.runner.probe import ProbeResult, cooldown_probe, probe_iters
 from rt3d_tune.schedules import policies as schedules
 
 
