@@ -80,7 +80,10 @@ def test_fidelity_quick_measures_every_mode_and_reuses_its_grid(ray_local, tmp_p
     assert [m.group(1) for m in found] == ["0", "1"]
     for m in found:
         assert (m.group(2) == m.group(3)) == (m.group(4) == "agree")
-    rate = sum(m.group(4) == "agree" for m in found) / 2
+    agree = sum(m.group(4) == "agree" for m in found)
+    assert (f"FIGURE verdict agreement, trial-length outcome = full-length outcome = {agree} "
+            "of 2 searches") in out
+    rate = agree / 2
     assert f"RATIO verdict agreement rate (trial-length outcome = full-length) = {rate:.3g}" in out
     assert ("FIGURE BEV pairs 6 (confirm.seeds 5): a gain of one seed spread called better in "
             in out) or "no confirmation-seeds measurement" in out

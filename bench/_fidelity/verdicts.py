@@ -124,13 +124,14 @@ def report_agreement(grid: Grid, baseline: str, mode: Mode, found: list[Agreemen
                        f"winner {item.winner} {label[item.winner]}{same}: trial "
                        f"{item.trial.text()}; full {item.full.text()}; "
                        f"{'agree' if item.agrees else 'DISAGREE'}")
-    rate = sum(item.agrees for item in found) / len(found)
+    agree = sum(item.agrees for item in found)
     judged = [item for item in found if item.winner != baseline]
-    _common.figure("verdict agreement, trial-length outcome = full-length outcome", rate,
+    _common.figure("verdict agreement, trial-length outcome = full-length outcome", agree,
                    f"of {len(found)} searches",
                    f"{sum(item.agrees for item in judged)} of {len(judged)} where the winner "
                    f"is not the baseline; full-length outcomes "
                    f"{', '.join(item.full.outcome for item in found)}")
+    rate = agree / len(found)
     _common.ratio("verdict agreement rate (trial-length outcome = full-length)", rate)
 
 
@@ -163,7 +164,8 @@ def report_seeds_default(grid: Grid, baseline: str, winners: list[str], n_seeds:
     pairs = fewest_pairs(effect)
     _common.figure("BEV confirm.seeds for most searches", pairs - 1 if pairs else float("nan"),
                    "seeds", f"the fewest pairs calling a gain of one seed spread better in "
-                   f"more than half the searches: {pairs}; default {Confirm().seeds}")
+                   f"more than half the searches: {pairs or 'none up to 8'}; the default "
+                   f"search.confirm.seeds is {Confirm().seeds}")
 
 
 def verdict_step(grid_folder: Path, base: Path, grid: Grid, baseline: str | None, mode: Mode,
