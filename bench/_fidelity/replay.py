@@ -87,6 +87,8 @@ def _tune_stopper(share: float, iters_per_epoch: int) -> Any:
 
 @dataclass
 class SearchOutcome:
+    """One replayed search: its confirmed winner (a grid config id), regret and compute."""
+
     mode: str
     seed: int
     winner: str | None
