@@ -8,7 +8,8 @@ search's winner is compared with the baseline twice, with the product's own
 ``paired_interval`` and ``outcome_of``, over the same training seeds 0..S-1: once from
 the scaled runs' metric at T (the trial-length verdict) and once from the full runs'
 metric at B (the full-length verdict). The agreement rate is how often their outcomes
-(better, worse, within noise) match: how far ``trial`` can be trusted.
+(better, worse, within noise) match: how far ``trial`` can be trusted. The same is
+then counted over every pair of configs that has all the verdict's seeds.
 
 The extra seeds 2..S-1 are trained (full and scaled, no probes) only for the configs the
 verdicts need, the baseline and the winners, and appended to the grid's ``grid.csv``,
@@ -20,6 +21,7 @@ this task.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from _power import fewest_pairs, print_rates
 from _fidelity.grid import KINDS, METRIC, MODE, SEEDS
 from _fidelity.loading import Grid, Mode, load_grid
 from _fidelity.training import train_runs
-from rt3d_tune.results.verdict import outcome_of, paired_interval
+from rt3d_tune.results.verdict import WITHIN_NOISE, outcome_of, paired_interval
 from rt3d_tune.space.sections import DEFAULT_PROBE_RATIO, Confirm
 
 
@@ -50,7 +52,8 @@ def train_verdict_seeds(grid_folder: Path, base: Path, grid: Grid, cids: list[st
                for seed in range(len(SEEDS), n_seeds) if (cid, seed, kind) not in grid.metric]
     if not missing:
         return grid
-    print(f"training the verdict's seeds: {len(missing)} runs ({', '.join(cids)} x seeds "
+    lacking = sorted({cid for cid, *_ in missing})
+    print(f"training the verdict's seeds: {len(missing)} runs ({', '.join(lacking)} x seeds "
           f"{len(SEEDS)}..{n_seeds - 1} x full, scaled) into {grid_folder}", flush=True)
     wall = train_runs(grid_folder, base, grid.settings, missing, workers, append=True)
     _common.figure("verdict seeds training wall time", wall, "s", f"{len(missing)} runs")
@@ -135,6 +138,27 @@ def report_agreement(grid: Grid, baseline: str, mode: Mode, found: list[Agreemen
     _common.ratio("verdict agreement rate (trial-length outcome = full-length)", rate)
 
 
+def report_pair_agreement(grid: Grid, n_seeds: int) -> None:
+    """The same agreement over every pair of configs trained with all ``n_seeds`` seeds,
+    one as the winner and one as the baseline: more comparisons than the searches give,
+    and gaps in both directions (a search's winner rarely beats a strong baseline)."""
+    seeds = list(range(n_seeds))
+    cids = [c for c in grid.ids if set(seeds) <= set(grid.seeds(c))]
+    pairs = [(a, b, verdict_at(grid, a, b, "scaled", seeds), verdict_at(grid, a, b, "full", seeds))
+             for a, b in itertools.combinations(cids, 2)]
+    if not pairs:
+        return
+    agree = [(a, b) for a, b, t, f in pairs if t.outcome == f.outcome]
+    gaps = [(a, b) for a, b, _, f in pairs if f.outcome != WITHIN_NOISE]
+    differ = "; ".join(f"{a} vs {b}: trial {t.outcome} {t.delta:+.3f}, full {f.outcome} "
+                       f"{f.delta:+.3f}" for a, b, t, f in pairs if t.outcome != f.outcome)
+    _common.figure("verdict agreement over every pair of configs with the verdict's seeds",
+                   len(agree), f"of {len(pairs)} pairs",
+                   f"{', '.join(cids)}; a gap at full length in {len(gaps)} pairs, of which "
+                   f"the trial length saw {sum(p in agree for p in gaps)}; "
+                   f"{'disagree: ' + differ if differ else 'no disagreement'}")
+
+
 def report_seeds_default(grid: Grid, baseline: str, winners: list[str], n_seeds: int) -> None:
     """The seed spread and the paired differences' spread at full length (baseline and
     winners, seeds < ``n_seeds``), and the called-better rate per pair count."""
@@ -180,6 +204,7 @@ def verdict_step(grid_folder: Path, base: Path, grid: Grid, baseline: str | None
     found = agreements(grid, baseline, chosen, n_seeds)
     if found:
         report_agreement(grid, baseline, mode, found)
+    report_pair_agreement(grid, n_seeds)
     report_seeds_default(grid, baseline, [w for _, w in chosen if w != baseline], n_seeds)
     return grid
 
