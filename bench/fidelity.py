@@ -106,7 +106,8 @@ search's winner is compared with the baseline by the product's ``paired_interval
 ``outcome_of`` over the same training seeds 0..S-1 (``--verdict-seeds`` S, 2 by
 default): from the scaled runs' metric at T (``confirm.length: trial``) and from the
 full runs' metric at B (``full``). The agreement rate is how often the two outcomes
-(better, worse, within noise) match. Seeds 2..S-1 are trained after the searches, full
+(better, worse, within noise) match; then the same over every pair of configs that has
+all S seeds (gaps in both directions). Seeds 2..S-1 are trained after the searches, full
 and scaled without probes, for the baseline and the winners only, and appended to
 ``grid.csv`` (a ``--grid-run`` reuses them). From the same full-length runs: the seed
 spread, the paired differences' spread and the called-better rate of a gain of one

@@ -84,6 +84,9 @@ def test_fidelity_quick_measures_every_mode_and_reuses_its_grid(ray_local, tmp_p
     assert (f"FIGURE verdict agreement, trial-length outcome = full-length outcome = {agree} "
             "of 2 searches") in out
     rate = agree / 2
+    if any("(the winner is the baseline)" not in m.group(0) for m in found):
+        assert ("FIGURE verdict agreement over every pair of configs with the verdict's seeds"
+                " = ") in out
     assert f"RATIO verdict agreement rate (trial-length outcome = full-length) = {rate:.3g}" in out
     assert ("FIGURE BEV pairs 6 (confirm.seeds 5): a gain of one seed spread called better in "
             in out) or "no confirmation-seeds measurement" in out

@@ -13,8 +13,10 @@ then counted over every pair of configs that has all the verdict's seeds.
 
 The extra seeds 2..S-1 are trained (full and scaled, no probes) only for the configs the
 verdicts need, the baseline and the winners, and appended to the grid's ``grid.csv``,
-so a ``--grid-run`` reuses them. From the same full-length runs: the seed spread of one
-run, the paired differences' spread, and the rate at which a gain of one seed spread is
+so a ``--grid-run`` reuses them. From the full-length runs of every config with all
+those seeds (the baseline and every winner so far): the seed spread of one run, the
+spread of their paired differences with the baseline, and the rate at which a gain of
+one seed spread is
 called better at n pairs (``_power``), which says what ``search.confirm.seeds`` needs on
 this task.
 """
@@ -205,6 +207,7 @@ def verdict_step(grid_folder: Path, base: Path, grid: Grid, baseline: str | None
     if found:
         report_agreement(grid, baseline, mode, found)
     report_pair_agreement(grid, n_seeds)
-    report_seeds_default(grid, baseline, [w for _, w in chosen if w != baseline], n_seeds)
+    others = [c for c in grid.ids if c != baseline and set(range(n_seeds)) <= set(grid.seeds(c))]
+    report_seeds_default(grid, baseline, others, n_seeds)
     return grid
 
