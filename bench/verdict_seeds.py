@@ -18,12 +18,11 @@ pair being the first, times top_k + 1 configs). Usage::
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import tempfile
 
 import torch
-from scipy import stats
+from _power import print_rates
 
 from rt3d_tune.config import Config
 from rt3d_tune.runner.builder import build_runner
@@ -35,14 +34,6 @@ def final_metric(cfg: Config, metric: str, work_dir: str) -> float:
     runner = build_runner(cfg, work_dir=work_dir, device="cpu")
     runner.run()
     return float(runner.eval_results[metric])
-
-
-def called_better_rate(effect: float, n: int, level: float = 0.95) -> float:
-    """P(the paired t interval over ``n`` pairs lies above 0) when the mean paired
-    difference is ``effect`` standard deviations of the differences."""
-    df = n - 1
-    critical = stats.t.ppf(0.5 + level / 2, df)
-    return float(stats.nct.sf(critical, df, effect * math.sqrt(n)))
 
 
 def main() -> None:
@@ -70,11 +61,7 @@ def main() -> None:
     print(f"FIGURE seed spread of one run = {spread:.4f} {args.metric} "
           f"(std over {args.seeds} seeds, mean of 2 configs); paired differences' std = "
           f"{diff_spread:.4f} (mean difference {statistics.fmean(diffs):+.4f})")
-    for n in range(2, 9):
-        cost = (n - 1) * (args.top_k + 1)
-        print(f"FIGURE pairs {n} (confirm.seeds {n - 1}): a gain of one seed spread called "
-              f"better in {called_better_rate(effect, n):.2f} of searches; "
-              f"{cost} confirmation runs (top_k {args.top_k} + baseline)")
+    print_rates(effect, args.top_k)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ two choices whose branches share a name are told apart by their key path
 (``optimizer[SGD].lr``). Numbers show 4 significant digits. Without the space (its
 file unreadable) every branch shows by its index. ``results.csv`` and
 ``summary.json`` keep the exact names and values; this module is only for display.
+:meth:`ParamLabels.short` names a whole config in a few words (``AdamW lr 0.0008236``),
+as the verdict names the winner.
 """
 
 from __future__ import annotations
@@ -160,6 +162,43 @@ class ParamLabels:
     def pairs(self, params: Mapping[str, Any]) -> list[str]:
         """``["optimizer=AdamW", "AdamW.lr=0.0005375", ...]`` in the space's order."""
         return [f"{self.name(p)}={self.value(p, params[p])}" for p in self.order(params)]
+
+    def short(self, params: Mapping[str, Any],
+              reference: Mapping[str, Any] | None = None) -> str:
+        """A config in a few words, as a person names it: ``AdamW lr 0.0008236``.
+
+        In the space's order, a choice shows its branch's name and any other parameter
+        its name and value (inside a branch, its name there: ``lr``, not ``AdamW.lr``);
+        each key path of the space is one group, groups separated by commas
+        (``CosineAnnealing, AdamW lr 0.0008236``).
+        Parameters holding the same value as in ``reference`` (the baseline's params)
+        are left out, and a choice too unless a parameter inside its branch changed.
+
+        Args:
+            params: the config's params (Optuna's names).
+            reference: the params to leave out where equal; None shows every one.
+
+        Returns:
+            The words; ``the base config`` when nothing differs from ``reference``.
+        """
+        def same(param: str) -> bool:
+            return reference is not None and param in reference \
+                and reference[param] == params[param]
+
+        groups: dict[str, list[str]] = {}  # per choice or key path of the space
+        for param in self.order(params):
+            label, _, is_index = self._walk(param)
+            words = groups.setdefault(param.split("@")[0], [])
+            if is_index:
+                inside = f"{param[:-len('@choice')]}@{params[param]}."
+                if same(param) and all(same(p) for p in params if p.startswith(inside)):
+                    continue
+                words.append(self.value(param, params[param]))
+            elif not same(param):
+                sub = param.rpartition("@")[2].partition(".")[2] if "@" in param else ""
+                words.append(f"{sub or label} {self.value(param, params[param])}")
+        return ", ".join(" ".join(words) for words in groups.values() if words) \
+            or "the base config"
 
     @classmethod
     def for_params(cls, space: SearchSpace | None, params: Iterable[str]) -> ParamLabels:

@@ -8,8 +8,10 @@ report to them fails. So the study file is derived from ``results.jsonl`` at eve
 export (the end of each search, and ``rt3d-tune export``): always consistent with the
 trials, readable by ``optuna.load_study`` and optuna-dashboard.
 
-While the search runs, the file is rewritten as each trial ends (``search.live_study``),
-with the trials ended so far, so that optuna-dashboard follows the search.
+While the search runs, each trial is added to the file as it ends (``search.live_study``:
+:func:`open_study` and :func:`add_record`, one trial's rows, never the earlier ones), so
+that optuna-dashboard follows the search; the export then rewrites the file whole, in
+start order (:func:`build_study`, :func:`write_study`).
 
 Each trial: its params with the space's real distributions (replayed through the
 define-by-run function), the metric per fidelity as intermediate values, the final
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 
     from rt3d_tune.space.space import SearchSpace
 
-__all__ = ["STUDY_DB", "build_study", "write_study"]
+__all__ = ["STUDY_DB", "add_record", "build_study", "open_study", "write_study"]
 
 STUDY_DB = "study.db"
 
@@ -50,33 +52,58 @@ def build_study(
     """
     import optuna
 
-    from rt3d_tune.space.sampling import define_by_run
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction=_direction(space),
+                                sampler=optuna.samplers.RandomSampler(0))
+    for rec in records.values():
+        add_record(study, space, rec)
+    return study
+
+
+def open_study(run_dir: Path, space: SearchSpace, study_name: str) -> optuna.Study:
+    """The study in ``run_dir/study.db``, created empty where there is none, for adding
+    trials one at a time (:func:`add_record`); each addition is its own transactions,
+    so a reader sees the trials added so far."""
+    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    direction = "maximize" if space.mode == "max" else "minimize"
-    study = optuna.create_study(direction=direction, sampler=optuna.samplers.RandomSampler(0))
-    for rec in records.values():
-        if rec.baseline and not rec.params:
-            continue
-        study.enqueue_trial(rec.params, skip_if_exists=False)
-        trial = study.ask()
-        define_by_run(trial, space)
-        trial.set_user_attr("status", rec.status)
-        trial.set_user_attr("ray_trial_id", rec.trial_id)
-        if rec.baseline:
-            trial.set_user_attr("baseline", True)
-        if rec.error:
-            trial.set_user_attr("error", rec.error[:500])
-        for fidelity in sorted(rec.results):
-            value = rec.metric(space.metric, fidelity)
-            if value is not None:
-                trial.report(value, fidelity)
-        value = rec.metric(space.metric)
-        if rec.status in (recorder.TERMINATED, recorder.EARLY_STOPPED) and value is not None:
-            study.tell(trial, value)
-        else:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    return study
+    return optuna.create_study(storage=f"sqlite:///{Path(run_dir, STUDY_DB)}",
+                               study_name=study_name, direction=_direction(space),
+                               sampler=optuna.samplers.RandomSampler(0), load_if_exists=True)
+
+
+def add_record(study: optuna.Study, space: SearchSpace, rec: recorder.TrialRecord) -> bool:
+    """Add one ended trial to ``study`` (through Optuna's public ask and tell); False for
+    a baseline outside the space, which is left out (the searcher never heard of it)."""
+    import optuna
+
+    from rt3d_tune.space.sampling import define_by_run
+
+    if rec.baseline and not rec.params:
+        return False
+    study.enqueue_trial(rec.params, skip_if_exists=False)
+    trial = study.ask()
+    define_by_run(trial, space)
+    trial.set_user_attr("status", rec.status)
+    trial.set_user_attr("ray_trial_id", rec.trial_id)
+    if rec.baseline:
+        trial.set_user_attr("baseline", True)
+    if rec.error:
+        trial.set_user_attr("error", rec.error[:500])
+    for fidelity in sorted(rec.results):
+        value = rec.metric(space.metric, fidelity)
+        if value is not None:
+            trial.report(value, fidelity)
+    value = rec.metric(space.metric)
+    if rec.status in (recorder.TERMINATED, recorder.EARLY_STOPPED) and value is not None:
+        study.tell(trial, value)
+    else:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return True
+
+
+def _direction(space: SearchSpace) -> str:
+    return "maximize" if space.mode == "max" else "minimize"
 
 
 def write_study(run_dir: Path, study: optuna.Study, study_name: str) -> Path:

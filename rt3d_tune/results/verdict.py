@@ -70,7 +70,8 @@ class Verdict:
     Attributes:
         metric, mode: the run's objective.
         winner_id, baseline_id: their search trials.
-        winner_text: the winner's params for people (``optimizer=AdamW, AdamW.lr=0.0008``).
+        winner_text: the winner as a person names it, its changes from the baseline
+            (``AdamW lr 0.0008236``, ``ParamLabels.short``).
         pairs: seed -> (winner's metric, baseline's metric).
         length: ``trial`` or ``full``: the length the pairs trained.
     """
@@ -179,6 +180,6 @@ def run_verdict(ctx: Any) -> Verdict | None:
                      length)
     if not pairs:
         return None
-    winner_text = ", ".join(run_labels(ctx).pairs(ctx.best.params))
+    winner_text = run_labels(ctx).short(ctx.best.params, base.params or None)
     return Verdict(ctx.info["metric"], ctx.info["mode"], ctx.best.trial_id, base.trial_id,
                    winner_text, pairs, length)

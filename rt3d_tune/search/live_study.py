@@ -1,10 +1,12 @@
 """``<run>/study.db`` kept current while the search runs, for optuna-dashboard.
 
-A Tune callback rewrites the study file from the recorded trials each time a trial
-ends (``results.study``: built from the records, written to a temporary file and
-renamed over the old one, so a reader never sees half a file), with the trials that
-have ended so far; the export at the end writes it once more with every trial. Follow a
-running search with ``optuna-dashboard sqlite:///RUN/study.db``.
+A Tune callback adds each trial to the SQLite study as it ends (``results.study``:
+:func:`~rt3d_tune.results.study.open_study` and
+:func:`~rt3d_tune.results.study.add_record`, Optuna's public ask and tell on its RDB
+storage): one trial's rows per end, the earlier trials untouched, so a search of n
+trials writes n trials, not n^2/2. SQLite's transactions mean a reader never sees half
+a trial. The export at the end rewrites the file once with every trial, in start order.
+Follow a running search with ``optuna-dashboard sqlite:///RUN/study.db``.
 """
 
 from __future__ import annotations
@@ -16,29 +18,42 @@ from typing import Any
 from ray.tune import Callback
 
 from rt3d_tune.results import recorder
-from rt3d_tune.results.study import build_study, write_study
+from rt3d_tune.results.study import add_record, open_study
 from rt3d_tune.space.space import SearchSpace
 
 __all__ = ["LiveStudy"]
 
 
 class LiveStudy(Callback):
-    """Rewrites ``run_dir/study.db`` with the ended trials whenever a trial ends.
+    """Adds each ended trial to ``run_dir/study.db`` when it ends.
 
     Runs after the ResultRecorder (list it later), which has recorded the end by then.
-    The file is a view: a write that fails warns and the search goes on.
+    Trials already in the file (a resumed search: by their ``ray_trial_id``) are not
+    added again. The file is a view: a write that fails warns and the search goes on.
     """
 
     def __init__(self, space: SearchSpace, run_dir: str | Path) -> None:
         self.space = space
         self.run_dir = Path(run_dir)
+        self._study: Any = None
+        self._added: set[str] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_study": None}  # a database connection does not pickle
 
     def _write(self) -> None:
-        ended = {tid: rec for tid, rec in recorder.load_records(self.run_dir).items()
-                 if rec.status != recorder.RUNNING}
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
-            write_study(self.run_dir, build_study(self.space, ended), self.run_dir.name)
-        except OSError as err:
+            if self._study is None:
+                self._study = open_study(self.run_dir, self.space, self.run_dir.name)
+                self._added = {t.user_attrs.get("ray_trial_id")
+                               for t in self._study.get_trials(deepcopy=False)}
+            for tid, rec in recorder.load_records(self.run_dir).items():
+                if rec.status != recorder.RUNNING and tid not in self._added:
+                    add_record(self._study, self.space, rec)
+                    self._added.add(tid)
+        except (OSError, SQLAlchemyError) as err:
             warnings.warn(f"{self.run_dir}: study.db not updated ({err})", stacklevel=2)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

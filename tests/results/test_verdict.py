@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from rt3d_tune.results import recorder
 from rt3d_tune.results.confirmation import ConfirmedConfig
@@ -16,6 +19,7 @@ from rt3d_tune.results.verdict import (
     outcome_of,
     paired_interval,
     pairs_of,
+    run_verdict,
 )
 
 # The issue's hand measurement of the quickstart: seeds 0, 1, 2.
@@ -89,3 +93,54 @@ def test_verdict_text_and_summary(winner, expected, words):
     assert summary["delta"] == pytest.approx(summary["winner"] - summary["baseline"])
     low, high = summary["ci95"]
     assert low < summary["delta"] < high
+
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "search_spaces" / "quickstart.yaml"
+BEV = REPO / "configs" / "pillar_bev" / "pillar_bev_synthetic.py"
+
+
+def _run(tmp_path: Path, space: dict, params: dict, base_params: dict) -> SimpleNamespace:
+    """An exported run's context as ``run_verdict`` reads it: the space's copies in the run
+    folder, the baseline and the winner confirmed on seeds 1, 2 (winner ahead by 0.07)."""
+    (tmp_path / "base_config.py").write_text(f"_base_ = [{str(BEV)!r}]\n")
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({**space, "base": str(BEV)}))
+    search = (_record("w", 0.40), _record("b", 0.33, baseline=True))
+    search[0].params, search[1].params = params, base_params
+    groups = [_group("w", {1: 0.41, 2: 0.42}), _group("b", {1: 0.34, 2: 0.35}, baseline=True)]
+    info = {"metric": "bev_mAP", "mode": "max", "common_seed": 0, "base_path": str(BEV)}
+    return SimpleNamespace(run_dir=tmp_path, info=info, best=search[0], confirmed=groups,
+                           records={"b": search[1], "w": search[0]})
+
+
+def test_the_verdict_names_a_choice_winner_by_its_branch_and_changed_params(tmp_path):
+    space = yaml.safe_load(QUICKSTART.read_text())
+    base_params = {"optimizer@choice": 1, "optimizer@1.lr": 0.0018, "lr_config@choice": 0}
+    lr = 0.0008236121944482092  # the issue's quickstart winner
+    ctx = _run(tmp_path, space, {**base_params, "optimizer@1.lr": lr}, base_params)
+    verdict = run_verdict(ctx)
+    assert verdict.text().startswith(
+        "AdamW lr 0.0008236 beats your config by +0.07 bev_mAP (95% CI ")
+    assert verdict.as_dict()["text"] == verdict.text()
+    # a changed schedule is named by its policy (the space's order); an unchanged one
+    # is left out
+    ctx.best.params = {**base_params, "optimizer@1.lr": lr, "lr_config@choice": 1}
+    assert run_verdict(ctx).text().startswith("CosineAnnealing, AdamW lr 0.0008236 beats")
+    # another branch: its type and every param drawn in it
+    ctx.best.params = {"optimizer@choice": 0, "optimizer@0.lr": 0.01234567,
+                       "optimizer@0.momentum": 0.9, "lr_config@choice": 0}
+    assert run_verdict(ctx).text().startswith("SGD lr 0.01235 momentum 0.9 beats")
+
+
+def test_the_verdict_names_a_numeric_winner_by_its_key_path(tmp_path):
+    space = {"metric": "bev_mAP", "mode": "max",
+             "space": {"optimizer.lr": {"loguniform": [1.0e-4, 1.0e-2]},
+                       "optimizer.weight_decay": {"uniform": [0.0, 0.1]}}}
+    base_params = {"optimizer.lr": 0.0018, "optimizer.weight_decay": 0.01}
+    ctx = _run(tmp_path, space, {"optimizer.lr": 0.000823612, "optimizer.weight_decay": 0.01},
+               base_params)
+    assert run_verdict(ctx).text().startswith("optimizer.lr 0.0008236 beats your config by")
+    # a baseline outside the space (no params): every param of the winner is named
+    ctx.records["b"].params = {}
+    assert run_verdict(ctx).text().startswith(
+        "optimizer.lr 0.0008236, optimizer.weight_decay 0.01 beats your config by")

@@ -6,6 +6,7 @@ through ``rt3d-tune export`` of the run with its recorded values rewritten;
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -21,6 +22,7 @@ from driver_kit import ends, search_args
 from rt3d_tune import cli
 from rt3d_tune.config import Config
 from rt3d_tune.results import recorder
+from rt3d_tune.results.param_labels import format_number
 from rt3d_tune.results.run_lock import lock_holder
 from rt3d_tune.results.verdict import BETTER, OUTCOMES, WITHIN_NOISE, WORSE
 from rt3d_tune.space.sampling import config_diff
@@ -139,6 +141,11 @@ def test_each_outcome_in_the_cli_and_summary(searched, tmp_path, capsys, winner,
     assert verdict["delta"] == pytest.approx(sum(winner) / 3 - sum(base) / 3)
     assert out[-1] == f"verdict: {verdict['text']}"
     assert "3 paired seeds" in out[-1]
+    # the winner as a person names it: its key path and value at 4 significant digits
+    name = f"optimizer.lr {format_number(summary['params']['optimizer.lr'])}"
+    assert (verdict["text"].startswith(f"{name} beats") if outcome == BETTER
+            else f"({name})" in verdict["text"])
+    assert html.escape(verdict["text"]) in (run_dir / "report.html").read_text()
 
 
 def test_confirm_length_full_trains_winner_and_baseline_at_the_base_length(ray_local,

@@ -35,8 +35,8 @@ def test_fixed_seed(tmp_path, trial_seed, seed, expected):
         sp.base_config.seed = seed
     assert fixed_seed(sp) == expected
     assert trial_overrides(sp, PARAMS).get("seed") == expected
-    # the default of 5 confirmation seeds (bench/verdict_seeds.py), none the trials' seed
-    assert len(set(confirm_seeds(sp))) == 5 and expected not in confirm_seeds(sp)
+    # the default of 7 confirmation seeds (bench/fidelity.py on BEV), none the trials' seed
+    assert len(set(confirm_seeds(sp))) == 7 and expected not in confirm_seeds(sp)
 
 
 def test_a_space_that_tunes_the_seed_keeps_it(tmp_path):
