@@ -33,7 +33,7 @@ path for two sections, and then the grid would no longer be exactly what a searc
 over this space trains. Each config x training seed {0, 1} is trained twice:
 
     * ``full``: the base length B (8 epochs): bev_mAP after every epoch, and the
-      cool-down probe (``rt3d_tune.runner.probe.cooldown_probe``, called as
+      cool-down probe (``rt3d_tune.backends.mmcv.probe.cooldown_probe``, called as
       ``TuneReportHook._probe`` calls it) at epochs T/4, T/2, B/4, B/2 (1, 2, 4);
     * ``scaled``: the schedule rescaled onto the trial budget T (``--trial-epochs``,
       4; ``build_trial_configs`` with ``stop: {max_epochs: T, schedule: scaled}``):

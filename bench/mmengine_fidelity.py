@@ -35,7 +35,7 @@ checkpoints off):
 
 Truth of a config = mean over the seeds of the full run's final accuracy. Each fidelity
 (plain or probe at a rung, the trial's final at T) of seed s is rank-correlated
-(Spearman, scipy, via ``fidelity.spearman``: no spread counts as 0) with the truth, mean
+(Spearman, scipy, via ``_fidelity.loading.spearman``: no spread counts as 0) with the truth, mean
 over s; the note gives each seed's figure and the fairer one against the OTHER seeds'
 full-length results (which share no noise with seed s, as the seed-to-seed figure:
 seed s's final against seed o's, mean over the pairs: what a second full run achieves).
@@ -68,7 +68,8 @@ from typing import Any
 
 import _common
 import yaml
-from fidelity import _worker_init, spearman
+from _fidelity.loading import spearman
+from _fidelity.training import worker_init
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_CONFIG = "configs/mmengine/pointnet_shapes.py"
@@ -223,7 +224,7 @@ def train_all(tasks: list[dict[str, Any]], folder: Path, workers: int) -> list[d
     context = multiprocessing.get_context("spawn")
     with (folder / "runs.csv").open("w", newline="", encoding="utf-8") as out, \
             concurrent.futures.ProcessPoolExecutor(
-                max_workers=workers, mp_context=context, initializer=_worker_init,
+                max_workers=workers, mp_context=context, initializer=worker_init,
                 initargs=(str(folder),)) as pool:
         writer = csv.DictWriter(out, fieldnames=FIELDS)
         writer.writeheader()

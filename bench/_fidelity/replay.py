@@ -108,8 +108,8 @@ def run_search(folder: Path, grid: Grid, base: Path, mode: Mode, search_seed: in
     from rt3d_tune.results.confirmation import ConfirmedConfig, select_top, winner
     from rt3d_tune.results.recorder import best_record, load_records
     from rt3d_tune.search.callbacks import ResultRecorder
-    from rt3d_tune.search.schedulers import rung_epochs
-    from rt3d_tune.search.searchers import max_fidelity, search_setup
+    from rt3d_tune.search.searchers import search_setup
+    from rt3d_tune.space.rungs import rung_epochs
     from rt3d_tune.space.trials import confirm_seeds, fixed_seed
 
     settings = grid.settings
@@ -129,7 +129,7 @@ def run_search(folder: Path, grid: Grid, base: Path, mode: Mode, search_seed: in
     trial_seed = fixed_seed(space)
     seeds = confirm_seeds(space)
     assert trial_seed in SEEDS and all(s in SEEDS for s in seeds), (trial_seed, seeds)
-    probes = (rung_epochs(space.scheduler, max_fidelity(space))
+    probes = (rung_epochs(space.scheduler, space.max_fidelity)
               if space.scheduler.probe != "none" else frozenset())
     assert set(probes) <= set(settings.rungs), (probes, settings.rungs)
     ids = {config["key"]: config["id"] for config in settings.configs}

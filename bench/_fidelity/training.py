@@ -55,9 +55,10 @@ class EpochProbeRecorder(Hook):
                             "probes": probes})
 
     def _probe(self, runner: Any, ratio: float) -> dict[str, Any]:
+        from rt3d_tune.backends.mmcv.probe import cooldown_probe
+        from rt3d_tune.backends.probe import probe_iters
         from rt3d_tune.runner.hooks.evaluation import EvalHook
         from rt3d_tune.runner.hooks.lr_updater import LrUpdaterHook
-        from rt3d_tune.runner.probe import cooldown_probe, probe_iters
 
         lr_hook = next((h for h in runner.hooks if isinstance(h, LrUpdaterHook)), None)
         eval_hook = next(h for h in runner.hooks if isinstance(h, EvalHook))
@@ -70,7 +71,7 @@ class EpochProbeRecorder(Hook):
         return {"metric": value, "iters": result.iters, "seconds": result.seconds}
 
 
-def _worker_init(log_dir: str) -> None:
+def worker_init(log_dir: str) -> None:
     """One torch thread; the runners' console output goes to a file per worker."""
     import torch
 
@@ -159,7 +160,7 @@ def train_runs(folder: Path, base: Path, settings: Settings,
         out.flush()
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_worker_init,
+            max_workers=workers, mp_context=context, initializer=worker_init,
             initargs=(str(log_dir),),
         ) as pool:
             futures = [pool.submit(train_run, task) for task in tasks]

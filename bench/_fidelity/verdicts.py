@@ -34,8 +34,9 @@ from _power import fewest_pairs, print_rates
 from _fidelity.grid import KINDS, METRIC, MODE, SEEDS
 from _fidelity.loading import Grid, Mode, load_grid
 from _fidelity.training import train_runs
+from rt3d_tune.backends.base import DEFAULT_PROBE_RATIO
 from rt3d_tune.results.verdict import WITHIN_NOISE, outcome_of, paired_interval
-from rt3d_tune.space.sections import DEFAULT_PROBE_RATIO, Confirm
+from rt3d_tune.space.sections import Confirm
 
 
 def verdict_mode(modes: list[Mode]) -> Mode:
