@@ -2,7 +2,8 @@
 
 ``mmcv`` trains with rt3d-tune's mmcv-style runner (``rt3d_tune.runner``, the default);
 ``mmengine`` with mmengine's own Runner (OpenMMLab 2.x configs). ``report`` is what both
-tell Tune. The rest of the package asks "which backend" once, here:
+tell Tune, ``probe`` the cool-down probe core both run. The rest of the package asks
+"which backend" once, here:
 
 * :func:`backend_for` -- the backend that reads a config (the first registered one that
   :meth:`~rt3d_tune.backends.base.Backend.detects` it; ``mmcv`` otherwise);

@@ -1,7 +1,12 @@
-"""The training runner: registry-driven runners, hooks, optimizers and checkpoints.
+"""The training runner of the ``mmcv`` backend: registry-driven runners, hooks,
+optimizers and checkpoints, the way mmcv 1.x trains.
 
-``build_runner(cfg)`` is the entry point; importing this package registers
-EpochBasedRunner and IterBasedRunner in RUNNERS.
+``build_runner(cfg)`` (``builder``) is the entry point; importing this package registers
+EpochBasedRunner and IterBasedRunner in RUNNERS. ``hooks/`` holds one module per hook
+family (LR and momentum updaters, optimizer, evaluation, checkpoint, EMA, loggers);
+``optimizer`` the optimizer builder and constructors; ``checkpoint_io``, ``data``,
+``dist``, ``log_buffer``, ``priority``, ``progress``, ``train`` (``rt3d-tune train``).
+The adapter that makes it a backend is :mod:`rt3d_tune.backends.mmcv`.
 """
 
 from rt3d_tune.runner.base import BaseRunner

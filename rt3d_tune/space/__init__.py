@@ -1,11 +1,15 @@
-"""The search space file, pure: schema, domains, key paths, sampling, overrides, validate.
+"""The search space file: schema, domains, sampling, overrides, sections, validate.
 
-Everything here runs before Ray starts and imports neither Ray nor torch at import time
-(``validate`` imports torch inside the functions that build optimizers and hooks):
-``load_space`` parses and checks a space file against its base config, ``sampling``
-turns sampled params into config overrides and diffs, ``validate`` builds sample trial
-configs against the real model. The Ray side is :mod:`rt3d_tune.search`; what a run
-leaves on disk is read and written by :mod:`rt3d_tune.results`.
+Everything here runs before Ray starts and imports neither Ray nor torch itself:
+``load_space`` (``space``) parses and checks a space file against its base config and
+resolves its backend; ``schema``, ``domains``, ``params``, ``sections`` (the ``search``,
+``scheduler``, ``stop``, ``resources``, ``confirm`` sections), ``sampling`` (sampled
+params into config overrides and diffs), ``trials`` (a trial's overrides and config),
+``baseline`` (the base config as a trial), ``bounds``, ``rungs`` (where a Tune scheduler
+compares trials), and ``validate`` (a dry run: sample trial configs built and checked by
+their backend, which imports torch inside its functions). The Ray side is
+:mod:`rt3d_tune.search`; what a run leaves on disk is read and written by
+:mod:`rt3d_tune.results`.
 """
 
 from __future__ import annotations
