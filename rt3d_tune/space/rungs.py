@@ -1,8 +1,9 @@
 """Where a Tune scheduler compares trials: its rungs, from the space's ``scheduler`` section.
 
 Pure (no Ray): ``validate`` prints the rungs and the trial's report hook runs a cool-down
-probe at each. ASHA's rungs re-derive Ray's private bracket arithmetic; the tests check
-them against the installed Ray's decisions, driven through its public scheduler API.
+probe at each. ASHA's and HyperBand's rungs re-derive Ray's private bracket arithmetic;
+the tests check them against the installed Ray's decisions, driven through its public
+scheduler API.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import yaml
 from rt3d_tune.config import Config
 from rt3d_tune.search.schedulers import build_scheduler, clip_to_domains, pbt_mutations
 from rt3d_tune.space.domains import Choice, Int, LogUniform
+from rt3d_tune.space.rungs import rung_epochs
 from rt3d_tune.space.space import SchedulerSettings, load_space
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,7 +83,6 @@ def test_pbt_exploits_and_the_trial_continues_with_the_new_params(ray_local, tmp
 def test_probe_epochs_are_the_asha_rungs_ray_decides_at(args, max_t):
     import math
 
-    from rt3d_tune.space.rungs import rung_epochs
 
     settings = SchedulerSettings("asha", args)
     scheduler = build_scheduler(settings, metric="acc", mode="max", max_t=max_t)
@@ -140,15 +140,73 @@ def _asha_decision_epochs(settings: SchedulerSettings, max_t: int, strong: int =
 def test_probe_epochs_are_where_the_installed_ray_asha_decides(args, max_t):
     """rung_epochs re-derives the arithmetic of Ray's private ASHA bracket: checked here
     against the decisions of the installed Ray's scheduler, driven as Tune drives it."""
-    from rt3d_tune.space.rungs import rung_epochs
 
     settings = SchedulerSettings("asha", args)
     decided = _asha_decision_epochs(settings, max_t)
     assert decided and rung_epochs(settings, max_t) == decided
 
 
+def _hyperband_decision_epochs(settings: SchedulerSettings, max_t: int, trials: int = 120
+                               ) -> set[int]:
+    """The reports at which Ray's own HyperBand decides, found through its public scheduler
+    API alone, driven as Tune drives it with one trial running at a time: the scheduler
+    picks the next trial (``choose_trial_to_run``), the trial reports epoch by epoch until
+    the scheduler pauses it at a bracket's milestone (its peers have not reached it yet) or
+    stops it there (it lost the halving), and a controller stops the trials it is told to.
+    Enough trials fill every bracket of a band. Each trial's metric grows at its own rate,
+    so a halving has winners and losers."""
+    import random
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    class FakeTrial(SimpleNamespace):
+        __hash__ = object.__hash__  # the scheduler keys its brackets by trial
+        __eq__ = object.__eq__
+
+    scheduler = build_scheduler(settings, metric="acc", mode="max", max_t=max_t)
+
+    class Controller:
+        def stop_trial(self, trial: FakeTrial) -> None:
+            trial.status = Trial.TERMINATED
+            scheduler.on_trial_remove(self, trial)
+
+    controller, rng = Controller(), random.Random(0)
+    for i in range(trials):
+        scheduler.on_trial_add(controller, FakeTrial(
+            trial_id=f"t{i}", status=Trial.PENDING, is_saving=False, done=0, rate=rng.random()))
+    found: set[int] = set()
+    for _ in range(trials * max_t):
+        trial = scheduler.choose_trial_to_run(controller)
+        if trial is None:
+            break
+        trial.status = Trial.RUNNING
+        action = TrialScheduler.CONTINUE
+        while action == TrialScheduler.CONTINUE and trial.done < max_t:
+            trial.done += 1
+            action = scheduler.on_trial_result(controller, trial, {
+                "training_iteration": trial.done, "acc": trial.rate * trial.done})
+        if action == TrialScheduler.CONTINUE:  # ran to max_t
+            trial.status = Trial.TERMINATED
+            scheduler.on_trial_complete(controller, trial, {})
+            continue
+        if trial.done < max_t:
+            found.add(trial.done)
+        trial.status = Trial.PAUSED if action == TrialScheduler.PAUSE else Trial.TERMINATED
+    return found
+
+
+@pytest.mark.parametrize("eta, max_t", [(3, 9), (2, 8), (3, 27), (2, 12), (4, 20), (3, 10)])
+def test_probe_epochs_are_where_the_installed_ray_hyperband_decides(eta, max_t):
+    """rung_epochs re-derives HyperBand's bracket milestones: checked against the
+    decisions of the installed Ray's scheduler, driven as Tune drives it."""
+    settings = SchedulerSettings("hyperband", {"reduction_factor": eta})
+    decided = _hyperband_decision_epochs(settings, max_t)
+    assert decided and rung_epochs(settings, max_t) == decided
+
+
 def test_probe_epochs_of_hyperband_median_and_the_rest():
-    from rt3d_tune.space.rungs import rung_epochs
 
     # HyperBand, max_t 9, eta 3: brackets start at 9, 3, 1 and grow by 3 up to 9
     assert rung_epochs(SchedulerSettings("hyperband", {"reduction_factor": 3}), 9) == {1, 3}
