@@ -53,13 +53,19 @@ def short_value(value: Any) -> str:
     return format_number(value)
 
 
+def _tag(option: Any) -> str | None:
+    """An option's own name: its ``type``/``policy``; a list of such (a whole
+    ``param_scheduler``) their names joined by ``+``; else None."""
+    if isinstance(option, (list, tuple)):
+        names = [_tag(item) if isinstance(item, Mapping) else None for item in option]
+        return "+".join(names) if names and None not in names else None  # type: ignore[arg-type]
+    found = [option[k] for k in _BRANCH_KEYS if isinstance(option, Mapping) and k in option]
+    return found[0] if found and isinstance(found[0], str) else None
+
+
 def _tags(domain: Choice | Grid) -> list[str | None]:
-    """Each option's name: its ``type``/``policy`` (indexed when two options share
-    one), else None."""
-    names: list[str | None] = []
-    for option in domain.options:
-        found = [option[k] for k in _BRANCH_KEYS if isinstance(option, Mapping) and k in option]
-        names.append(found[0] if found and isinstance(found[0], str) else None)
+    """Each option's name (:func:`_tag`, indexed when two options share one), else None."""
+    names = [_tag(option) for option in domain.options]
     return [f"{n}#{i}" if n is not None and names.count(n) > 1 else n
             for i, n in enumerate(names)]
 
@@ -187,15 +193,22 @@ class ParamLabels:
 
         groups: dict[str, list[str]] = {}  # per choice or key path of the space
         for param in self.order(params):
-            label, _, is_index = self._walk(param)
+            label, domain, is_index = self._walk(param)
             words = groups.setdefault(param.split("@")[0], [])
             if is_index:
                 inside = f"{param[:-len('@choice')]}@{params[param]}."
                 if same(param) and all(same(p) for p in params if p.startswith(inside)):
                     continue
-                words.append(self.value(param, params[param]))
+                index, shown = params[param], self.value(param, params[param])
+                options = domain.options if isinstance(domain, (Choice, Grid)) else ()
+                named = _tags(domain)[index] if isinstance(index, int) \
+                    and 0 <= index < len(options) else None
+                # a branch without a name of its own says whose branch it is
+                words.append(shown if named is not None else f"{label} {shown}")
             elif not same(param):
                 sub = param.rpartition("@")[2].partition(".")[2] if "@" in param else ""
+                # inside a list branch, the key rather than its index: eta_min, not 1.eta_min
+                sub = ".".join(key for key in sub.split(".") if not key.isdigit())
                 words.append(f"{sub or label} {self.value(param, params[param])}")
         return ", ".join(" ".join(words) for words in groups.values() if words) \
             or "the base config"

@@ -144,3 +144,28 @@ def test_the_verdict_names_a_numeric_winner_by_its_key_path(tmp_path):
     ctx.records["b"].params = {}
     assert run_verdict(ctx).text().startswith(
         "optimizer.lr 0.0008236, optimizer.weight_decay 0.01 beats your config by")
+
+
+def test_the_verdict_names_whole_scheduler_lists_and_untyped_choices_as_a_person_reads_them():
+    """The mmengine quickstart's space: a choice among whole ``param_scheduler`` lists (named
+    by their schedulers), a parameter inside one of its entries (by its key, not its list
+    index) and a choice among a plain value and a mapping without a ``type`` (named by its
+    key path)."""
+    from rt3d_tune.results.param_labels import ParamLabels
+    from rt3d_tune.space.space import load_space
+
+    space = load_space(REPO / "search_spaces" / "mmengine_quickstart.yaml")
+    winner = {"optim_wrapper.clip_grad@choice": 1, "optim_wrapper.optimizer@choice": 1,
+              "optim_wrapper.optimizer@1.lr": 0.0016051911, "param_scheduler@choice": 0,
+              "param_scheduler@0.1.eta_min": 0.000195788972}
+    base = {"optim_wrapper.clip_grad@choice": 0, "optim_wrapper.optimizer@choice": 0,
+            "optim_wrapper.optimizer@0.lr": 0.01, "optim_wrapper.optimizer@0.momentum": 0.9,
+            "param_scheduler@choice": 0, "param_scheduler@0.1.eta_min": 0.0001}
+    labels = ParamLabels.for_params(space, [*winner, *base])
+    assert labels.short(winner, base) == ("AdamW lr 0.001605, LinearLR+CosineAnnealingLR "
+                                          "eta_min 0.0001958, optim_wrapper.clip_grad "
+                                          "{max_norm: 10}")
+    assert labels.value("param_scheduler@choice", 1) == "LinearLR+MultiStepLR"
+    # only the scheduler's parameter changed: the list is still named, the rest left out
+    assert labels.short({**base, "param_scheduler@0.1.eta_min": 0.0002}, base) == \
+        "LinearLR+CosineAnnealingLR eta_min 0.0002"
