@@ -219,10 +219,11 @@ def _plain(value: Any) -> Any:
 
 
 def first_lr(lr: Any) -> float:
-    """The first param group's LR of ``runner.current_lr()`` (a list, or a dict of
-    lists for several optimizers)."""
-    if isinstance(lr, dict):
-        lr = next(iter(lr.values()), [])
+    """The first param group's LR: of ``runner.current_lr()`` (a list, or a dict of lists
+    for several optimizers) or of mmengine's ``optim_wrapper.get_lr()`` (a dict of
+    lists); the first optimizer that has groups, NaN when none has."""
+    if isinstance(lr, Mapping):
+        lr = next((values for values in lr.values() if values), [])
     return float(lr[0]) if lr else float("nan")
 
 

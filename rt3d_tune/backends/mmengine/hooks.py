@@ -10,7 +10,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner.loops import IterBasedTrainLoop
 
 from rt3d_tune.backends.mmengine.losses import nonfinite_losses
-from rt3d_tune.backends.report import CHECKPOINT_FILE, Reporter
+from rt3d_tune.backends.report import CHECKPOINT_FILE, Reporter, first_lr
 from rt3d_tune.errors import DivergenceError
 from rt3d_tune.runner.hooks.logger.base import to_plain
 
@@ -61,15 +61,8 @@ class MMTuneReportHook(StopOnDivergence):
             {name: to_plain(value) for name, value in (metrics or {}).items()},
             fidelity=-(-done // interval), final=done >= total, epoch=int(runner.epoch),
             iteration=int(runner.iter), iters_per_epoch=len(runner.train_dataloader),
-            lr=_first_lr(runner.optim_wrapper.get_lr()),
+            lr=first_lr(runner.optim_wrapper.get_lr()),
             save=lambda folder: runner.save_checkpoint(
                 folder, CHECKPOINT_FILE,
                 meta={"epoch": int(runner.epoch), "iter": int(runner.iter)}),
             rank=self.rank, probe=probe)
-
-
-def _first_lr(lrs: Mapping[str, Any]) -> float:
-    for values in lrs.values():
-        if values:
-            return float(values[0])
-    return float("nan")
